@@ -1,0 +1,338 @@
+#!/usr/bin/env python3
+"""Calibrate photocheck's thresholds on generated event sets (rerunnable).
+
+    .venv/bin/python bench/calibrate.py                   # seeds 11..16, sets cached in /tmp
+    .venv/bin/python bench/calibrate.py --seeds 11 12 --photos 16 --workers 2
+
+For each CALIBRATION seed it generates an event set with ../shared/tools/make_event_set.py
+(if not already in --cache), runs the engine on every photo, matches detections to the truth
+boxes (IoU >= 0.3), encodes every detected face and every roster reference photo, and prints:
+  * detection recall by face-size bucket, false detections, timing
+  * for each detected face, the min distance to each listed student's references, split into
+    same-person / different-person pairs, by size bucket
+  * sharpness by size bucket
+  * a per-photo simulation of the verdict rules with the thresholds in models/thresholds.toml
+    (or --block/--review/--min-face-px/--min-sharpness overrides)
+
+Seeds 3 and 21+ are reserved for reporting: this script refuses them.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+sys.path.insert(0, str(REPO))
+
+BUCKETS = [(40, 60), (60, 100), (100, 200), (200, 10**9)]
+# (name, make_event_set extra args): mostly small faces, plus one set with the tool's default range.
+VARIANTS = {
+    "small": ["--face-px", "40:300"],
+    "default": [],  # 48:420
+}
+RESERVED = {3}
+
+
+def bucket(px: float) -> str:
+    for lo, hi in BUCKETS:
+        if lo <= px < hi:
+            return f"{lo}-{hi}" if hi < 10**9 else f"{lo}+"
+    return f"<{BUCKETS[0][0]}"
+
+
+BUCKET_NAMES = [f"<{BUCKETS[0][0]}"] + [f"{lo}-{hi}" if hi < 10**9 else f"{lo}+" for lo, hi in BUCKETS]
+
+
+def make_set(seed: int, variant: str, photos: int, cache: Path) -> Path:
+    out = cache / f"{variant}_s{seed}_n{photos}"
+    if (out / "truth.json").is_file():
+        return out
+    cmd = [sys.executable, str(SHARED / "tools" / "make_event_set.py"),
+           "--people", str(SHARED / "faces" / "people"), "--backdrops", str(SHARED / "faces" / "nofaces"),
+           "--photos", str(photos), "--seed", str(seed), "--out", str(out), *VARIANTS[variant]]
+    print("generating:", " ".join(cmd), file=sys.stderr)
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return out
+
+
+def load_upright(path: Path) -> np.ndarray:
+    from PIL import Image, ImageOps
+
+    with Image.open(path) as im:
+        return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+
+
+_ENGINE = None
+
+
+_OVERRIDES: dict = {}
+
+
+def _init(overrides: dict) -> None:
+    _OVERRIDES.update(overrides)
+
+
+def _engine():
+    """Engine with [detector] settings from thresholds.toml, optionally overridden (--set)."""
+    global _ENGINE
+    if _ENGINE is None:
+        import dataclasses
+
+        from photocheck.engine import FaceEngine
+        from photocheck.thresholds import load_thresholds
+        _ENGINE = FaceEngine(dataclasses.replace(load_thresholds().detector, **_OVERRIDES))
+    return _ENGINE
+
+
+def process_photo(args: tuple[str, list[dict]]) -> dict:
+    """Detect + encode one photo; match detections to truth. Runs in a worker process."""
+    from photocheck.engine import box_iou
+
+    path, truth_people = args
+    eng = _engine()
+    t0 = time.perf_counter()
+    rgb = load_upright(Path(path))
+    t1 = time.perf_counter()
+    dets = eng.detect(rgb)
+    t2 = time.perf_counter()
+    encs = eng.encode(rgb, dets)
+    t3 = time.perf_counter()
+    # Greedy matching by IoU (best pairs first).
+    pairs = sorted(((box_iou(tuple(p["box"]), d.box), i, j) for i, p in enumerate(truth_people)
+                    for j, d in enumerate(dets)), reverse=True)
+    t_used, d_used, match = set(), set(), {}
+    for iou, i, j in pairs:
+        if iou < 0.3:
+            break
+        if i in t_used or j in d_used:
+            continue
+        t_used.add(i), d_used.add(j)
+        match[j] = (i, iou)
+    faces = []
+    for j, d in enumerate(dets):
+        i, iou = match.get(j, (None, 0.0))
+        p = truth_people[i] if i is not None else None
+        faces.append({"box": d.box, "width": d.width, "score": d.score, "sharpness": d.sharpness,
+                      "truth": i, "iou": iou, "student_id": p["student_id"] if p else None,
+                      "no_consent": p["no_consent"] if p else False,
+                      "truth_px": p["face_px"] if p else None, "enc": encs[j].tolist()})
+    missed = [dict(p, truth=i) for i, p in enumerate(truth_people) if i not in t_used]
+    return {"path": path, "size": rgb.shape[:2], "faces": faces, "missed": missed,
+            "t_decode": t1 - t0, "t_detect": t2 - t1, "t_encode": t3 - t2}
+
+
+def encode_references(set_dir: Path) -> dict[str, list[np.ndarray]]:
+    """Same rule enrolment will use: the largest detected face of each reference photo."""
+    eng = _engine()
+    refs: dict[str, list[np.ndarray]] = {}
+    for sdir in sorted((set_dir / "roster" / "photos").iterdir()):
+        for f in sorted(sdir.glob("*.jpg")):
+            rgb = load_upright(f)
+            dets = eng.detect(rgb)
+            if not dets:
+                print(f"warning: no face in reference {f}", file=sys.stderr)
+                continue
+            d = max(dets, key=lambda d: d.width)
+            refs.setdefault(sdir.name, []).append(eng.encode(rgb, [d])[0])
+    return refs
+
+
+def pct(a, q):
+    return float(np.percentile(a, q)) if len(a) else float("nan")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[11, 12, 13, 14, 15, 16])
+    ap.add_argument("--default-variant-seeds", type=int, nargs="*", default=[15, 16],
+                    help="seeds generated with the tool's default --face-px (48:420) instead of 40:300")
+    ap.add_argument("--photos", type=int, default=16)
+    ap.add_argument("--cache", type=Path, default=Path("/tmp/photocheck-calib"))
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--dump", type=Path, help="write all per-face results (with encodings) as JSON")
+    ap.add_argument("--load", type=Path, help="re-analyse a --dump instead of running the engine")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a [detector] setting for this run, e.g. --set encode_face_px=0")
+    ap.add_argument("--block", type=float)
+    ap.add_argument("--review", type=float)
+    ap.add_argument("--min-face-px", type=int)
+    ap.add_argument("--min-sharpness", type=float)
+    args = ap.parse_args(argv)
+
+    bad = [s for s in args.seeds if s in RESERVED or s >= 21]
+    if bad:
+        ap.error(f"seeds {bad} are reserved for reporting; calibrate on others (e.g. 11..16)")
+
+    from photocheck.thresholds import load_thresholds
+    th = load_thresholds()
+    block = args.block if args.block is not None else th.match.block_distance
+    review = args.review if args.review is not None else th.match.review_distance
+    min_px = args.min_face_px if args.min_face_px is not None else th.quality.min_face_px
+    min_sharp = args.min_sharpness if args.min_sharpness is not None else th.quality.min_sharpness
+
+    overrides = {}
+    for kv in args.set:
+        k, _, v = kv.partition("=")
+        cur = getattr(th.detector, k)
+        overrides[k] = (v.lower() in ("1", "true", "yes")) if isinstance(cur, bool) else type(cur)(v)
+    _init(overrides)
+
+    sets = []
+    all_photos = []
+    if args.load:
+        all_photos = json.loads(args.load.read_text())
+        sets = sorted({Path(p["set"]) for p in all_photos})
+    else:
+        args.cache.mkdir(parents=True, exist_ok=True)
+        sets = [make_set(s, "default" if s in args.default_variant_seeds else "small", args.photos, args.cache)
+                for s in args.seeds]
+    with ProcessPoolExecutor(args.workers, initializer=_init, initargs=(overrides,)) as pool:
+        for sd in ([] if args.load else sets):
+            truth = json.loads((sd / "truth.json").read_text())
+            refs = encode_references(sd)
+            jobs = [(str(sd / p["file"]), p["people"]) for p in truth["photos"]]
+            for res in pool.map(process_photo, jobs):
+                res["set"] = sd.name
+                res["listed"] = truth["no_consent"]
+                for f in res["faces"]:
+                    e = np.asarray(f["enc"])
+                    f["dist"] = {sid: float(min(np.linalg.norm(r - e) for r in rs)) for sid, rs in refs.items()}
+                all_photos.append(res)
+            missing_refs = set(truth["no_consent"]) - set(refs)
+            if missing_refs:
+                print(f"warning: {sd.name}: listed students without a usable reference: {missing_refs}")
+
+    if args.dump and not args.load:
+        args.dump.write_text(json.dumps(all_photos))
+
+    # ---------------------------------------------------------------- detection
+    print(f"\n== {len(sets)} sets, {len(all_photos)} photos: {', '.join(s.name for s in sets)}")
+    print(f"detector overrides: {overrides or 'none'}")
+    print(f"thresholds: block={block} review={review} min_face_px={min_px} min_sharpness={min_sharp}")
+    found = {b: 0 for b in BUCKET_NAMES}
+    total = {b: 0 for b in BUCKET_NAMES}
+    false_dets = []
+    ious = []
+    for ph in all_photos:
+        for f in ph["faces"]:
+            if f["truth"] is None:
+                false_dets.append(f)
+            else:
+                found[bucket(f["truth_px"])] += 1
+                total[bucket(f["truth_px"])] += 1
+                ious.append(f["iou"])
+        for m in ph["missed"]:
+            total[bucket(m["face_px"])] += 1
+    print("\n-- detection recall by true face width (px)")
+    for b in BUCKET_NAMES:
+        if total[b]:
+            print(f"  {b:>8}: {found[b]}/{total[b]} = {found[b] / total[b]:.3f}")
+    print(f"  all     : {sum(found.values())}/{sum(total.values())}; mean IoU vs truth box {np.mean(ious):.3f}")
+    print(f"  false detections: {len(false_dets)} in {len(all_photos)} photos; widths "
+          f"{sorted(int(f['width']) for f in false_dets)}; scores {sorted(round(f['score'], 2) for f in false_dets)}")
+    tsc = np.array([f["score"] for ph in all_photos for f in ph["faces"] if f["truth"] is not None])
+    print(f"  score of true faces: min {tsc.min():.3f} p1 {pct(tsc, 1):.3f} p5 {pct(tsc, 5):.3f} median {pct(tsc, 50):.3f}")
+    missed = [(ph["path"].split("/")[-1], m["face_px"], m["person"]) for ph in all_photos for m in ph["missed"]]
+    if missed:
+        print(f"  missed: {missed}")
+    td = np.array([ph["t_detect"] for ph in all_photos])
+    te = np.array([ph["t_encode"] for ph in all_photos])
+    tdec = np.array([ph["t_decode"] for ph in all_photos])
+    nf = np.array([len(ph["faces"]) for ph in all_photos])
+    print(f"  time/photo ({args.workers} workers, 1 ORT thread each): decode {tdec.mean():.2f}s, detect "
+          f"{td.mean():.2f}s (max {td.max():.2f}), encode {te.mean():.2f}s for {nf.mean():.1f} faces")
+
+    # ---------------------------------------------------------------- distances
+    same = {b: [] for b in BUCKET_NAMES}
+    diff = {b: [] for b in BUCKET_NAMES}
+    sharp = {b: [] for b in BUCKET_NAMES}
+    for ph in all_photos:
+        for f in ph["faces"]:
+            b = bucket(f["width"])  # by *detected* width: that is what screening sees
+            sharp[b].append(f["sharpness"])
+            for sid, d in f["dist"].items():
+                (same if f["student_id"] == sid else diff)[b].append(d)
+    print("\n-- min distance to a listed student's references, by detected face width")
+    print("   bucket    same-person: n  min   p50   p95   p99   max | diff-person: n  min   p1    p5")
+    for b in BUCKET_NAMES:
+        s, d = np.array(same[b]), np.array(diff[b])
+        if len(s) or len(d):
+            print(f"  {b:>8}  {len(s):4d} {pct(s, 0):.3f} {pct(s, 50):.3f} {pct(s, 95):.3f} {pct(s, 99):.3f} "
+                  f"{pct(s, 100):.3f} | {len(d):4d} {pct(d, 0):.3f} {pct(d, 1):.3f} {pct(d, 5):.3f}")
+    s_all = np.concatenate([np.array(v) for v in same.values()])
+    d_all = np.concatenate([np.array(v) for v in diff.values()])
+    print(f"       all  {len(s_all):4d} {pct(s_all, 0):.3f} {pct(s_all, 50):.3f} {pct(s_all, 95):.3f} "
+          f"{pct(s_all, 99):.3f} {pct(s_all, 100):.3f} | {len(d_all):4d} {pct(d_all, 0):.3f} "
+          f"{pct(d_all, 1):.3f} {pct(d_all, 5):.3f}")
+    print("\n-- sharpness (Laplacian variance, 64x64 grey crop) by detected width: min p1 p5 p50")
+    for b in BUCKET_NAMES:
+        v = np.array(sharp[b])
+        if len(v):
+            print(f"  {b:>8}: n={len(v)} {pct(v, 0):.1f} {pct(v, 1):.1f} {pct(v, 5):.1f} {pct(v, 50):.1f}")
+
+    # ---------------------------------------------------------------- verdict simulation
+    n = len(all_photos)
+    n_blocked = n_review = n_clear = false_block = listed_clear = 0
+    listed_faces = listed_ident = 0
+    reasons = {"uncertain": 0, "too_small": 0, "blurred": 0}
+    for ph in all_photos:
+        v = "clear"
+        has_listed = any(p.get("no_consent") for p in
+                         [f for f in ph["faces"] if f["truth"] is not None] + ph["missed"])
+        wrong_block = False
+        for f in ph["faces"]:
+            dmin_sid = min(f["dist"], key=f["dist"].get) if f["dist"] else None
+            dmin = f["dist"][dmin_sid] if dmin_sid else 9.0
+            if f["no_consent"]:
+                listed_faces += 1
+                listed_ident += f["dist"].get(f["student_id"], 9.0) <= block
+            if dmin <= block:
+                v = "blocked"
+                if f["student_id"] != dmin_sid:
+                    wrong_block = True
+            elif v != "blocked":
+                r = None
+                if dmin <= review:
+                    r = "uncertain"
+                elif f["width"] < min_px:
+                    r = "too_small"
+                elif f["sharpness"] < min_sharp:
+                    r = "blurred"
+                if r:
+                    v = "review"
+                    reasons[r] += 1
+        for m in ph["missed"]:
+            if m["no_consent"]:
+                listed_faces += 1
+        n_blocked += v == "blocked"
+        n_review += v == "review"
+        n_clear += v == "clear"
+        # A false block = photo blocked while no listed student is in it, or blocked for the wrong one only.
+        false_block += v == "blocked" and (not has_listed or wrong_block and not any(
+            f["no_consent"] and f["dist"].get(f["student_id"], 9) <= block for f in ph["faces"]))
+        listed_clear += v == "clear" and has_listed
+    print("\n-- per-photo simulation")
+    print(f"  blocked {n_blocked}, review {n_review} ({n_review / n:.1%}), clear {n_clear} of {n}")
+    print(f"  false blocks {false_block} ({false_block / n:.1%}); photos with a listed student left clear: "
+          f"{listed_clear}")
+    # Blocks hide review cost (a blocked photo is not counted as review); in a real school few students
+    # are listed, so also report: photos that would need review because of a NON-listed face alone.
+    n_rev_nl = sum(any(not f["no_consent"] and (
+        (min(f["dist"].values()) if f["dist"] else 9.0) <= review or f["width"] < min_px or f["sharpness"] < min_sharp)
+        for f in ph["faces"]) for ph in all_photos)
+    print(f"  photos needing review because of a non-listed face alone: {n_rev_nl} ({n_rev_nl / n:.1%})")
+    print(f"  listed faces identified (<= block): {listed_ident}/{listed_faces} "
+          f"({listed_ident / max(1, listed_faces):.1%}); review-face reasons {reasons}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""`photocheck roster ...`: the no-consent list."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from photocheck.cli.common import EXIT_ATTENTION, DbOption, console, fail, open_db
+from photocheck.config import current_user
+from photocheck.roster import RosterError
+from photocheck.students import import_roster, list_students
+
+app = typer.Typer(help="Import and show the list of students without photo consent.", no_args_is_help=True)
+
+
+@app.command("import")
+def import_(
+    file: Annotated[Path, typer.Argument(help="Roster CSV: canonical columns "
+                                         "student_id,first_name,last_name,campus,grade,opt_out, or an SIS "
+                                         "export with --mapping.", show_default=False)],
+    mapping: Annotated[Path | None, typer.Option(
+        "--mapping", metavar="FILE",
+        help="TOML file mapping an SIS export onto the canonical columns "
+             "(shipped: roster/mappings/oneroster.toml, roster/mappings/powerschool.toml).")] = None,
+    db: DbOption = None,
+    as_user: Annotated[str | None, typer.Option("--as", metavar="USER", help="Who is importing "
+                                                "(default: $PHOTOCHECK_USER, else the OS user).")] = None,
+) -> None:
+    """Import the no-consent list, replacing the previous one.
+
+    All or nothing: a file with any bad row imports nothing and every problem is printed with
+    its file, line and column. Students no longer on the list are removed together with their
+    reference photos and encodings.
+    """
+    for path in (file, mapping):
+        if path is not None and not path.is_file():
+            fail(f"no such file: {path}")
+    database = open_db(db)
+    try:
+        changes = import_roster(database, file, mapping_path=mapping, user=current_user(as_user))
+    except RosterError as exc:
+        console.print(f"[bold red]roster not imported[/] — nothing was changed:\n{escape(str(exc))}", highlight=False)
+        raise typer.Exit(EXIT_ATTENTION)
+    console.print(f"Imported {changes.total} listed student(s) from {escape(str(file))}: "
+                  f"{len(changes.added)} added, {len(changes.changed)} changed, {len(changes.removed)} removed, "
+                  f"{changes.unchanged} unchanged.", highlight=False)
+    for label, ids in (("added", changes.added), ("changed", changes.changed), ("removed", changes.removed)):
+        if ids:
+            console.print(f"  {label}: {escape(', '.join(ids))}", highlight=False)
+    if changes.removed:
+        console.print("  Removed students' reference photos and encodings were deleted.")
+    if changes.added:
+        console.print("Next: enroll reference photos for new students with `photocheck enroll DIR`.")
+
+
+@app.command("list")
+def list_(db: DbOption = None) -> None:
+    """Show each listed student and whether they are enrolled (have a usable reference photo)."""
+    from photocheck.engine import model_info
+
+    database = open_db(db)
+    students = list_students(database, model_info()["encoder"]["name"])
+    table = Table(title=f"No-consent list ({len(students)} students)")
+    for col in ("student id", "name", "campus", "grade", "opt-out", "references", "status"):
+        table.add_column(col)
+    for st in students:
+        status = "[green]enrolled[/]" if st.protected else "[bold red]UNPROTECTED[/]"
+        table.add_row(escape(st.student_id), escape(st.name), escape(st.campus), escape(st.grade),
+                      escape(st.opt_out), str(st.references), status)
+    console.print(table)
+    unprotected = [st.student_id for st in students if not st.protected]
+    if unprotected:
+        console.print(f"[bold red]{len(unprotected)} student(s) have no usable reference photo[/]: every photo "
+                      "with a face will need review until they are enrolled.")

@@ -1,0 +1,96 @@
+"""`photocheck scan PATH...`."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from photocheck.cli.common import EXIT_ATTENTION, DbOption, console, err_console, fail, open_db
+from photocheck.config import current_user
+from photocheck.results import PhotoResult, Verdict
+from photocheck.scan import ScanSetupError, scan as run_scan
+
+STYLE = {Verdict.BLOCKED: "bold red", Verdict.ERROR: "bold magenta", Verdict.REVIEW: "yellow",
+         Verdict.CLEAR: "green"}
+
+
+def scan(
+    paths: Annotated[list[Path], typer.Argument(metavar="PATH...", help="Photos or folders (searched recursively).",
+                                                show_default=False)],
+    json_out: Annotated[Path | None, typer.Option("--json", metavar="FILE", help="Write the JSON report here.")] = None,
+    csv_out: Annotated[Path | None, typer.Option("--csv", metavar="FILE", help="Write a CSV, one row per photo.")] = None,
+    html_out: Annotated[Path | None, typer.Option("--html", metavar="FILE",
+                                                  help="Write a self-contained HTML contact sheet.")] = None,
+    jobs: Annotated[int | None, typer.Option("--jobs", "-j", min=1, help="Worker processes (default: one per core).",
+                                             show_default=False)] = None,
+    db: DbOption = None,
+    as_user: Annotated[str | None, typer.Option("--as", metavar="USER", help="Who runs the scan "
+                                                "(default: $PHOTOCHECK_USER, else the OS user).")] = None,
+) -> None:
+    """Screen photos for students on the no-consent list.
+
+    Each photo gets a verdict: BLOCKED (a listed student identified), REVIEW (a face that
+    could be a listed student, too small or blurred to rule out, or any face while a listed
+    student has no reference photo), CLEAR (every face checked, none listed) or ERROR (the
+    file could not be read). Every photo, clear ones included, goes to the sign-off queue:
+    a second person must review it before publication.
+
+    Exit status: 0 all clear, 1 anything blocked, in review or in error, 2 usage or
+    configuration error.
+    """
+    database = open_db(db)
+    progress = Progress(TextColumn("Screening"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[last]}"),
+                        TimeRemainingColumn(), console=err_console, transient=True)
+    task = None
+
+    def started(total: int) -> None:
+        nonlocal task
+        task = progress.add_task("scan", total=total, last="")
+
+    def screened(result: PhotoResult) -> None:
+        progress.update(task, advance=1, last=Path(result.path).name)
+        if result.verdict in (Verdict.BLOCKED, Verdict.ERROR):
+            progress.console.print(f"[{STYLE[result.verdict]}]{result.verdict.value.upper():7}[/] "
+                                   f"{escape(result.path)}: {escape('; '.join(result.reasons))}", highlight=False)
+
+    try:
+        with progress:
+            outcome = run_scan(database, paths, owner=current_user(as_user), jobs=jobs,
+                               on_start=started, on_photo=screened)
+    except ScanSetupError as exc:
+        fail(str(exc))
+    summary = outcome.summary
+
+    from photocheck.reports import write_reports
+
+    write_reports(summary, json=json_out, csv=csv_out, html=html_out)
+    for s in outcome.skipped:
+        err_console.print(f"[dim]skipped {escape(s.path)}: {escape(s.reason)}[/]", highlight=False)
+
+    counts = summary.counts()
+    table = Table(title=f"Scan {summary.scan_id}: {len(summary.photos)} photo(s)")
+    table.add_column("verdict")
+    table.add_column("photos", justify="right")
+    table.add_column("meaning")
+    meaning = {
+        Verdict.BLOCKED: "a listed student is in the photo: do not publish",
+        Verdict.REVIEW: "a face could not be ruled out: look closely",
+        Verdict.ERROR: "file could not be screened: fix or exclude it",
+        Verdict.CLEAR: "no listed student found: still needs sign-off",
+    }
+    for v in (Verdict.BLOCKED, Verdict.REVIEW, Verdict.ERROR, Verdict.CLEAR):
+        table.add_row(f"[{STYLE[v]}]{v.value}[/]", str(counts[v.value]), meaning[v])
+    console.print(table)
+    if summary.unprotected_students:
+        console.print(f"[bold red]UNPROTECTED[/]: {escape(', '.join(summary.unprotected_students))} have no usable "
+                      "reference photo; photos with faces were sent to review.", highlight=False)
+    for label, path in (("JSON", json_out), ("CSV", csv_out), ("HTML", html_out)):
+        if path:
+            console.print(f"{label} report: {escape(str(path))}", highlight=False)
+    console.print(f"All {len(summary.photos)} photo(s) are pending a second person's sign-off.")
+    if counts["blocked"] or counts["review"] or counts["error"]:
+        raise typer.Exit(EXIT_ATTENTION)

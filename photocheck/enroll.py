@@ -1,0 +1,132 @@
+"""Enrolment: quality-checked reference photos of listed students become reference encodings.
+
+Only students on the no-consent list are enrolled: a photo of anyone else is skipped, so no
+bystander's biometric data is ever stored.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from sqlalchemy import select
+
+from photocheck.db import Database
+from photocheck.db.models import ReferenceEncoding, ReferencePhoto, Student
+from photocheck.images import ImageError, iter_image_files, load_image
+
+
+@dataclass
+class EnrollOutcome:
+    student_id: str
+    path: str
+    accepted: bool
+    reason: str
+    face_px: int | None = None
+
+
+@dataclass
+class EnrollReport:
+    outcomes: list[EnrollOutcome] = field(default_factory=list)
+    not_listed: dict[str, list[str]] = field(default_factory=dict)  # folder/file id -> paths skipped
+    unprotected: list[str] = field(default_factory=list)  # listed students still without a usable reference
+
+    @property
+    def accepted(self) -> int:
+        return sum(o.accepted for o in self.outcomes)
+
+    @property
+    def rejected(self) -> int:
+        return sum(not o.accepted for o in self.outcomes)
+
+
+def find_reference_photos(root: Path) -> dict[str, list[Path]]:
+    """Reference photos by student id, from `root/<student_id>/*` or a flat `root/<student_id>.jpg`.
+
+    Picture-day exports are usually flat files named by student number; several photos per
+    student live in a folder named by the id.
+    """
+    found: dict[str, list[Path]] = {}
+    for path in iter_image_files([root]):
+        rel = path.relative_to(root)
+        sid = rel.parts[0] if len(rel.parts) > 1 else path.stem
+        found.setdefault(sid, []).append(path)
+    return found
+
+
+def check_reference(engine, thresholds, path: Path) -> tuple[EnrollOutcome, np.ndarray | None, str | None]:
+    """Quality-check one reference photo; returns the outcome, its encoding if accepted, and sha256."""
+    rules = thresholds.enroll
+    try:
+        img = load_image(path)
+    except ImageError as exc:
+        return EnrollOutcome("", str(path), False, f"unreadable: {exc}"), None, None
+    detections = engine.detect(img.rgb)
+    if not detections:
+        return EnrollOutcome("", str(path), False, "no face found"), None, img.sha256
+    if len(detections) > 1:
+        return (EnrollOutcome("", str(path), False,
+                              f"{len(detections)} faces found; a reference photo must show only the student"),
+                None, img.sha256)
+    det = detections[0]
+    width = det.box[1] - det.box[3]
+    if width < rules.min_face_px:
+        return (EnrollOutcome("", str(path), False, f"face too small ({width} px wide, need {rules.min_face_px})",
+                              width), None, img.sha256)
+    if det.sharpness < rules.min_sharpness:
+        return (EnrollOutcome("", str(path), False,
+                              f"face too blurred (sharpness {det.sharpness:.0f}, need {rules.min_sharpness:g})",
+                              width), None, img.sha256)
+    (encoding,) = engine.encode(img.rgb, [det])
+    return EnrollOutcome("", str(path), True, "accepted", width), encoding, img.sha256
+
+
+def enroll(
+    db: Database,
+    root: Path,
+    *,
+    engine=None,
+    thresholds=None,
+    on_photo: Callable[[EnrollOutcome], None] | None = None,
+) -> EnrollReport:
+    """Enroll every reference photo under `root` for students on the no-consent list."""
+    from photocheck.engine import FaceEngine
+    from photocheck.thresholds import load_thresholds
+
+    thresholds = thresholds or load_thresholds()
+    engine = engine or FaceEngine()
+    model = engine.model_info()["encoder"]
+    report = EnrollReport()
+    photos = find_reference_photos(root)
+    with db.session() as s:
+        listed = {st.student_id: st.id for st in s.scalars(select(Student))}
+    for sid, paths in sorted(photos.items()):
+        if sid not in listed:
+            report.not_listed[sid] = [str(p) for p in paths]
+            continue
+        for path in paths:
+            outcome, encoding, sha = check_reference(engine, thresholds, path)
+            outcome.student_id = sid
+            # One transaction per photo: a crash keeps every photo enrolled before it.
+            with db.session() as s:
+                if sha is not None:
+                    old = s.scalar(select(ReferencePhoto).where(ReferencePhoto.student_pk == listed[sid],
+                                                                ReferencePhoto.sha256 == sha))
+                    if old is not None:
+                        s.delete(old)
+                        s.flush()
+                    ref = ReferencePhoto(student_pk=listed[sid], path=str(path), sha256=sha,
+                                         accepted=outcome.accepted, reason=outcome.reason, face_px=outcome.face_px)
+                    if encoding is not None:
+                        ref.encoding = ReferenceEncoding(
+                            student_pk=listed[sid], model_name=model["name"], model_version=model["version"],
+                            vector=np.asarray(encoding, dtype="<f8").tobytes())
+                    s.add(ref)
+            report.outcomes.append(outcome)
+            if on_photo:
+                on_photo(outcome)
+    from photocheck.students import list_students
+
+    report.unprotected = [st.student_id for st in list_students(db, model["name"]) if not st.protected]
+    return report

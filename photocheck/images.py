@@ -1,0 +1,519 @@
+"""Decode photos into upright 8-bit RGB arrays, or fail loudly.
+
+Safety rule: a file that cannot be decoded completely and unambiguously raises
+ImageError with a human reason. It must never come back as an empty or partial
+picture, because the screener would then report "no faces" for a photo nobody
+has looked at.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import stat
+import struct
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFile
+
+log = logging.getLogger(__name__)
+
+# Our own ceiling on decoded pixels (checked on the header, before decoding).
+# PIL's own bomb limit (Image.MAX_IMAGE_PIXELS, ~89 MP by default) is honoured as
+# well -- its warning is treated as an error -- so the effective limit is the lower
+# of the two; see effective_pixel_limit().
+MAX_PIXELS = 200_000_000
+
+IMAGE_EXTENSIONS = frozenset(
+    ".jpg .jpeg .jpe .png .webp .tif .tiff .heic .heif .avif .gif .bmp .mpo".split()
+)
+
+# Sniffed kind -> PIL formats allowed to open it. Anything else PIL could open
+# (PSD, EPS, ICO, ...) is refused: fewer parsers, fewer surprises.
+_PIL_FORMATS: dict[str, tuple[str, ...]] = {
+    "JPEG": ("JPEG", "MPO"),  # jpeg_factory upgrades to MPO itself
+    "PNG": ("PNG",),
+    "GIF": ("GIF",),
+    "WEBP": ("WEBP",),
+    "TIFF": ("TIFF",),
+    "BMP": ("BMP",),
+    "HEIF": ("HEIF",),  # pillow-heif
+    "AVIF": ("AVIF",),  # Pillow's own AVIF plugin (pillow-heif 1.x has no AVIF decoder)
+}
+
+# EXIF orientation -> transpose that makes the stored pixels upright.
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+# Transparent pixels are composited on mid-grey: contrasts with both light and dark
+# skin and hair, so a face cut out on a transparent background stays detectable.
+_BACKGROUND = (128, 128, 128)
+
+_HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs", b"mif1", b"msf1"}
+_AVIF_BRANDS = {b"avif", b"avis"}
+
+
+class ImageError(Exception):
+    """The file cannot be screened; str(error) is the human reason."""
+
+
+@dataclass
+class LoadedImage:
+    rgb: np.ndarray      # upright H x W x 3 uint8 (possibly reduced, see scale)
+    width: int           # upright width of the full-resolution image
+    height: int          # upright height of the full-resolution image
+    format: str          # PIL format: JPEG, MPO, PNG, WEBP, TIFF, HEIF, AVIF, GIF, BMP
+    orientation: int     # EXIF orientation applied (1 if none)
+    sha256: str          # hex digest of the file bytes
+    scale: float = 1.0   # rgb pixels per original pixel; rgb coords / scale = original upright coords
+
+
+# --------------------------------------------------------------------------- sniffing
+
+def sniff_format(head: bytes) -> str | None:
+    """Image kind from the first bytes (>= 32 recommended), or None.
+
+    Returns one of JPEG, PNG, GIF, WEBP, TIFF, BMP, HEIF, AVIF. MPO starts like
+    JPEG and is reported as "JPEG" here; load_image tells them apart.
+    """
+    if head[:3] == b"\xff\xd8\xff":
+        return "JPEG"
+    if head[:8] == b"\x89PNG\r\n\x1a\n":
+        return "PNG"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "GIF"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):  # classic and BigTIFF
+        return "TIFF"
+    if head[:2] == b"BM" and len(head) >= 18 and struct.unpack_from("<I", head, 14)[0] in (12, 40, 52, 56, 64, 108, 124):
+        return "BMP"  # also check the DIB header size: "BM" alone is too common in text
+    if head[4:8] == b"ftyp":
+        box_len = struct.unpack_from(">I", head, 0)[0]
+        brands = {head[8:12]}
+        end = min(len(head), box_len if box_len >= 16 else len(head))
+        brands.update(head[i:i + 4] for i in range(16, end - 3, 4))
+        if brands & _HEIF_BRANDS and not ({head[8:12]} & _AVIF_BRANDS):
+            return "HEIF"
+        if brands & _AVIF_BRANDS:
+            return "AVIF"
+    return None
+
+
+def _header_dims(data: bytes, kind: str) -> tuple[int, int] | None:
+    """Width/height straight from the header, for formats where that is easy.
+
+    Lets us reject a bomb with its real dimensions before PIL even opens it.
+    Returns None when unknown; PIL's header is then checked after open.
+    """
+    try:
+        if kind == "PNG" and data[12:16] == b"IHDR":
+            return struct.unpack_from(">II", data, 16)
+        if kind == "GIF":
+            return struct.unpack_from("<HH", data, 6)
+        if kind == "BMP":
+            w, h = struct.unpack_from("<ii", data, 18)
+            return abs(w), abs(h)
+        if kind == "WEBP":
+            chunk = data[12:16]
+            if chunk == b"VP8X":
+                w = int.from_bytes(data[24:27], "little") + 1
+                h = int.from_bytes(data[27:30], "little") + 1
+                return w, h
+        if kind == "JPEG":
+            i = 2
+            while i + 9 < len(data):
+                if data[i] != 0xFF:
+                    return None
+                marker = data[i + 1]
+                if marker == 0xFF:  # fill byte
+                    i += 1
+                    continue
+                seg_len = struct.unpack_from(">H", data, i + 2)[0]
+                if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+                    h, w = struct.unpack_from(">HH", data, i + 5)
+                    return w, h
+                i += 2 + seg_len
+    except struct.error:
+        return None
+    return None
+
+
+def effective_pixel_limit() -> int:
+    """The lower of MAX_PIXELS and PIL's current Image.MAX_IMAGE_PIXELS (read, never changed)."""
+    pil = Image.MAX_IMAGE_PIXELS
+    return min(MAX_PIXELS, pil) if pil else MAX_PIXELS
+
+
+def _check_pixels(w: int, h: int) -> None:
+    limit = effective_pixel_limit()
+    if w * h > limit:
+        who = "" if limit == MAX_PIXELS else " (PIL's Image.MAX_IMAGE_PIXELS)"
+        raise ImageError(
+            f"decompression bomb: {w}x{h} = {w * h / 1e6:.0f} MP exceeds the "
+            f"{limit / 1e6:.0f} MP limit{who}"
+        )
+    if w <= 0 or h <= 0:
+        raise ImageError(f"invalid image size {w}x{h}")
+
+
+# --------------------------------------------------------------------------- HEIF
+
+_heif_lock = threading.Lock()
+_heif_state: str | None = None  # None = not tried, "" = registered, else the import error
+
+
+def _ensure_heif() -> None:
+    """Register pillow-heif's opener on first need (importing it is slow and global)."""
+    global _heif_state
+    with _heif_lock:
+        if _heif_state is None:
+            try:
+                from pillow_heif import register_heif_opener
+
+                register_heif_opener()
+                _heif_state = ""
+            except Exception as e:  # pragma: no cover - depends on the install
+                _heif_state = f"{type(e).__name__}: {e}"
+    if _heif_state:
+        raise ImageError(f"HEIF support unavailable ({_heif_state})")
+
+
+# --------------------------------------------------------------------------- loading
+
+def load_image(path: str | os.PathLike, *, max_side: int | None = None) -> LoadedImage:
+    """Decode `path` fully into an upright RGB array, or raise ImageError.
+
+    The file is read once; the hash and the pixels come from the same bytes, so
+    a file changing under us cannot get a hash of one version and faces of another.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise ImageError(f"cannot read file: {e.strerror or e}") from e
+    sha = hashlib.sha256(data).hexdigest()
+
+    if not data:
+        raise ImageError("not an image (zero bytes)")
+    kind = sniff_format(data[:64])
+    if kind is None:
+        raise ImageError(f"not an image (unrecognised content, starts with {data[:8]!r})")
+    if kind == "HEIF":
+        _ensure_heif()
+    dims = _header_dims(data, kind)
+    if dims:
+        _check_pixels(*dims)
+
+    Image.init()
+    formats = [f for f in _PIL_FORMATS[kind] if f in Image.OPEN]
+    if not formats:
+        raise ImageError(f"{kind} support is not available in this installation")
+
+    # face_recognition sets this True at import; a truncated photo must be an
+    # error, not a half-grey picture with "no faces". Forced at every load and
+    # deliberately not restored (restoring could re-enable it under a
+    # concurrent decode in another thread).
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    try:
+        im = Image.open(io.BytesIO(data), formats=formats)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        # DecompressionBombWarning is only raised if someone set a warnings filter.
+        raise ImageError(f"decompression bomb: {e}") from e
+    except Exception as e:
+        raise ImageError(f"corrupt {kind}: {_describe(e)}") from e
+
+    with im:
+        fmt = im.format or kind
+        w, h = im.size
+        _check_pixels(w, h)  # also covers PIL's warning band (limit .. 2x limit)
+        _reject_multi_frame(im, fmt)
+
+        target = None
+        if max_side is not None and max(w, h) > max_side:
+            if max_side < 1:
+                raise ValueError("max_side must be >= 1")
+            s = max_side / max(w, h)
+            target = (max(1, round(w * s)), max(1, round(h * s)))
+            if fmt in ("JPEG", "MPO"):
+                # DCT scaling: decode at 1/2, 1/4 or 1/8 directly (never below target).
+                try:
+                    im.draft(None, target)
+                except Exception:
+                    pass  # draft is only an optimisation
+
+        ImageFile.LOAD_TRUNCATED_IMAGES = False
+        try:
+            im.load()
+        except MemoryError as e:
+            raise ImageError(f"out of memory decoding {fmt} {w}x{h}") from e
+        except Exception as e:
+            msg = _describe(e)
+            if isinstance(e, EOFError) or "truncated" in msg.lower():
+                raise ImageError(f"truncated {fmt}: {msg}") from e
+            raise ImageError(f"corrupt {fmt}: {msg}") from e
+
+        # After load: a PNG eXIf chunk may follow the pixel data.
+        orientation, pre_rotated = _orientation(im)
+        try:
+            out = _to_rgb(im)
+        except ImageError:
+            raise
+        except Exception as e:
+            raise ImageError(f"cannot convert {fmt} mode {im.mode} to RGB: {_describe(e)}") from e
+
+    if target is not None and out.size != target:
+        out = out.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    if not pre_rotated:
+        if orientation in _TRANSPOSE:
+            out = out.transpose(_TRANSPOSE[orientation])
+        if orientation >= 5:
+            w, h = h, w
+
+    rgb = np.array(out, dtype=np.uint8)  # copy: writable, owns its memory
+    if rgb.ndim != 3 or rgb.shape[2] != 3:  # pragma: no cover - defensive
+        raise ImageError(f"internal: unexpected pixel array shape {rgb.shape}")
+    scale = rgb.shape[1] / w if target is not None else 1.0
+    return LoadedImage(rgb=rgb, width=w, height=h, format=fmt, orientation=orientation,
+                       sha256=sha, scale=scale)
+
+
+def _describe(e: BaseException) -> str:
+    return str(e) or type(e).__name__
+
+
+def _reject_multi_frame(im: Image.Image, fmt: str) -> None:
+    """Only the first frame would be screened, so several frames is an error.
+
+    MPO is the exception: its extra frames are the stereo pair / preview of the
+    primary image (same scene), and we screen the primary.
+    """
+    if fmt == "MPO":
+        return
+    try:
+        n = int(getattr(im, "n_frames", 1) or 1)
+    except Exception as e:
+        raise ImageError(f"corrupt {fmt}: cannot count frames: {_describe(e)}") from e
+    if n <= 1:
+        return
+    if fmt == "TIFF":
+        raise ImageError(f"multi-page TIFF with {n} pages: split the pages to screen them")
+    if fmt in ("HEIF", "AVIF"):
+        raise ImageError(f"{fmt} with {n} images: export them to screen them")
+    raise ImageError(f"animated image with {n} frames: export the frames to screen them")
+
+
+def _orientation(im: Image.Image) -> tuple[int, bool]:
+    """(EXIF / TIFF / XMP orientation, 1 if absent; True if the decoder already applied it).
+
+    Unreadable EXIF is an ImageError rather than "assume upright": the face
+    detectors miss faces turned 90 degrees, so guessing wrong could pass a
+    protected child's face; an error sends the photo to a human instead.
+    Value 0 ("unknown", written by some software) is treated as 1, as viewers do.
+    """
+    raw = im.info.get("exif")
+    if isinstance(raw, (bytes, bytearray)) and raw:
+        body = raw[6:] if raw[:6] == b"Exif\x00\x00" else raw
+        # PIL silently returns an empty Exif for a block it cannot parse, which
+        # would read as "upright"; a bad TIFF header means we really don't know.
+        if len(body) >= 8 and body[:4] not in (b"II*\x00", b"MM\x00*"):
+            raise ImageError("unreadable EXIF (bad header), orientation unknown")
+    try:
+        value = im.getexif().get(0x0112, 1)
+    except Exception as e:
+        raise ImageError(f"unreadable EXIF, orientation unknown: {_describe(e)}") from e
+    if im.format == "HEIF" and value in (0, 1, None):
+        # pillow-heif applies the rotation itself while decoding and resets the
+        # tag to 1; report what was applied, without applying it twice.
+        applied = im.info.get("original_orientation")
+        if isinstance(applied, int) and 1 <= applied <= 8:
+            return applied, True
+    if isinstance(value, (tuple, list)) and len(value) == 1:
+        value = value[0]
+    if value == 0 or value is None:
+        return 1, False
+    if not isinstance(value, int) or not 1 <= value <= 8:
+        raise ImageError(f"invalid EXIF orientation {value!r}")
+    return value, False
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    """Convert any decoded mode to 8-bit RGB without losing what a face looks like."""
+    mode = im.mode
+    if mode == "RGB":
+        return im
+    if mode in ("L", "1", "YCbCr", "HSV", "RGBX", "CMYK"):
+        # CMYK: PIL already un-inverts Adobe CMYK JPEGs at decode; this is the
+        # plain (profile-less) CMYK->RGB formula, good enough for detection.
+        return im.convert("RGB")
+    if mode == "P":
+        if "transparency" in im.info or im.palette and im.palette.mode == "RGBA":
+            return _flatten(im.convert("RGBA"))
+        return im.convert("RGB")
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        return _flatten(im.convert("RGBA"))
+    if mode == "LAB":
+        # PIL's plain convert() treats LAB as if it were RGB-ish; go through lcms.
+        from PIL import ImageCms
+
+        t = ImageCms.buildTransform(ImageCms.createProfile("LAB"), ImageCms.createProfile("sRGB"), "LAB", "RGB")
+        return ImageCms.applyTransform(im, t)
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        return Image.fromarray(_gray_to_u8(im), "L").convert("RGB")
+    # Unknown mode: try PIL's generic conversion, failing loudly.
+    return im.convert("RGB")
+
+
+def _flatten(rgba: Image.Image) -> Image.Image:
+    a = np.asarray(rgba)
+    if a[..., 3].max() == 0:
+        # Fully transparent everywhere is a broken alpha channel (e.g. 32-bit BMP
+        # with a zero X byte), not an invisible picture: keep the colour data.
+        return rgba.convert("RGB")
+    bg = Image.new("RGBA", rgba.size, _BACKGROUND + (255,))
+    return Image.alpha_composite(bg, rgba).convert("RGB")
+
+
+def _gray_to_u8(im: Image.Image) -> np.ndarray:
+    """Scale high-bit-depth grey to 0..255 by its bit depth (no clipping at 255)."""
+    a = np.asarray(im)
+    if im.mode == "F" or a.dtype.kind == "f":
+        a = np.nan_to_num(a.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        lo, hi = float(a.min()), float(a.max())
+        if lo >= 0.0 and hi <= 1.0:
+            return (a * 255.0 + 0.5).astype(np.uint8)
+        return _stretch(a, lo, hi)
+    a = a.astype(np.float64)
+    bits = 16 if im.mode.startswith("I;16") else None
+    tags = getattr(im, "tag_v2", None)  # TIFF: declared BitsPerSample
+    if tags is not None:
+        bps = tags.get(258)
+        if isinstance(bps, tuple):
+            bps = bps[0] if bps else None
+        if isinstance(bps, int) and 8 < bps <= 32:
+            bits = bps
+    if bits is None and im.format == "PNG":
+        bits = 16
+    lo, hi = float(a.min()), float(a.max())
+    if bits is not None and lo >= 0 and hi <= 2 ** bits - 1:
+        return (a * (255.0 / (2 ** bits - 1)) + 0.5).astype(np.uint8)
+    return _stretch(a, lo, hi)  # signed or unknown depth: full range of the data
+
+
+def _stretch(a: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    if hi <= lo:
+        return np.zeros(a.shape, np.uint8)
+    return ((a - lo) * (255.0 / (hi - lo)) + 0.5).clip(0, 255).astype(np.uint8)
+
+
+# --------------------------------------------------------------------------- walking
+
+SkipCallback = Callable[[Path, str], None]
+
+
+def _log_skip(path: Path, reason: str) -> None:
+    log.warning("skipped %s: %s", path, reason)
+
+
+def iter_image_files(paths: Iterable[str | os.PathLike], *,
+                     on_skip: SkipCallback | None = None) -> Iterator[Path]:
+    """Yield the image files to screen, in a stable (sorted) order.
+
+    Explicit file arguments are always yielded (load_image reports what is wrong
+    with them). Directories are walked recursively: hidden entries are skipped,
+    files are taken by image extension or by content signature, each real
+    directory is visited once (symlink loops end). Things passed over that might
+    matter -- unreadable directories, hidden images or directories, unreadable
+    files -- go to on_skip(path, reason) (default: a logged warning), so a scan
+    can say what it did not look at.
+    """
+    skip = on_skip or _log_skip
+    visited: set[tuple[int, int]] = set()
+    for p in paths:
+        p = Path(p)
+        if p.is_dir():
+            yield from _walk(p, visited, skip)
+        else:
+            yield p
+
+
+def _walk(root: Path, visited: set[tuple[int, int]], skip: SkipCallback) -> Iterator[Path]:
+    # Iterative depth-first walk (no recursion limit on deep trees), sorted by name.
+    stack: list[Iterator[os.DirEntry]] = []
+
+    def enter(d: Path) -> None:
+        try:
+            st = d.stat()
+            key = (st.st_dev, st.st_ino)
+            if key in visited:
+                skip(d, "directory already visited (symlink loop or duplicate)")
+                return
+            visited.add(key)
+            with os.scandir(d) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as e:
+            skip(d, f"unreadable directory: {e.strerror or e}")
+            return
+        stack.append(iter(entries))
+
+    enter(root)
+    while stack:
+        entry = next(stack[-1], None)
+        if entry is None:
+            stack.pop()
+            continue
+        path = Path(entry.path)
+        has_ext = path.suffix.lower() in IMAGE_EXTENSIONS
+        try:
+            is_dir = entry.is_dir()  # follows symlinks
+            is_file = not is_dir and entry.is_file()
+        except OSError as e:
+            skip(path, f"cannot stat: {e.strerror or e}")
+            continue
+        if entry.name.startswith("."):
+            if is_dir:
+                skip(path, "hidden directory")
+            elif has_ext:
+                skip(path, "hidden file")
+            continue
+        if is_dir:
+            enter(path)
+        elif is_file:
+            if has_ext:
+                yield path
+            else:
+                head = _read_head(path, skip)
+                if head is not None and sniff_format(head):
+                    yield path
+        elif has_ext:
+            # Broken symlink or special file with an image name: let load_image
+            # report it as an error rather than dropping it silently.
+            try:
+                mode = os.lstat(path).st_mode
+            except OSError:
+                mode = 0
+            if stat.S_ISLNK(mode):
+                yield path
+            else:
+                skip(path, "not a regular file")
+
+
+def _read_head(path: Path, skip: SkipCallback) -> bytes | None:
+    try:
+        with open(path, "rb") as f:
+            return f.read(64)
+    except OSError as e:
+        skip(path, f"unreadable file: {e.strerror or e}")
+        return None

@@ -1,0 +1,233 @@
+"""HTML contact sheet: one self-contained file a reviewer can open, scroll and print.
+
+No external URLs, no JavaScript: thumbnails are inline base64 JPEGs, CSS is in the file, and a
+Content-Security-Policy forbids anything else, so even an escaping slip could not load or run code.
+"""
+from __future__ import annotations
+
+import base64
+import functools
+import io
+import os
+from html import escape
+from pathlib import Path
+from typing import IO
+
+from PIL import Image, ImageOps
+
+from photocheck.reports._atomic import atomic_open
+from photocheck.reports.json_report import SIGN_OFF_NOTE, photocheck_version
+from photocheck.results import FaceResult, FaceStatus, PhotoResult, ScanSummary, Verdict
+
+# Most urgent first: blocked photos are what a reviewer must see; errors were never checked.
+VERDICT_ORDER = [Verdict.BLOCKED, Verdict.ERROR, Verdict.REVIEW, Verdict.CLEAR]
+
+_BOX_CLASS = {
+    FaceStatus.LISTED: "listed",
+    FaceStatus.UNCERTAIN: "review",
+    FaceStatus.TOO_SMALL: "review",
+    FaceStatus.UNPROTECTED: "review",
+    FaceStatus.NO_MATCH: "nomatch",
+}
+
+_CSS = """
+*{box-sizing:border-box}
+body{font:14px/1.4 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:16px;color:#111;background:#f4f4f4}
+header{background:#fff;border:1px solid #ccc;padding:12px 16px;margin-bottom:16px}
+h1{font-size:20px;margin:0 0 8px}
+.note{border:2px solid #b00000;background:#fff3f3;padding:8px 12px;font-weight:600}
+.warn{border:2px solid #b36b00;background:#fff8e6;padding:8px 12px}
+table.info{border-collapse:collapse;margin:8px 0}
+table.info th{text-align:left;padding:2px 12px 2px 0;vertical-align:top;color:#444;font-weight:600}
+table.info td{padding:2px 0;word-break:break-all}
+.counts span{margin-right:8px}
+.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(280px,1fr));gap:12px}
+.card{background:#fff;border:1px solid #ccc;border-top:6px solid #888;break-inside:avoid;page-break-inside:avoid}
+.card.blocked{border-top-color:#d00000}.card.error{border-top-color:#6a1b9a}
+.card.review{border-top-color:#e69500}.card.clear{border-top-color:#2e7d32}
+.thumb{position:relative;line-height:0;background:#ddd}
+.thumb img{display:block;width:100%;height:auto}
+.missing{display:flex;align-items:center;justify-content:center;min-height:160px;line-height:1.4;
+  padding:12px;color:#6a1b9a;text-align:center;word-break:break-word}
+.box{position:absolute;border-style:solid}
+.box.listed{border:3px solid #d00000}
+.box.review{border:2px solid #e69500}
+.box.nomatch{border:1px dashed #999}
+.box span{position:absolute;left:-3px;bottom:100%;font:600 11px/1.3 system-ui,sans-serif;
+  padding:0 3px;white-space:nowrap;color:#fff}
+.box.below span{bottom:auto;top:100%}
+.box.listed span{background:#d00000}.box.review span{background:#b36b00}
+.meta{padding:8px 10px}
+.badge{display:inline-block;padding:1px 8px;border-radius:3px;color:#fff;font-weight:700;
+  text-transform:uppercase;font-size:12px}
+.badge.blocked{background:#d00000}.badge.error{background:#6a1b9a}
+.badge.review{background:#b36b00}.badge.clear{background:#2e7d32}
+.meta ul{margin:6px 0;padding-left:18px}
+.path{font-family:ui-monospace,Consolas,monospace;font-size:12px;word-break:break-all;margin:6px 0 0;color:#333}
+.err{color:#6a1b9a;word-break:break-word}
+.faces{color:#333;margin:6px 0 0}
+@media print{
+  body{background:#fff;margin:0}
+  *{-webkit-print-color-adjust:exact;print-color-adjust:exact}
+  .grid{grid-template-columns:repeat(3,1fr)}
+}
+"""
+
+_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+
+
+def write_html(summary: ScanSummary, path: str | os.PathLike, *, thumbnail_px: int = 480) -> Path:
+    """Write the contact sheet atomically; returns the path written.
+
+    Cards are written one at a time so memory stays bounded for thousands of photos; an
+    unreadable or deleted photo gets a placeholder card instead of failing the report.
+    """
+    rank = {v: i for i, v in enumerate(VERDICT_ORDER)}
+    ordered = sorted(summary.photos, key=lambda p: rank.get(p.verdict, len(rank)))  # stable
+    with atomic_open(path, "w", encoding="utf-8", newline="\n") as f:
+        _write_header(f, summary)
+        for photo in ordered:
+            f.write(_card(photo, thumbnail_px))
+        f.write("</main>\n</body>\n</html>\n")
+    return Path(path)
+
+
+def _write_header(f: IO[str], s: ScanSummary) -> None:
+    e = escape
+    counts = s.counts()
+    title = f"photocheck contact sheet — scan {s.scan_id if s.scan_id is not None else '(unsaved)'}"
+    rows = [
+        ("Scan", s.scan_id if s.scan_id is not None else "—"),
+        ("Owner", s.owner),
+        ("Started", s.started_at),
+        ("Finished", s.finished_at or "not finished"),
+        ("Roots", ", ".join(str(r) for r in s.roots)),
+        ("Listed students", s.listed_students),
+        ("Model", _kv(s.model)),
+        ("Thresholds", _kv(s.thresholds)),
+        ("photocheck", photocheck_version()),
+    ]
+    f.write("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n")
+    f.write(f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">\n')
+    f.write('<meta name="viewport" content="width=device-width,initial-scale=1">\n')
+    f.write(f"<title>{e(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n<header>\n")
+    f.write(f"<h1>{e(title)}</h1>\n")
+    f.write(f'<p class="note">{e(SIGN_OFF_NOTE)}</p>\n')
+    if s.unprotected_students:
+        f.write('<p class="warn">Listed students without a usable reference photo (every photo with '
+                f"a face needs review): {e(', '.join(s.unprotected_students))}</p>\n")
+    f.write('<table class="info">\n')
+    for k, v in rows:
+        f.write(f"<tr><th>{e(k)}</th><td>{e(str(v))}</td></tr>\n")
+    f.write("</table>\n<p class=\"counts\">")
+    for v in VERDICT_ORDER:
+        f.write(f'<span><span class="badge {v.value}">{v.value}</span> {counts.get(v.value, 0)}</span>')
+    f.write(f"<span>total {len(s.photos)}</span></p>\n</header>\n<main class=\"grid\">\n")
+
+
+def _kv(d: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in d.items()) if d else "—"
+
+
+def _card(photo: PhotoResult, px: int) -> str:
+    e = escape
+    verdict = str(photo.verdict)
+    try:
+        data_uri, full = _thumbnail(photo.path, px)
+    except FileNotFoundError:
+        thumb = '<div class="thumb missing">Thumbnail unavailable: the file no longer exists.</div>'
+    except Exception as exc:  # unreadable, bomb, odd mode…: the report must still be written
+        thumb = (f'<div class="thumb missing">Thumbnail unavailable: '
+                 f"{e(type(exc).__name__)}: {e(str(exc))}</div>")
+    else:
+        # Boxes are in upright full-size pixels; % positions make them independent of thumbnail
+        # and display size, and keep the thumbnail itself clean.
+        w, h = (photo.width, photo.height) if photo.width and photo.height else full
+        boxes = "".join(_box(face, w, h) for face in photo.faces)
+        thumb = (f'<div class="thumb"><img src="{data_uri}" alt="thumbnail of {e(str(photo.path))}">'
+                 f"{boxes}</div>")
+    parts = [f'<article class="card {e(verdict)}">', thumb, '<div class="meta">',
+             f'<span class="badge {e(verdict)}">{e(verdict)}</span>']
+    if photo.reasons:
+        parts.append("<ul>" + "".join(f"<li>{e(r)}</li>" for r in photo.reasons) + "</ul>")
+    if photo.error:
+        parts.append(f'<p class="err">{e(photo.error)}</p>')
+    if photo.faces or photo.verdict != Verdict.ERROR:  # an error photo was never searched for faces
+        parts.append(f'<p class="faces">{e(_faces_text(photo.faces))}</p>')
+    parts.append(f'<p class="path" title="sha256 {e(photo.sha256 or "unknown")}">{e(str(photo.path))}</p>')
+    parts.append("</div></article>\n")
+    return "".join(parts)
+
+
+def _faces_text(faces: list[FaceResult]) -> str:
+    # The same facts as the boxes, in words: survives a missing thumbnail and black-and-white print.
+    if not faces:
+        return "No faces found."
+    listed = [f.student_id or "?" for f in faces if f.status == FaceStatus.LISTED]
+    review = [f for f in faces if _BOX_CLASS.get(f.status, "review") == "review"]
+    text = f"{len(faces)} face{'s' if len(faces) != 1 else ''}"
+    if listed:
+        text += f"; listed: {', '.join(listed)}"
+    if review:
+        text += f"; to review: {len(review)} (" + ", ".join(
+            str(f.status) + (f" ~{f.candidate_id}" if f.candidate_id else "") for f in review) + ")"
+    return text + "."
+
+
+def _box(face: FaceResult, w: int, h: int) -> str:
+    top, right, bottom, left = face.box
+    cls = _BOX_CLASS.get(face.status, "review")
+
+    def pct(v: float, full: int) -> float:
+        return min(max(v / full * 100.0, 0.0), 100.0)
+
+    x0, x1 = pct(left, w), pct(right, w)
+    y0, y1 = pct(top, h), pct(bottom, h)
+    if x1 <= x0 or y1 <= y0:
+        return ""
+    if face.status == FaceStatus.LISTED:
+        label = face.student_id or "listed"
+    elif cls == "review":
+        label = str(face.status).replace("_", " ") + (f" ~{face.candidate_id}" if face.candidate_id else "")
+    else:
+        label = ""
+    below = " below" if y0 < 8 else ""  # keep the label inside the picture for faces at the top edge
+    style = f"left:{x0:.3f}%;top:{y0:.3f}%;width:{x1 - x0:.3f}%;height:{y1 - y0:.3f}%"
+    span = f"<span>{escape(label)}</span>" if label else ""
+    return f'<div class="box {cls}{below}" style="{style}" title="{escape(str(face.status))}">{span}</div>'
+
+
+@functools.cache
+def _register_heif() -> None:
+    try:  # iPhone HEIC photos; optional so reports still work without pillow-heif
+        from pillow_heif import register_heif_opener
+    except ImportError:
+        return
+    register_heif_opener()
+
+
+def _thumbnail(path: str, px: int) -> tuple[str, tuple[int, int]]:
+    """Return a data: URI of an upright RGB JPEG thumbnail, and the upright full-size (w, h)."""
+    _register_heif()
+    with Image.open(path) as src:
+        w, h = src.size
+        if src.getexif().get(0x0112) in (5, 6, 7, 8):  # EXIF orientations that swap the axes
+            w, h = h, w
+        # JPEG draft decodes at 1/2..1/8 scale: a 12 MP camera photo costs ~1 MP, not 36 MB.
+        src.draft("RGB", (px, px))
+        im = ImageOps.exif_transpose(src)
+        im.thumbnail((px, px))
+        im = _to_rgb(im)
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=80, optimize=True)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii"), (w, h)
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        # Transparent screenshots: flatten onto white; a plain convert would turn them black.
+        rgba = im.convert("RGBA")
+        bg = Image.new("RGB", rgba.size, "white")
+        bg.paste(rgba, mask=rgba.getchannel("A"))
+        return bg
+    return im.convert("RGB")

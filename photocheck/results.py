@@ -1,0 +1,79 @@
+"""Plain result objects passed from screening to storage and reports.
+
+They never carry encodings: reports and logs are built from these alone.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Verdict(StrEnum):
+    """Per-photo outcome. Order of severity: error > blocked > review > clear."""
+
+    ERROR = "error"
+    BLOCKED = "blocked"
+    REVIEW = "review"
+    CLEAR = "clear"
+
+
+class FaceStatus(StrEnum):
+    """Why a single face counts the way it does."""
+
+    LISTED = "listed"            # identified as a listed (no-consent) student -> blocked
+    UNCERTAIN = "uncertain"      # in the uncertain distance band of a listed student -> review
+    TOO_SMALL = "too_small"      # too small or blurred to rule out -> review
+    UNPROTECTED = "unprotected"  # some listed student has no usable reference -> review
+    NO_MATCH = "no_match"        # checked, no listed student within range
+
+
+Box = tuple[int, int, int, int]  # upright pixel box: top, right, bottom, left
+
+
+@dataclass
+class FaceResult:
+    box: Box
+    status: FaceStatus
+    detector_score: float = 0.0
+    student_id: str | None = None      # set only for LISTED
+    candidate_id: str | None = None    # nearest listed student (LISTED/UNCERTAIN)
+    distance: float | None = None      # distance to that student's nearest reference
+    reason: str = ""
+
+    @property
+    def width(self) -> int:
+        return self.box[1] - self.box[3]
+
+
+@dataclass
+class PhotoResult:
+    path: str
+    verdict: Verdict
+    reasons: list[str] = field(default_factory=list)
+    faces: list[FaceResult] = field(default_factory=list)
+    sha256: str | None = None
+    width: int | None = None            # upright size
+    height: int | None = None
+    error: str | None = None            # set when verdict is ERROR
+
+
+@dataclass
+class ScanSummary:
+    """What reports need besides the photos themselves."""
+
+    scan_id: int | None
+    started_at: str
+    finished_at: str | None
+    owner: str
+    roots: list[str]
+    thresholds: dict
+    model: dict                          # detector/encoder names and versions
+    listed_students: int
+    unprotected_students: list[str]      # ids of listed students without a usable reference
+    photos: list[PhotoResult] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        out = {v.value: 0 for v in Verdict}
+        for p in self.photos:
+            out[p.verdict.value] += 1
+        return out

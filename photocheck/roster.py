@@ -1,0 +1,650 @@
+"""Read and validate the "no photo consent" roster.
+
+Parsing and validation only: callers get a complete list of StudentRecord or a
+RosterError listing *every* problem. A partial list is never returned, because
+silently dropping one bad row would silently drop one student's protection.
+
+Input is either the canonical CSV (what the test-set generator writes)::
+
+    student_id,first_name,last_name,campus,grade,opt_out[,opt_out_until][,strict]
+
+or an SIS export (OneRoster users.csv, PowerSchool, ...) plus a TOML mapping
+file (see load_mapping and roster/mappings/*.toml for the documented format).
+"""
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import re
+import tomllib
+from dataclasses import dataclass, field, replace
+from datetime import date
+from pathlib import Path
+
+__all__ = [
+    "CHANNELS",
+    "CANONICAL_COLUMNS",
+    "OPTIONAL_COLUMNS",
+    "StudentRecord",
+    "RosterProblem",
+    "RosterError",
+    "Filter",
+    "ConsentRule",
+    "Mapping",
+    "load_mapping",
+    "read_roster",
+    "parse_opt_out",
+    "parse_strict",
+]
+
+# Publication channels a student can opt out of. "all" covers every channel.
+CHANNELS: tuple[str, ...] = ("all", "web", "social", "yearbook", "newsletter", "press")
+CANONICAL_COLUMNS: tuple[str, ...] = (
+    "student_id", "first_name", "last_name", "campus", "grade", "opt_out",
+)
+OPTIONAL_COLUMNS: tuple[str, ...] = ("opt_out_until", "strict")
+ALL_FIELDS = CANONICAL_COLUMNS + OPTIONAL_COLUMNS
+
+DELIMITERS = (",", ";", "\t")
+_CHANNEL_SPLIT = re.compile(r"[;,|\s]+")
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+# Spreadsheet formula triggers (OWASP CSV injection list). Tab/CR are stripped
+# with the surrounding whitespace anyway.
+_FORMULA_START = ("=", "+", "-", "@")
+_TRUE = {"true", "yes", "y", "1"}
+_FALSE = {"false", "no", "n", "0", ""}
+_MAX_RENDERED = 50
+
+
+# --------------------------------------------------------------------------
+# Public data types
+# --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class StudentRecord:
+    student_id: str                 # always a string: leading zeros matter
+    first_name: str
+    last_name: str
+    campus: str
+    grade: str
+    opt_out: tuple[str, ...]        # normalised channels; ("all",) absorbs the rest
+    opt_out_until: date | None      # inclusive end of the opt-out; None = open-ended
+    strict: bool
+    line: int                       # physical line in the source file (1 = header)
+
+
+@dataclass(frozen=True)
+class RosterProblem:
+    file: str
+    line: int | None
+    column: str | None
+    message: str
+
+    def __str__(self) -> str:
+        where = self.file if self.line is None else f"{self.file}:{self.line}"
+        if self.column is not None:
+            return f"{where}: column '{self.column}': {self.message}"
+        return f"{where}: {self.message}"
+
+
+class RosterError(Exception):
+    """One or more problems in a roster or mapping file; str() lists them all."""
+
+    def __init__(self, problems: list[RosterProblem]):
+        self.problems = list(problems)
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        lines = [str(p) for p in self.problems[:_MAX_RENDERED]]
+        extra = len(self.problems) - _MAX_RENDERED
+        if extra > 0:
+            lines.append(f"... and {extra} more")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self._render()
+
+
+@dataclass(frozen=True)
+class Filter:
+    """Keep a row only if `column` is (or is not) one of `values` (case-insensitive)."""
+
+    column: str
+    values: tuple[str, ...]
+    negate: bool = False            # True for `not_equals`
+    if_missing: str = "error"       # "error" | "ignore" when the column is absent
+
+
+@dataclass(frozen=True)
+class ConsentRule:
+    """One consent field of the SIS. Withheld consent lists the student for `channels`."""
+
+    column: str
+    channels: tuple[str, ...]
+    granted: tuple[str, ...]
+    withheld: tuple[str, ...]
+    if_missing: str = "error"       # "error" | "withheld" | "ignore"
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """How to turn one SIS export into canonical StudentRecords (see load_mapping)."""
+
+    name: str = "canonical"
+    encoding: str = "utf-8-sig"
+    delimiter: str | None = None            # None = detect from the header
+    columns: dict[str, str] = field(default_factory=dict)     # canonical -> source
+    constants: dict[str, str] = field(default_factory=dict)   # canonical -> value
+    translate: dict[str, dict[str, str]] = field(default_factory=dict)  # keys casefolded
+    filters: tuple[Filter, ...] = ()
+    consent: tuple[ConsentRule, ...] = ()
+
+
+# --------------------------------------------------------------------------
+# Value parsers (public so the DB/CLI layers validate edits the same way)
+# --------------------------------------------------------------------------
+
+def parse_opt_out(value: str) -> tuple[str, ...]:
+    """Normalise "web; Social|press" -> ("web", "social", "press"). ValueError if invalid."""
+    parts = [p.casefold() for p in _CHANNEL_SPLIT.split(value.strip()) if p]
+    if not parts:
+        raise ValueError(f"empty value (expected one or more of: {', '.join(CHANNELS)})")
+    unknown = sorted({p for p in parts if p not in CHANNELS})
+    if unknown:
+        raise ValueError(
+            f"unknown opt-out channel {', '.join(repr(u) for u in unknown)} "
+            f"(allowed: {', '.join(CHANNELS)})"
+        )
+    if "all" in parts:
+        return ("all",)
+    return tuple(c for c in CHANNELS if c in parts)  # stable canonical order, no dups
+
+
+def parse_strict(value: str) -> bool:
+    v = value.strip().casefold()
+    if v in _TRUE:
+        return True
+    if v in _FALSE:
+        return False
+    raise ValueError(f"invalid value {value.strip()!r} (expected true/false, yes/no or 1/0)")
+
+
+def _parse_date(value: str) -> date | None:
+    v = value.strip()
+    if not v:
+        return None
+    # fromisoformat alone would also accept "20250101"/week dates; insist on the
+    # one unambiguous form so "03/04/2025" style dates never slip through.
+    if not _ISO_DATE.fullmatch(v):
+        raise ValueError(f"invalid date {v!r} (expected YYYY-MM-DD)")
+    try:
+        return date.fromisoformat(v)
+    except ValueError:
+        raise ValueError(f"invalid date {v!r} (no such day)") from None
+
+
+# --------------------------------------------------------------------------
+# Mapping files
+# --------------------------------------------------------------------------
+
+_MAPPING_KEYS = {"name", "encoding", "delimiter", "columns", "constants",
+                 "translate", "filter", "consent"}
+_DELIM_NAMES = {",": ",", "comma": ",", ";": ";", "semicolon": ";",
+                "\t": "\t", "tab": "\t"}
+
+
+def load_mapping(path: str | Path) -> Mapping:
+    """Load a TOML mapping file; RosterError lists every mistake in it."""
+    path = Path(path)
+    fname = str(path)
+    problems: list[RosterProblem] = []
+
+    def bad(msg: str) -> None:
+        problems.append(RosterProblem(fname, None, None, msg))
+
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except OSError as exc:
+        raise RosterError([RosterProblem(fname, None, None, f"cannot read: {exc.strerror}")]) from None
+    except tomllib.TOMLDecodeError as exc:
+        # tomllib puts "(at line N, column M)" in the message; keep it verbatim.
+        raise RosterError([RosterProblem(fname, None, None, f"invalid TOML: {exc}")]) from None
+
+    for key in sorted(set(data) - _MAPPING_KEYS):
+        bad(f"unknown key {key!r} (allowed: {', '.join(sorted(_MAPPING_KEYS))})")
+
+    name = str(data.get("name", path.stem))
+
+    encoding = data.get("encoding", "utf-8-sig")
+    try:
+        encoding = codecs.lookup(str(encoding)).name
+    except LookupError:
+        bad(f"encoding: unknown encoding {encoding!r}")
+        encoding = "utf-8-sig"
+
+    delimiter = data.get("delimiter")
+    if delimiter is not None:
+        if delimiter not in _DELIM_NAMES:
+            bad(f"delimiter: must be one of ',', ';', 'tab' (got {delimiter!r})")
+            delimiter = None
+        else:
+            delimiter = _DELIM_NAMES[delimiter]
+
+    columns = _str_table(data.get("columns", {}), "columns", bad)
+    constants = _str_table(data.get("constants", {}), "constants", bad)
+    for section, table in (("columns", columns), ("constants", constants)):
+        for key in table:
+            if key not in ALL_FIELDS:
+                bad(f"{section}.{key}: not a canonical field (fields: {', '.join(ALL_FIELDS)})")
+    for key in sorted(set(columns) & set(constants)):
+        bad(f"{key}: set in both [columns] and [constants]; choose one")
+
+    translate: dict[str, dict[str, str]] = {}
+    raw_tr = data.get("translate", {})
+    if not isinstance(raw_tr, dict):
+        bad("translate: must be a table of tables")
+        raw_tr = {}
+    for key, table in raw_tr.items():
+        if key not in ALL_FIELDS:
+            bad(f"translate.{key}: not a canonical field")
+            continue
+        tr = _str_table(table, f"translate.{key}", bad)
+        # Matching is case/whitespace-insensitive: SIS exports are inconsistent.
+        translate[key] = {k.strip().casefold(): v for k, v in tr.items()}
+
+    filters: list[Filter] = []
+    for i, raw in enumerate(_array_of_tables(data.get("filter", []), "filter", bad)):
+        where = f"filter #{i + 1}"
+        col = raw.get("column")
+        if not isinstance(col, str) or not col.strip():
+            bad(f"{where}: 'column' is required")
+            continue
+        has_eq, has_ne = "equals" in raw, "not_equals" in raw
+        if has_eq == has_ne:
+            bad(f"{where}: give exactly one of 'equals' or 'not_equals'")
+            continue
+        values = _str_list(raw["equals" if has_eq else "not_equals"], where, bad)
+        if_missing = raw.get("if_missing", "error")
+        if if_missing not in ("error", "ignore"):
+            bad(f"{where}: if_missing must be 'error' or 'ignore'")
+        for k in sorted(set(raw) - {"column", "equals", "not_equals", "if_missing"}):
+            bad(f"{where}: unknown key {k!r}")
+        filters.append(Filter(col.strip(), values, negate=has_ne, if_missing=if_missing))
+
+    consent: list[ConsentRule] = []
+    for i, raw in enumerate(_array_of_tables(data.get("consent", []), "consent", bad)):
+        where = f"consent #{i + 1}"
+        col = raw.get("column")
+        if not isinstance(col, str) or not col.strip():
+            bad(f"{where}: 'column' is required")
+            continue
+        try:
+            channels = parse_opt_out(" ".join(_str_list(raw.get("channels", ["all"]), where, bad)))
+        except ValueError as exc:
+            bad(f"{where}: channels: {exc}")
+            channels = ("all",)
+        granted = _str_list(raw.get("granted", []), where, bad)
+        withheld = _str_list(raw.get("withheld", []), where, bad)
+        if not granted or not withheld:
+            bad(f"{where}: both 'granted' and 'withheld' value lists are required")
+        overlap = {v.casefold() for v in granted} & {v.casefold() for v in withheld}
+        if overlap:
+            bad(f"{where}: values in both granted and withheld: {sorted(overlap)}")
+        if_missing = raw.get("if_missing", "error")
+        if if_missing not in ("error", "withheld", "ignore"):
+            bad(f"{where}: if_missing must be 'error', 'withheld' or 'ignore'")
+        for k in sorted(set(raw) - {"column", "channels", "granted", "withheld", "if_missing"}):
+            bad(f"{where}: unknown key {k!r}")
+        consent.append(ConsentRule(col.strip(), channels, granted, withheld, if_missing))
+
+    if consent and "opt_out" in columns | constants:
+        bad("opt_out comes from [[consent]]; remove it from [columns]/[constants]")
+    covered = set(columns) | set(constants) | ({"opt_out"} if consent else set())
+    missing = [f for f in CANONICAL_COLUMNS if f not in covered]
+    if missing:
+        bad(f"no source for required field(s): {', '.join(missing)} "
+            "(add them to [columns] or [constants])")
+
+    if problems:
+        raise RosterError(problems)
+    return Mapping(name=name, encoding=encoding, delimiter=delimiter,
+                   columns={k: v.strip() for k, v in columns.items()},
+                   constants=constants, translate=translate,
+                   filters=tuple(filters), consent=tuple(consent))
+
+
+def _str_table(raw, where, bad) -> dict[str, str]:
+    if not isinstance(raw, dict):
+        bad(f"{where}: must be a table")
+        return {}
+    out = {}
+    for k, v in raw.items():
+        if isinstance(v, bool) or not isinstance(v, (str, int)):
+            bad(f"{where}.{k}: value must be a string")
+            continue
+        out[k] = str(v)
+    return out
+
+
+def _str_list(raw, where, bad) -> tuple[str, ...]:
+    if isinstance(raw, str):
+        raw = [raw]
+    if not isinstance(raw, list) or not all(isinstance(v, str) for v in raw):
+        bad(f"{where}: expected a list of strings")
+        return ()
+    return tuple(raw)
+
+
+def _array_of_tables(raw, where, bad) -> list[dict]:
+    if isinstance(raw, dict):
+        raw = [raw]
+    if not isinstance(raw, list) or not all(isinstance(t, dict) for t in raw):
+        bad(f"{where}: use [[{where}]] tables")
+        return []
+    return raw
+
+
+# --------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------
+
+def read_roster(path: str | Path, mapping: Mapping | None = None) -> list[StudentRecord]:
+    """Parse a roster file. Returns every listed student, or raises RosterError.
+
+    Without a mapping the file must have the canonical columns (any order,
+    header case-insensitive, extra columns ignored).
+    """
+    path = Path(path)
+    fname = str(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise RosterError([RosterProblem(fname, None, None, f"cannot read: {exc.strerror}")]) from None
+    text = _decode(raw, mapping.encoding if mapping else "utf-8-sig", fname)
+    return _parse(text, fname, mapping)
+
+
+def _decode(raw: bytes, encoding: str, fname: str) -> str:
+    # Excel's "Unicode text" export is UTF-16 with a BOM; honour any BOM first.
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        encoding = "utf-16"
+    elif codecs.lookup(encoding).name == "utf-8":
+        encoding = "utf-8-sig"  # a BOM is not part of the first column name
+    try:
+        return raw.decode(encoding)
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        byte = raw[exc.start:exc.start + 1].hex()
+        shown = "UTF-8" if encoding == "utf-8-sig" else encoding
+        hint = ("save it as 'CSV UTF-8' (e.g. Excel: Save As > CSV UTF-8)"
+                " or set encoding in the mapping file")
+        raise RosterError([RosterProblem(
+            fname, line, None,
+            f"not valid {shown} text (byte 0x{byte} at byte {col} of the line); {hint}",
+        )]) from None
+
+
+def _read_header(text: str, delimiter: str) -> list[str]:
+    return next(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter), [])
+
+
+def _pick_delimiter(header_line: str, wanted: list[str]) -> str:
+    # Score each candidate by how many wanted columns its split of the header
+    # finds, then by column count: robust even when names contain commas.
+    wanted_cf = {w.casefold() for w in wanted}
+
+    def score(d: str) -> tuple[int, int]:
+        cols = [c.strip().casefold() for c in _read_header(header_line, d)]
+        return (len(wanted_cf & set(cols)), len(cols))
+
+    return max(DELIMITERS, key=score)  # max() keeps the first on ties -> ","
+
+
+def _parse(text: str, fname: str, mapping: Mapping | None) -> list[StudentRecord]:
+    problems: list[RosterProblem] = []
+
+    def bad(line: int | None, column: str | None, msg: str) -> None:
+        problems.append(RosterProblem(fname, line, column, msg))
+
+    # newline="" splits on \n, \r\n and bare \r exactly as csv expects, so
+    # physical line numbers agree with csv.reader.line_num.
+    lines = io.StringIO(text, newline="").readlines()
+    first = 0
+    delimiter = mapping.delimiter if mapping else None
+    # Excel's "sep=;" hint line: honour it, never treat it as the header.
+    if lines and re.fullmatch(r"sep=(.)\s*", lines[0].lstrip("\ufeff"), re.S):
+        delimiter = delimiter or lines[0].strip()[4]
+        first = 1
+    while first < len(lines) and not lines[first].strip():
+        first += 1
+    if first >= len(lines):
+        raise RosterError([RosterProblem(fname, None, None,
+                                         "file is empty; a header row is required")])
+
+    # Which source columns this file must provide.
+    if mapping is None:
+        wanted = list(CANONICAL_COLUMNS)
+    else:
+        wanted = list(mapping.columns.values()) + [f.column for f in mapping.filters] \
+            + [c.column for c in mapping.consent]
+    if delimiter is None:
+        delimiter = _pick_delimiter(lines[first], wanted)
+
+    reader = csv.reader(io.StringIO("".join(lines[first:]), newline=""),
+                        delimiter=delimiter, strict=True)
+    header_line = first + 1
+    try:
+        header = [h.strip() for h in next(reader)]
+    except csv.Error as exc:
+        raise RosterError([RosterProblem(fname, header_line, None, f"bad CSV header: {exc}")]) from None
+
+    index = _index_header(header)
+
+    def find(col: str) -> int | None:
+        return index.get(col.casefold())
+
+    # Resolve every field to a column index (or constant).
+    field_idx: dict[str, int] = {}
+    missing: list[str] = []
+    if mapping is None:
+        for f in ALL_FIELDS:
+            i = find(f)
+            if i is not None:
+                field_idx[f] = i
+            elif f in CANONICAL_COLUMNS:
+                missing.append(f)
+    else:
+        for f, src in mapping.columns.items():
+            i = find(src)
+            if i is None:
+                missing.append(src if src == f else f"{src} (for {f})")
+            else:
+                field_idx[f] = i
+    filter_idx: list[tuple[Filter, int | None]] = []
+    consent_idx: list[tuple[ConsentRule, int | None]] = []
+    if mapping is not None:
+        for flt in mapping.filters:
+            i = find(flt.column)
+            if i is None and flt.if_missing == "error":
+                missing.append(f"{flt.column} (filter)")
+            filter_idx.append((flt, i))
+        for rule in mapping.consent:
+            i = find(rule.column)
+            if i is None and rule.if_missing == "error":
+                missing.append(f"{rule.column} (consent)")
+            consent_idx.append((rule, i))
+
+    dup_names = _duplicate_names(header, [header[i] for i in field_idx.values()]
+                                 + [header[i] for _, i in filter_idx + consent_idx if i is not None])
+    for name in dup_names:
+        bad(header_line, name, "column appears more than once in the header")
+    if missing:
+        found = ", ".join(repr(h) for h in header if h) or "none"
+        hint = ""
+        if mapping is None and len(missing) == len(CANONICAL_COLUMNS):
+            hint = " (is the header row missing, or is this an SIS export that needs a mapping?)"
+        bad(header_line, None, f"missing required column(s): {', '.join(missing)}; "
+            f"found: {found}{hint}")
+    if problems:
+        raise RosterError(problems)
+
+    # Error messages name the column as it appears in the file, with the
+    # canonical field in brackets when the names differ (mapped exports).
+    def label(f: str) -> str:
+        if f not in field_idx:
+            return f
+        src = header[field_idx[f]]
+        return src if src.casefold() == f else f"{src} ({f})"
+
+    records: list[StudentRecord] = []
+    seen: dict[str, int] = {}
+    prev_line = header_line
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            bad(first + reader.line_num, None, f"malformed CSV: {exc}")
+            break  # the reader cannot resync after e.g. an unclosed quote
+        line = prev_line + 1                       # first physical line of this record
+        prev_line = first + reader.line_num        # last physical line (quoted newlines)
+        if not any(c.strip() for c in row):
+            continue  # blank lines / Excel's ",,,,," leftovers carry no student
+        if len(row) != len(header):
+            bad(line, None, f"expected {len(header)} cells, found {len(row)}")
+            continue
+        rec, sid, row_problems = _row_to_record(row, mapping, field_idx, filter_idx,
+                                                consent_idx, label)
+        for column, msg in row_problems:
+            bad(line, column, msg)
+        # Duplicates are checked even on rows with other problems, so one
+        # round of fixes is enough.
+        if sid:
+            if sid in seen:
+                bad(line, label("student_id"),
+                    f"duplicate student_id {sid!r} (first on line {seen[sid]})")
+                continue
+            seen[sid] = line
+        if rec is not None:
+            records.append(replace(rec, line=line))
+
+    if problems:
+        raise RosterError(problems)
+    return records
+
+
+def _index_header(header: list[str]) -> dict[str, int]:
+    index: dict[str, int] = {}
+    for i, h in enumerate(header):
+        index.setdefault(h.casefold(), i)  # first wins; duplicates reported separately
+    return index
+
+
+def _duplicate_names(header: list[str], used: list[str]) -> list[str]:
+    used_cf = {u.casefold() for u in used}
+    counts: dict[str, int] = {}
+    for h in header:
+        counts[h.casefold()] = counts.get(h.casefold(), 0) + 1
+    return sorted({h for h in header if h.casefold() in used_cf and counts[h.casefold()] > 1})
+
+
+def _row_to_record(row, mapping, field_idx, filter_idx, consent_idx, label):
+    """One data row -> (record or None, student_id or "", [(column, message), ...]).
+
+    The record is None when the row is filtered out, has consent, or is invalid;
+    the caller stamps the line number on the problems and on the record.
+    """
+    cells = [c.strip() for c in row]
+    problems: list[tuple[str | None, str]] = []
+
+    def bad(column: str | None, msg: str) -> None:
+        problems.append((column, msg))
+
+    # Filters first: a teacher row must not fail on student-only validation.
+    for flt, i in filter_idx:
+        if i is None:
+            continue  # if_missing == "ignore"
+        hit = cells[i].casefold() in {v.casefold() for v in flt.values}
+        if hit == flt.negate:
+            return None, "", problems
+
+    values: dict[str, str] = {}
+    for f in ALL_FIELDS:
+        if f in field_idx:
+            v = cells[field_idx[f]]
+        elif mapping is not None and f in mapping.constants:
+            v = mapping.constants[f].strip()
+        else:
+            continue
+        if mapping is not None and f in mapping.translate:
+            v = mapping.translate[f].get(v.casefold(), v).strip()
+        values[f] = v
+
+    if consent_idx:
+        withheld: list[str] = []
+        for rule, i in consent_idx:
+            if i is None:
+                if rule.if_missing == "withheld":
+                    withheld.extend(rule.channels)
+                continue  # "ignore" (and "error" was already reported at the header)
+            v = cells[i].casefold()
+            if v in {x.strip().casefold() for x in rule.withheld}:
+                withheld.extend(rule.channels)
+            elif v not in {x.strip().casefold() for x in rule.granted}:
+                # Unknown consent values are errors, not guesses: a typo must
+                # neither unlist a student nor be silently ignored.
+                bad(rule.column,
+                    f"unrecognised consent value {cells[i]!r} "
+                    f"(granted: {list(rule.granted)}, withheld: {list(rule.withheld)})")
+                return None, "", problems
+        if not withheld:
+            return None, "", problems  # consent given everywhere -> not on the no-consent list
+        values["opt_out"] = " ".join(withheld)
+
+    sid = values.get("student_id", "")
+    if not sid:
+        bad(label("student_id"), "empty value")
+    elif sid.startswith(_FORMULA_START):
+        bad(label("student_id"),
+            f"value {sid!r} starts with {sid[0]!r} (looks like a spreadsheet formula)")
+    elif any(ch.isspace() or not ch.isprintable() for ch in sid):
+        bad(label("student_id"), f"value {sid!r} contains whitespace or control characters")
+
+    if not values.get("first_name") and not values.get("last_name"):
+        bad(f"{label('first_name')}/{label('last_name')}", "both names are empty")
+
+    opt_out: tuple[str, ...] = ()
+    try:
+        opt_out = parse_opt_out(values.get("opt_out", ""))
+    except ValueError as exc:
+        bad(label("opt_out"), str(exc))
+
+    until = None
+    try:
+        until = _parse_date(values.get("opt_out_until", ""))
+    except ValueError as exc:
+        bad(label("opt_out_until"), str(exc))
+
+    strict = False
+    try:
+        strict = parse_strict(values.get("strict", ""))
+    except ValueError as exc:
+        bad(label("strict"), str(exc))
+
+    if problems:
+        return None, sid, problems
+    return StudentRecord(
+        student_id=sid,
+        first_name=values.get("first_name", ""),
+        last_name=values.get("last_name", ""),
+        campus=values.get("campus", ""),
+        grade=values.get("grade", ""),
+        opt_out=opt_out,
+        opt_out_until=until,
+        strict=strict,
+        line=0,
+    ), sid, problems

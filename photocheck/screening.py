@@ -1,0 +1,104 @@
+"""Matching faces against listed students, and the verdict rules. No I/O here.
+
+Per face (see models/thresholds.toml for the numbers):
+  nearest listed student within block_distance            -> LISTED   (photo blocked)
+  within review_distance, or too small/blurred to rule out -> UNCERTAIN / TOO_SMALL (review)
+  otherwise, while some listed student has no reference   -> UNPROTECTED (review)
+  otherwise                                               -> NO_MATCH
+Per photo the worst face wins: blocked > review > clear. "clear" never means approved: every
+photo still waits for a second person's sign-off.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from photocheck.results import Box, FaceResult, FaceStatus, Verdict
+
+
+@dataclass
+class ReferenceSet:
+    """Listed students' reference encodings, stacked for fast distance computation."""
+
+    student_ids: list[str] = field(default_factory=list)  # one per row of `vectors`
+    vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 128)))
+    unprotected: list[str] = field(default_factory=list)  # listed, but no usable reference
+
+    @classmethod
+    def build(cls, encodings: dict[str, list[np.ndarray]], listed: Sequence[str]) -> "ReferenceSet":
+        ids: list[str] = []
+        rows: list[np.ndarray] = []
+        for sid in listed:
+            for vec in encodings.get(sid, []):
+                ids.append(sid)
+                rows.append(np.asarray(vec, dtype=np.float64))
+        vectors = np.vstack(rows) if rows else np.zeros((0, 128))
+        unprotected = sorted(sid for sid in listed if not encodings.get(sid))
+        return cls(student_ids=ids, vectors=vectors, unprotected=unprotected)
+
+    def nearest(self, encoding: np.ndarray) -> tuple[str | None, float | None]:
+        """The closest listed student and the distance to their closest reference."""
+        if not len(self.student_ids):
+            return None, None
+        dists = np.linalg.norm(self.vectors - encoding, axis=1)
+        i = int(np.argmin(dists))
+        return self.student_ids[i], float(dists[i])
+
+
+def classify_face(
+    box: Box,
+    encoding: np.ndarray | None,
+    sharpness: float,
+    references: ReferenceSet,
+    thresholds,
+    detector_score: float = 0.0,
+) -> FaceResult:
+    """Decide one face. `encoding` is None when the face could not be encoded."""
+    match = thresholds.match
+    quality = thresholds.quality
+    width = box[1] - box[3]
+    candidate, distance = (None, None) if encoding is None else references.nearest(encoding)
+
+    def result(status: FaceStatus, reason: str, student_id: str | None = None) -> FaceResult:
+        return FaceResult(box=box, status=status, detector_score=detector_score, student_id=student_id,
+                          candidate_id=candidate, distance=distance, reason=reason)
+
+    # A confident match blocks even on a small or soft face: blocking errs on the safe side.
+    if distance is not None and distance <= match.block_distance:
+        return result(FaceStatus.LISTED, f"matches listed student {candidate} (distance {distance:.3f})", candidate)
+    if encoding is None:
+        return result(FaceStatus.TOO_SMALL, "face could not be encoded; cannot rule out a listed student")
+    if width < quality.min_face_px:
+        return result(FaceStatus.TOO_SMALL, f"face {width} px wide is too small to rule out (< {quality.min_face_px} px)")
+    if sharpness < quality.min_sharpness:
+        return result(FaceStatus.TOO_SMALL, f"face too blurred to rule out (sharpness {sharpness:.0f} < {quality.min_sharpness:g})")
+    if distance is not None and distance <= match.review_distance:
+        return result(FaceStatus.UNCERTAIN, f"could be listed student {candidate} (distance {distance:.3f})")
+    if references.unprotected:
+        return result(FaceStatus.UNPROTECTED,
+                      f"{len(references.unprotected)} listed student(s) have no usable reference photo")
+    return result(FaceStatus.NO_MATCH, "no listed student within range")
+
+
+def photo_verdict(faces: Sequence[FaceResult]) -> tuple[Verdict, list[str]]:
+    """The photo's verdict and the reasons a reviewer reads."""
+    listed = sorted({f.student_id for f in faces if f.status is FaceStatus.LISTED and f.student_id})
+    n = {s: sum(f.status is s for f in faces) for s in FaceStatus}
+    reasons: list[str] = []
+    if listed:
+        reasons.append("listed student(s) identified: " + ", ".join(listed))
+    if n[FaceStatus.UNCERTAIN]:
+        reasons.append(f"{n[FaceStatus.UNCERTAIN]} face(s) could be a listed student")
+    if n[FaceStatus.TOO_SMALL]:
+        reasons.append(f"{n[FaceStatus.TOO_SMALL]} face(s) too small or blurred to rule out")
+    if n[FaceStatus.UNPROTECTED]:
+        reasons.append("some listed students have no usable reference photo, so no face can be ruled out")
+    if listed:
+        return Verdict.BLOCKED, reasons
+    if n[FaceStatus.UNCERTAIN] or n[FaceStatus.TOO_SMALL] or n[FaceStatus.UNPROTECTED]:
+        return Verdict.REVIEW, reasons
+    if not faces:
+        return Verdict.CLEAR, ["no faces found"]
+    return Verdict.CLEAR, [f"{len(faces)} face(s) checked, none is a listed student"]

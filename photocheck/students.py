@@ -1,0 +1,128 @@
+"""The stored no-consent list: importing a roster into the database and reading it back."""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import delete, func, select
+
+from photocheck.db import Database
+from photocheck.db.models import ReferenceEncoding, ReferencePhoto, RosterImport, Student, utcnow
+from photocheck.roster import Mapping, StudentRecord, load_mapping, read_roster
+from photocheck.screening import ReferenceSet
+
+# Fields compared to tell a changed student from an unchanged one on re-import.
+_COMPARED = ("first_name", "last_name", "campus", "grade", "opt_out", "opt_out_until", "strict")
+
+
+@dataclass
+class RosterChanges:
+    added: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    unchanged: int = 0
+    total: int = 0
+
+
+@dataclass
+class StudentStatus:
+    student_id: str
+    name: str
+    campus: str
+    grade: str
+    opt_out: str
+    strict: bool
+    references: int  # usable reference encodings for the current model
+
+    @property
+    def protected(self) -> bool:
+        return self.references > 0
+
+
+def _values(rec: StudentRecord) -> dict:
+    return {
+        "first_name": rec.first_name,
+        "last_name": rec.last_name,
+        "campus": rec.campus,
+        "grade": rec.grade,
+        "opt_out": ";".join(rec.opt_out),
+        "opt_out_until": rec.opt_out_until,
+        "strict": rec.strict,
+    }
+
+
+def import_roster(db: Database, path: Path, *, mapping_path: Path | None = None, user: str) -> RosterChanges:
+    """Replace the no-consent list with the students in `path`, all or nothing.
+
+    Students no longer listed are removed together with their reference photos and encodings:
+    once consent is given, their biometric data has no reason to be kept.
+    """
+    mapping: Mapping | None = load_mapping(mapping_path) if mapping_path else None
+    records = read_roster(path, mapping)  # raises RosterError before anything is written
+    changes = RosterChanges(total=len(records))
+    with db.session() as s:
+        existing = {st.student_id: st for st in s.scalars(select(Student))}
+        for rec in records:
+            values = _values(rec)
+            st = existing.pop(rec.student_id, None)
+            if st is None:
+                s.add(Student(student_id=rec.student_id, **values))
+                changes.added.append(rec.student_id)
+            elif any(getattr(st, k) != v for k, v in values.items()):
+                for k, v in values.items():
+                    setattr(st, k, v)
+                st.updated_at = utcnow()
+                changes.changed.append(rec.student_id)
+            else:
+                changes.unchanged += 1
+        for sid, st in existing.items():
+            s.execute(delete(ReferenceEncoding).where(ReferenceEncoding.student_pk == st.id))
+            s.execute(delete(ReferencePhoto).where(ReferencePhoto.student_pk == st.id))
+            s.delete(st)
+            changes.removed.append(sid)
+        s.add(RosterImport(imported_by=user, source=str(path), sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+                           added=len(changes.added), changed=len(changes.changed), removed=len(changes.removed)))
+    changes.removed.sort()
+    return changes
+
+
+def list_students(db: Database, model_name: str | None = None) -> list[StudentStatus]:
+    """Every listed student with the number of usable references (for `model_name` if given)."""
+    with db.session() as s:
+        q = select(ReferenceEncoding.student_pk, func.count()).group_by(ReferenceEncoding.student_pk)
+        if model_name:
+            q = q.where(ReferenceEncoding.model_name == model_name)
+        counts = dict(s.execute(q).all())
+        return [
+            StudentStatus(student_id=st.student_id, name=f"{st.first_name} {st.last_name}".strip(),
+                          campus=st.campus, grade=st.grade, opt_out=st.opt_out, strict=st.strict,
+                          references=counts.get(st.id, 0))
+            for st in s.scalars(select(Student).order_by(Student.student_id))
+        ]
+
+
+def load_references(db: Database, model_name: str, model_version: str) -> ReferenceSet:
+    """Listed students' encodings made by this exact model; others count as unprotected."""
+    with db.session() as s:
+        listed = list(s.scalars(select(Student.student_id).order_by(Student.student_id)))
+        rows = s.execute(
+            select(Student.student_id, ReferenceEncoding.vector)
+            .join(ReferenceEncoding, ReferenceEncoding.student_pk == Student.id)
+            .where(ReferenceEncoding.model_name == model_name, ReferenceEncoding.model_version == model_version)
+            .order_by(Student.student_id, ReferenceEncoding.id)
+        ).all()
+    encodings: dict[str, list[np.ndarray]] = {}
+    for sid, blob in rows:
+        encodings.setdefault(sid, []).append(np.frombuffer(blob, dtype="<f8"))
+    return ReferenceSet.build(encodings, listed)
+
+
+def roster_fingerprint(references: ReferenceSet) -> str:
+    """Identifies the list and references a scan was made with (to know when results go stale)."""
+    h = hashlib.sha256()
+    for sid in sorted(set(references.student_ids) | set(references.unprotected)):
+        h.update(sid.encode() + b"\0")
+    h.update(np.ascontiguousarray(references.vectors, dtype="<f8").tobytes())
+    return h.hexdigest()

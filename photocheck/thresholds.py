@@ -1,0 +1,132 @@
+"""The one place thresholds are read from: models/thresholds.toml.
+
+Every number that decides a verdict or a detection lives in that file (with a comment on how
+it was chosen, see models/README.md); code only reads it through load_thresholds().
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+_PKG = Path(__file__).resolve().parent
+# Source checkout: <repo>/models/thresholds.toml. Wheel install: photocheck/_models/ (force-include).
+_CANDIDATES = (_PKG.parent / "models" / "thresholds.toml", _PKG / "_models" / "thresholds.toml")
+
+
+def default_path() -> Path:
+    for p in _CANDIDATES:
+        if p.is_file():
+            return p
+    raise FileNotFoundError("thresholds.toml not found in " + ", ".join(str(p) for p in _CANDIDATES))
+
+
+class _Section:
+    def as_dict(self) -> dict:
+        return asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, d: dict, section: str):
+        known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
+        unknown = set(d) - set(known)
+        if unknown:
+            raise ValueError(f"thresholds.toml [{section}]: unknown key(s) {sorted(unknown)}")
+        missing = [n for n in known if n not in d]  # every value must be in the file: one place
+        if missing:
+            raise ValueError(f"thresholds.toml [{section}]: missing key(s) {missing}")
+        kw = {}
+        for name, f in known.items():
+            if name in d:
+                v = d[name]
+                typ = f.type if isinstance(f.type, type) else {"int": int, "float": float, "bool": bool}[f.type]
+                if typ is float and isinstance(v, int) and not isinstance(v, bool):
+                    v = float(v)
+                if not isinstance(v, typ) or (typ is int and isinstance(v, bool)):
+                    raise ValueError(f"thresholds.toml [{section}].{name}: expected {typ.__name__}, got {v!r}")
+                kw[name] = v
+        return cls(**kw)
+
+
+@dataclass(frozen=True)
+class DetectorSettings(_Section):
+    min_score: float  # CenterFace heatmap peak to accept a face
+    long_side: int  # main pass: image resized so its long side is this
+    max_upscale: float  # small images may be upscaled up to this for the main pass
+    coarse_long_side: int  # second pass for very large faces (0 = off)
+    nms_iou: float  # overlapping candidates above this IoU are merged
+    map_k_em: float  # CenterFace landmarks -> dlib-HOG box mapping (fitted, see README)
+    map_k_ed: float
+    map_ox: float
+    map_oy: float
+    map_box_k: float  # box-only side estimate (x CenterFace width), used as a clamp
+    encode_face_px: int  # faces narrower than this are upscaled before encoding
+    hog_fallback: bool  # also run dlib HOG and add faces CenterFace missed
+    hog_long_side: int
+    hog_upsample: int
+
+
+@dataclass(frozen=True)
+class MatchThresholds(_Section):
+    block_distance: float  # <= : identified as that listed student -> blocked
+    review_distance: float  # <= : uncertain -> review
+
+
+@dataclass(frozen=True)
+class QualityThresholds(_Section):
+    min_face_px: int  # narrower faces can't be ruled out -> review
+    min_sharpness: float  # blurrier faces -> review
+
+
+@dataclass(frozen=True)
+class EnrollThresholds(_Section):
+    min_face_px: int  # reference photos: exactly one face at least this wide
+    min_sharpness: float
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    detector: DetectorSettings
+    match: MatchThresholds
+    quality: QualityThresholds
+    enroll: EnrollThresholds
+    source: str = ""
+
+    def as_dict(self) -> dict:
+        """Plain dict of all values (for reports). Excludes the source path."""
+        return {
+            "detector": self.detector.as_dict(),
+            "match": self.match.as_dict(),
+            "quality": self.quality.as_dict(),
+            "enroll": self.enroll.as_dict(),
+        }
+
+    def fingerprint(self) -> str:
+        """Stable sha256 of the canonical values: same numbers -> same fingerprint, whatever
+        the file's comments/ordering/path. Used as a cache key for scan results."""
+        canon = json.dumps(self.as_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canon.encode()).hexdigest()
+
+
+def load_thresholds(path: str | Path | None = None) -> Thresholds:
+    p = Path(path) if path is not None else default_path()
+    with open(p, "rb") as fh:
+        data = tomllib.load(fh)
+    unknown = set(data) - {"detector", "match", "quality", "enroll"}
+    if unknown:
+        raise ValueError(f"{p}: unknown section(s) {sorted(unknown)}")
+    for sec in ("detector", "match", "quality", "enroll"):
+        if sec not in data:
+            raise ValueError(f"{p}: missing section [{sec}]")
+    t = Thresholds(
+        detector=DetectorSettings.from_dict(data["detector"], "detector"),
+        match=MatchThresholds.from_dict(data["match"], "match"),
+        quality=QualityThresholds.from_dict(data["quality"], "quality"),
+        enroll=EnrollThresholds.from_dict(data["enroll"], "enroll"),
+        source=str(p),
+    )
+    m = t.match
+    if not (0 < m.block_distance <= m.review_distance):
+        raise ValueError(f"{p}: need 0 < block_distance <= review_distance, got {m}")
+    return t

@@ -1,0 +1,121 @@
+"""One CliRunner test (or more) per command, on the shipped demo and real images."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tests.helpers import REPO, load_report
+
+ROSTER = REPO / "roster" / "no_consent.csv"
+
+
+def by_name(report: dict) -> dict[str, dict]:
+    return {Path(im["path"]).name: im for im in report["images"]}
+
+
+@pytest.mark.parametrize("args", [[], ["roster"], ["roster", "import"], ["roster", "list"], ["enroll"], ["scan"]])
+def test_help_teaches(cli, args):
+    out = cli(*args, "--help").output
+    assert "Usage" in out
+    if args == ["scan"]:
+        assert "BLOCKED" in out and "sign-off" in out and "Exit status" in out
+
+
+def test_roster_import_and_reimport_reports_changes(cli, tmp_path: Path):
+    first = tmp_path / "a.csv"
+    first.write_text("student_id,first_name,last_name,campus,grade,opt_out\n"
+                     "S1,Ann,Lee,North,9,all\nS2,Bo,Kim,North,10,all\nS3,Cy,Ng,North,11,all\n")
+    out = cli("roster", "import", first).output
+    assert "3 added" in out
+    second = tmp_path / "b.csv"
+    second.write_text("student_id,first_name,last_name,campus,grade,opt_out\n"
+                      "S1,Ann,Lee,North,9,all\nS2,Bo,Kim,North,11,all\nS4,Di,Oh,North,12,all\n")
+    out = cli("roster", "import", second).output
+    assert "1 added, 1 changed, 1 removed, 1 unchanged" in out
+    assert "removed: S3" in out
+    listing = cli("roster", "list").output
+    assert "S4" in listing and "S3" not in listing and "UNPROTECTED" in listing
+
+
+def test_roster_import_bad_row_names_file_line_column_and_imports_nothing(cli, tmp_path: Path):
+    good = tmp_path / "good.csv"
+    good.write_text("student_id,first_name,last_name,campus,grade,opt_out\nS1,Ann,Lee,North,9,all\n")
+    cli("roster", "import", good)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("student_id,first_name,last_name,campus,grade,opt_out\n"
+                   "S7,Eve,Ray,North,9,all\n,No,Id,North,9,all\nS8,Flo,Zed,North,9,sometimes\n")
+    result = cli("roster", "import", bad, expect=1)
+    assert "bad.csv:3" in result.output and "student_id" in result.output
+    assert "bad.csv:4" in result.output and "opt_out" in result.output
+    listing = cli("roster", "list").output
+    assert "S1" in listing and "S7" not in listing  # nothing half-imported
+
+
+def test_roster_import_with_mapping(cli):
+    result = cli("roster", "import", REPO / "roster" / "examples" / "powerschool_students.csv",
+                 "--mapping", REPO / "roster" / "mappings" / "powerschool.toml")
+    assert "added" in result.output
+    assert "Imported 0" not in result.output
+
+
+def test_roster_import_missing_file_is_usage_error(cli, tmp_path: Path):
+    assert "no such file" in cli("roster", "import", tmp_path / "nope.csv", expect=2).output
+
+
+def test_enroll_reports_rejects_and_unprotected(cli, demo_copy: Path, tmp_path: Path):
+    roster = tmp_path / "r.csv"
+    roster.write_text("student_id,first_name,last_name,campus,grade,opt_out\n"
+                      "D0001,Joseph,Biden,Demo,12,all\nD0009,No,Photo,Demo,9,all\nD0010,Bad,Photo,Demo,9,all\n")
+    cli("roster", "import", roster)
+    refs = demo_copy / "roster" / "photos"
+    (refs / "D0010").mkdir()
+    Image.new("RGB", (640, 480), (120, 160, 90)).save(refs / "D0010" / "blank.jpg")  # no face
+    (refs / "X9999").mkdir()  # not on the list: must be skipped, never stored
+    Image.new("RGB", (64, 64)).save(refs / "X9999" / "someone.jpg")
+    result = cli("enroll", refs, expect=1)
+    out = result.output
+    assert "rejected" in out and "no face found" in out
+    assert "X9999" in out and "not on the no-consent list" in out
+    assert "UNPROTECTED" in out and "D0009" in out and "D0010" in out
+    listing = cli("roster", "list").output
+    assert "enrolled" in listing
+
+
+def test_enroll_missing_dir_is_usage_error(cli, tmp_path: Path):
+    assert cli("enroll", tmp_path / "missing", expect=2).exit_code == 2
+
+
+def test_scan_demo_blocks_listed_student(cli, demo_copy: Path, tmp_path: Path):
+    cli("roster", "import", demo_copy / "roster" / "no_consent.csv")
+    cli("enroll", demo_copy / "roster" / "photos")
+    out_json, out_csv, out_html = tmp_path / "r.json", tmp_path / "r.csv", tmp_path / "r.html"
+    result = cli("scan", demo_copy / "sample_images", "--json", out_json, "--csv", out_csv, "--html", out_html,
+                 expect=1)
+    assert "pending a second person's sign-off" in result.output
+    images = by_name(load_report(out_json))
+    assert images["biden1.jpg"]["verdict"] == "blocked"
+    assert images["together_sideways.jpg"]["verdict"] == "blocked"  # EXIF orientation 6 applied
+    assert images["obama1.jpg"]["verdict"] == "clear"
+    assert images["obama3.jpg"]["verdict"] == "clear"
+    assert {f["student_id"] for f in images["together_sideways.jpg"]["faces"]} == {"D0001", None}
+    assert "biden1.jpg" in out_csv.read_text(encoding="utf-8-sig")
+    assert "data:image/jpeg;base64" in out_html.read_text()
+
+
+def test_scan_without_roster_is_configuration_error(cli, demo_copy: Path):
+    result = cli("scan", demo_copy / "sample_images", expect=2)
+    assert "no roster imported" in result.output
+
+
+def test_scan_missing_path_is_usage_error(cli, tmp_path: Path):
+    cli("roster", "import", ROSTER)
+    assert "no such file" in cli("scan", tmp_path / "nope", expect=2).output
+
+
+def test_bad_database_url_is_configuration_error(tmp_path: Path):
+    from tests.helpers import Cli
+
+    result = Cli("notadb://x")("roster", "list", expect=2)
+    assert "database" in result.output

@@ -1,0 +1,36 @@
+"""The real database: migrations, SQLite settings, and biometric data going with the student."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import inspect, select, text
+
+from photocheck.db import open_database
+from photocheck.db.models import ReferenceEncoding, ReferencePhoto, Student
+from tests.helpers import REPO
+
+
+def test_migrations_create_schema_and_sqlite_pragmas(db_url: str):
+    db = open_database(db_url)
+    tables = set(inspect(db.engine).get_table_names())
+    assert {"students", "reference_photos", "reference_encodings", "scans", "photos", "faces",
+            "roster_imports", "alembic_version"} <= tables
+    with db.engine.connect() as c:
+        assert c.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert c.execute(text("PRAGMA foreign_keys")).scalar() == 1
+    open_database(db_url)  # opening again is a no-op migration
+
+
+def test_removing_a_student_deletes_their_encodings(cli, demo_copy: Path, db_url: str, tmp_path: Path):
+    cli("roster", "import", demo_copy / "roster" / "no_consent.csv")
+    cli("enroll", demo_copy / "roster" / "photos")
+    db = open_database(db_url)
+    with db.session() as s:
+        assert s.scalars(select(ReferenceEncoding)).all()
+    empty = tmp_path / "empty.csv"
+    empty.write_text("student_id,first_name,last_name,campus,grade,opt_out\n")
+    assert "removed: D0001" in cli("roster", "import", empty).output
+    with db.session() as s:
+        assert s.scalars(select(Student)).all() == []
+        assert s.scalars(select(ReferencePhoto)).all() == []
+        assert s.scalars(select(ReferenceEncoding)).all() == []

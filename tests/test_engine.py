@@ -1,0 +1,164 @@
+"""FaceEngine on real photos from ../shared/faces (no mocks). Skips cleanly if the photos are absent."""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+
+from photocheck.engine import Detection, FaceEngine, box_iou, centerface_path
+from photocheck.thresholds import load_thresholds
+
+FACES = Path(__file__).resolve().parents[1].parent / "shared" / "faces"
+pytestmark = pytest.mark.skipif(not FACES.is_dir(), reason=f"shared test photos not found at {FACES}")
+
+
+def load(rel: str) -> np.ndarray:
+    with Image.open(FACES / rel) as im:
+        return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+
+
+@pytest.fixture(scope="module")
+def engine() -> FaceEngine:
+    return FaceEngine()
+
+
+@pytest.fixture(scope="module")
+def th():
+    return load_thresholds()
+
+
+def one_encoding(engine: FaceEngine, rel: str) -> np.ndarray:
+    rgb = load(rel)
+    dets = engine.detect(rgb)
+    assert dets, rel
+    d = max(dets, key=lambda d: d.width)
+    return engine.encode(rgb, [d])[0]
+
+
+def test_group_photo_three_faces(engine):
+    dets = engine.detect(load("groups/obama_and_biden.jpg"))
+    assert len(dets) == 3
+    for d in dets:
+        assert isinstance(d, Detection)
+        t, r, b, l = d.box
+        assert 0 <= t < b and 0 <= l < r
+        assert 0 < d.score <= 1 and d.sharpness > 0
+
+
+@pytest.mark.parametrize("name", ["dog.jpg", "eagle.jpg", "giraffe.jpg", "horses.jpg"])
+def test_no_faces(engine, name):
+    assert engine.detect(load(f"nofaces/{name}")) == []
+
+
+def test_dog_face_is_harmless(engine, th):
+    """Known: at the 1600-px working size (small images upscaled for recall) CenterFace takes the
+    frontal dog in dogs.jpg for a face (score 0.50). That costs nothing: it matches nobody."""
+    rgb = load("nofaces/dogs.jpg")
+    dets = engine.detect(rgb)
+    assert len(dets) <= 1
+    if dets:
+        ref = one_encoding(engine, "people/obama/obama1.jpg")
+        assert np.linalg.norm(engine.encode(rgb, dets)[0] - ref) > th.match.review_distance
+
+
+def test_encodings_shape_and_distances(engine, th):
+    o1 = one_encoding(engine, "people/obama/obama1.jpg")
+    o2 = one_encoding(engine, "people/obama/obama2.jpg")
+    b1 = one_encoding(engine, "people/biden/biden1.jpg")
+    assert o1.shape == (128,) and o1.dtype == np.float64
+    assert np.linalg.norm(o1 - o2) < th.match.block_distance
+    assert np.linalg.norm(o1 - b1) > th.match.review_distance
+
+
+def test_small_face_in_camera_sized_photo(engine, th):
+    """A 45-px-wide face pasted into a 4000x3000 frame is found (and lands near the truth box)."""
+    src = Image.fromarray(load("people/obama/obama2.jpg"))
+    d = max(engine.detect(np.asarray(src)), key=lambda d: d.width)
+    s = 45 / d.width
+    small = src.resize((round(src.width * s), round(src.height * s)), Image.Resampling.LANCZOS)
+    rng = np.random.default_rng(0)
+    canvas = Image.fromarray(rng.normal(120, 12, (3000, 4000, 3)).clip(0, 255).astype(np.uint8))
+    x0, y0 = 2700, 1900
+    canvas.paste(small, (x0, y0))
+    t, r, b, l = d.box
+    truth = (y0 + round(t * s), x0 + round(r * s), y0 + round(b * s), x0 + round(l * s))
+    dets = engine.detect(np.asarray(canvas))
+    assert len(dets) == 1
+    assert box_iou(dets[0].box, truth) >= 0.5
+    assert 35 <= dets[0].width <= 60
+    # Identity survives at this size (upscaled before encoding): within the review band at worst.
+    ref = one_encoding(engine, "people/obama/obama1.jpg")
+    enc = engine.encode(np.asarray(canvas), dets)[0]
+    assert np.linalg.norm(enc - ref) <= th.match.review_distance
+
+
+@pytest.mark.parametrize("rel", ["people/obama/obama1.jpg", "people/kit_harington/kit1.jpg",
+                                 "people/rose_leslie/rose1.jpg", "people/alex_lacamoire/alex3.png",
+                                 "groups/two_people.jpg"])
+def test_boxes_look_like_dlib_hog(engine, rel):
+    import face_recognition  # only the test compares against HOG boxes
+
+    rgb = load(rel)
+    hog = face_recognition.face_locations(rgb, number_of_times_to_upsample=1)
+    dets = engine.detect(rgb)
+    assert hog
+    for hb in hog:
+        assert max(box_iou(d.box, hb) for d in dets) >= 0.5
+
+
+def test_blur_lowers_sharpness(engine, th):
+    from PIL import ImageFilter
+
+    im = Image.fromarray(load("people/obama/obama1.jpg"))
+    sharp = max(engine.detect(np.asarray(im)), key=lambda d: d.width)
+    blurred = max(engine.detect(np.asarray(im.filter(ImageFilter.GaussianBlur(8)))), key=lambda d: d.width)
+    assert sharp.sharpness >= th.enroll.min_sharpness
+    assert blurred.sharpness < th.quality.min_sharpness
+
+
+def test_rgba_and_grey_inputs(engine):
+    rgba = load("edge/32bit.png")
+    with Image.open(FACES / "edge" / "32bit.png") as im:
+        raw = np.asarray(im)
+    assert raw.ndim == 3
+    assert engine.detect(raw) == engine.detect(rgba)
+    grey = np.asarray(Image.fromarray(load("people/obama/obama1.jpg")).convert("L"))
+    assert len(engine.detect(grey)) == 1
+
+
+def test_model_info(engine):
+    info = engine.model_info()
+    assert info["detector"]["name"] == "centerface"
+    assert info["detector"]["source_version"] == "1.5.0"
+    assert info["detector"]["sha256"] == hashlib.sha256(centerface_path().read_bytes()).hexdigest()
+    assert info["encoder"]["source_version"] == "0.3.0"
+    assert len(info["encoder"]["sha256"]) == 64 and len(info["encoder"]["landmarks_sha256"]) == 64
+    assert info["encoder"]["version"] == info["encoder"]["sha256"][:12] + "+" + info["encoder"]["landmarks_sha256"][:12]
+
+
+def test_engine_undoes_face_recognition_truncated_images_flag():
+    from PIL import ImageFile
+
+    import face_recognition  # noqa: F401  (would set the flag if engine had not imported it first)
+
+    import photocheck.engine  # noqa: F401
+
+    FaceEngine()
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is False
+
+
+def test_thresholds_load_and_fingerprint(th, tmp_path):
+    assert 0 < th.match.block_distance < th.match.review_distance
+    assert th.fingerprint() == load_thresholds().fingerprint()
+    d = th.as_dict()
+    assert set(d) == {"detector", "match", "quality", "enroll"}
+    src = Path(th.source).read_text().replace("block_distance = 0.55", "block_distance = 0.5")
+    p = tmp_path / "t.toml"
+    p.write_text(src)
+    assert load_thresholds(p).fingerprint() != th.fingerprint()
+    p.write_text(src + "\n[extra]\nx = 1\n")
+    with pytest.raises(ValueError):
+        load_thresholds(p)

@@ -1,0 +1,374 @@
+"""Roster parsing/validation: canonical CSV, SIS mappings, and every error kind."""
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from photocheck.roster import (
+    RosterError,
+    RosterProblem,
+    StudentRecord,
+    load_mapping,
+    parse_opt_out,
+    read_roster,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+MAPPINGS = REPO / "roster" / "mappings"
+EXAMPLES = REPO / "roster" / "examples"
+HEADER = "student_id,first_name,last_name,campus,grade,opt_out\n"
+
+
+def write(tmp_path: Path, text: str, name: str = "roster.csv", encoding: str = "utf-8") -> Path:
+    p = tmp_path / name
+    p.write_bytes(text.encode(encoding))
+    return p
+
+
+def errors(path: Path, mapping=None) -> RosterError:
+    with pytest.raises(RosterError) as info:
+        read_roster(path, mapping)
+    return info.value
+
+
+def only(err: RosterError) -> RosterProblem:
+    assert len(err.problems) == 1, str(err)
+    return err.problems[0]
+
+
+# --------------------------------------------------------------------------
+# Canonical files
+# --------------------------------------------------------------------------
+
+def test_generator_format(tmp_path):
+    p = write(tmp_path, "student_id,first_name,last_name,campus,grade,opt_out\n"
+                        "S100002,Barack,Obama,Demo High School,10,all")  # no final newline
+    assert read_roster(p) == [StudentRecord(
+        "S100002", "Barack", "Obama", "Demo High School", "10", ("all",), None, False, 2)]
+
+
+def test_shipped_demo_roster():
+    recs = read_roster(REPO / "roster" / "no_consent.csv")
+    assert [(r.student_id, r.first_name, r.last_name, r.campus, r.grade, r.opt_out)
+            for r in recs] == [
+        ("D0001", "Joseph", "Biden", "Demo High School", "12", ("all",)),
+    ]
+
+
+def test_optional_columns_whitespace_and_leading_zeros(tmp_path):
+    p = write(tmp_path,
+              "Student_ID , first_name,last_name,campus,grade,opt_out,opt_out_until,strict,notes\n"
+              " 000123 , Zoë , De Vries ,North,9, web;Social | press ,2026-07-31,yes,ignored\n"
+              "000124,=cmd,@x,North,9,all web,,,\n")
+    a, b = read_roster(p)
+    assert a.student_id == "000123" and a.first_name == "Zoë" and a.last_name == "De Vries"
+    assert a.opt_out == ("web", "social", "press")
+    assert a.opt_out_until == date(2026, 7, 31) and a.strict is True
+    # "all" absorbs other channels; formula-looking names are kept as plain data.
+    assert b.opt_out == ("all",) and b.first_name == "=cmd" and b.last_name == "@x"
+    assert b.opt_out_until is None and b.strict is False
+
+
+@pytest.mark.parametrize("value,expected", [
+    ("all", ("all",)), ("WEB", ("web",)), ("yearbook,web", ("web", "yearbook")),
+    ("newsletter|press", ("newsletter", "press")), ("web web", ("web",)),
+])
+def test_parse_opt_out(value, expected):
+    assert parse_opt_out(value) == expected
+
+
+def test_bom(tmp_path):
+    p = write(tmp_path, HEADER + "S1,A,B,C,9,all\n", encoding="utf-8-sig")
+    assert read_roster(p)[0].student_id == "S1"
+
+
+def test_utf16_excel_unicode_text(tmp_path):
+    p = write(tmp_path, (HEADER + "S1,Zoë,B,C,9,all\n").replace(",", "\t"), encoding="utf-16")
+    assert read_roster(p)[0].first_name == "Zoë"
+
+
+def test_semicolon_delimiter_with_commas_in_data(tmp_path):
+    p = write(tmp_path, HEADER.replace(",", ";") + "S1;Mary, Jr.;B;C;9;web,social\n")
+    [r] = read_roster(p)
+    assert r.first_name == "Mary, Jr." and r.opt_out == ("web", "social")
+
+
+def test_tab_delimiter_and_crlf(tmp_path):
+    p = write(tmp_path, (HEADER + "S1,A,B,C,9,all\n").replace(",", "\t").replace("\n", "\r\n"))
+    assert read_roster(p)[0].opt_out == ("all",)
+
+
+def test_old_mac_cr_line_endings(tmp_path):
+    p = write(tmp_path, (HEADER + "S1,A,B,C,9,all\nS2,A,B,C,9,all\n").replace("\n", "\r"))
+    assert [r.line for r in read_roster(p)] == [2, 3]
+
+
+def test_excel_sep_hint_line(tmp_path):
+    p = write(tmp_path, "sep=;\n" + HEADER.replace(",", ";") + "S1;A;B;C;9;all\n")
+    [r] = read_roster(p)
+    assert r.line == 3
+
+
+def test_quoted_newline_keeps_line_numbers(tmp_path):
+    p = write(tmp_path, HEADER + 'S1,"Multi\nLine",B,C,9,all\nS2,A,B,C,9,all\n')
+    assert [r.line for r in read_roster(p)] == [2, 4]
+
+
+def test_empty_roster_ok(tmp_path):
+    assert read_roster(write(tmp_path, HEADER)) == []
+    assert read_roster(write(tmp_path, HEADER + "\n,,,,,\n\n", "blank_rows.csv")) == []
+
+
+def test_empty_file_is_error(tmp_path):
+    assert "header row is required" in str(errors(write(tmp_path, "")))
+
+
+# --------------------------------------------------------------------------
+# Bad input: each names file, line and column; never a partial list
+# --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("row,column,fragment", [
+    (",A,B,C,9,all", "student_id", "empty value"),
+    ("=1+2,A,B,C,9,all", "student_id", "spreadsheet formula"),
+    ("+S1,A,B,C,9,all", "student_id", "spreadsheet formula"),
+    ("-S1,A,B,C,9,all", "student_id", "spreadsheet formula"),
+    ("@S1,A,B,C,9,all", "student_id", "spreadsheet formula"),
+    ("S 1,A,B,C,9,all", "student_id", "whitespace"),
+    ("S1,A,B,C,9,twitter", "opt_out", "unknown opt-out channel 'twitter'"),
+    ("S1,A,B,C,9,", "opt_out", "empty value"),
+    ("S1,,,C,9,all", "first_name/last_name", "both names are empty"),
+])
+def test_bad_row_kinds(tmp_path, row, column, fragment):
+    p = write(tmp_path, HEADER + "S0,Ok,Row,C,9,all\n" + row + "\n")
+    prob = only(errors(p))
+    assert (prob.file, prob.line, prob.column) == (str(p), 3, column)
+    assert fragment in prob.message
+    assert str(prob).startswith(f"{p}:3: column '{column}': ")
+
+
+@pytest.mark.parametrize("until,strict,column,fragment", [
+    ("2025-13-01", "", "opt_out_until", "no such day"),
+    ("31/12/2025", "", "opt_out_until", "expected YYYY-MM-DD"),
+    ("", "maybe", "strict", "invalid value 'maybe'"),
+])
+def test_bad_optional_values(tmp_path, until, strict, column, fragment):
+    p = write(tmp_path, HEADER.strip() + ",opt_out_until,strict\n"
+                        f"S1,A,B,C,9,all,{until},{strict}\n")
+    prob = only(errors(p))
+    assert (prob.line, prob.column) == (2, column) and fragment in prob.message
+
+
+def test_wrong_cell_count(tmp_path):
+    p = write(tmp_path, HEADER + "S1,A,B,C,9\nS2,A,B,C,9,all,extra\n")
+    err = errors(p)
+    assert [(x.line, x.column) for x in err.problems] == [(2, None), (3, None)]
+    assert "expected 6 cells, found 5" in str(err)
+    assert f"{p}:3: expected 6 cells, found 7" in str(err)
+
+
+def test_all_problems_reported_and_nothing_returned(tmp_path):
+    p = write(tmp_path, HEADER + "S1,A,B,C,9,all\n,A,B,C,9,all\nS3,A,B,C,9,bogus\n")
+    err = errors(p)
+    assert [x.line for x in err.problems] == [3, 4]
+
+
+def test_duplicate_ids_name_both_lines(tmp_path):
+    p = write(tmp_path, HEADER + "S1,A,B,C,9,all\nS2,A,B,C,9,all\nS1,X,Y,C,9,all\n")
+    prob = only(errors(p))
+    assert (prob.line, prob.column) == (4, "student_id")
+    assert "duplicate student_id 'S1' (first on line 2)" in prob.message
+
+
+def test_duplicate_detected_even_when_first_row_is_bad(tmp_path):
+    p = write(tmp_path, HEADER + "S1,A,B,C,9,bogus\nS1,X,Y,C,9,all\n")
+    err = errors(p)
+    assert [(x.line, x.column) for x in err.problems] == [(2, "opt_out"), (3, "student_id")]
+    assert "(first on line 2)" in str(err)
+
+
+def test_missing_column_lists_found(tmp_path):
+    p = write(tmp_path, "student_id,first_name,surname,campus,grade\nS1,A,B,C,9\n")
+    prob = only(errors(p))
+    assert prob.line == 1
+    assert "missing required column(s): last_name, opt_out" in prob.message
+    assert "found: 'student_id', 'first_name', 'surname', 'campus', 'grade'" in prob.message
+
+
+def test_missing_header_hint(tmp_path):
+    p = write(tmp_path, "S1,A,B,C,9,all\n")
+    assert "is the header row missing" in str(errors(p))
+
+
+def test_latin1_file_clear_error(tmp_path):
+    p = write(tmp_path, HEADER + "S1,A,B,C,9,all\nS2,Zoë,B,C,9,all\n", encoding="latin-1")
+    prob = only(errors(p))
+    assert prob.line == 3
+    assert "not valid UTF-8" in prob.message and "0xeb" in prob.message
+    assert "CSV UTF-8" in prob.message
+
+
+def test_latin1_ok_with_mapping_encoding(tmp_path):
+    m = write(tmp_path, "encoding = 'latin-1'\n[columns]\n" + "".join(
+        f"{f} = '{f}'\n" for f in HEADER.strip().split(",")), "m.toml")
+    p = write(tmp_path, HEADER + "S2,Zoë,B,C,9,all\n", encoding="latin-1")
+    assert read_roster(p, load_mapping(m))[0].first_name == "Zoë"
+
+
+def test_unclosed_quote(tmp_path):
+    p = write(tmp_path, HEADER + 'S1,"A,B,C,9,all\n')
+    assert "malformed CSV" in str(errors(p))
+
+
+def test_error_message_capped(tmp_path):
+    p = write(tmp_path, HEADER + ",A,B,C,9,all\n" * 60)
+    err = errors(p)
+    assert len(err.problems) == 60
+    lines = str(err).splitlines()
+    assert len(lines) == 51 and lines[-1] == "... and 10 more"
+
+
+# --------------------------------------------------------------------------
+# SIS mappings
+# --------------------------------------------------------------------------
+
+def rows(recs):
+    return [(r.student_id, r.first_name, r.last_name, r.campus, r.grade, r.opt_out) for r in recs]
+
+
+def test_shipped_mappings_load():
+    for name in ("oneroster", "powerschool"):
+        load_mapping(MAPPINGS / f"{name}.toml")
+
+
+def test_oneroster_example_11_with_consent_extension():
+    recs = read_roster(EXAMPLES / "oneroster_users.csv", load_mapping(MAPPINGS / "oneroster.toml"))
+    # Tobias consented, Gus is tobedeleted, teacher/parent are filtered out;
+    # Lena's blank consent counts as withheld.
+    assert rows(recs) == [
+        ("001001", "Maya", "Rivera", "Demo High School", "9", ("all",)),
+        ("001003", "Lena", "Chen", "Demo High School", "12", ("all",)),
+    ]
+    assert [r.line for r in recs] == [2, 4]
+
+
+OR11_HEADER = ("sourcedId,status,dateLastModified,enabledUser,orgSourcedIds,role,username,"
+               "userIds,givenName,familyName,middleName,identifier,email,sms,phone,"
+               "agentSourcedIds,grades,password\n")
+
+
+def test_oneroster_11_without_consent_column_lists_every_student(tmp_path):
+    p = write(tmp_path, OR11_HEADER
+              + "u1,,,true,o1,student,a,,Ann,Lee,,00042,,,,,09,\n"
+              + "u2,,,true,o1,teacher,b,,Bo,Ek,,T1,,,,,,\n", "users.csv")
+    recs = read_roster(p, load_mapping(MAPPINGS / "oneroster.toml"))
+    assert rows(recs) == [("00042", "Ann", "Lee", "Demo High School", "9", ("all",))]
+
+
+def test_oneroster_12_users_csv(tmp_path):
+    # 1.2: no role column (roles.csv), extra columns, metadata extension.
+    header = ("sourcedId,status,dateLastModified,enabledUser,username,userIds,givenName,"
+              "familyName,middleName,identifier,email,sms,phone,agentSourcedIds,grades,"
+              "password,userMasterIdentifier,resourceSourcedIds,preferredGivenName,"
+              "preferredMiddleName,preferredFamilyName,primaryOrgSourcedId,pronouns,"
+              "metadata.photo_consent\n")
+    p = write(tmp_path, header
+              + "u1,active,,true,ann,,Ann,Lee,,S1,,,,,KG,,,,,,,o1,,FALSE\n"
+              + "u2,active,,true,bo,,Bo,Ek,,S2,,,,,10,,,,,,,o1,,TRUE\n"
+              + "u3,active,,true,cy,,Cy,Ng,,S3,,,,,11,,,,,,,o1,,no\n", "users.csv")
+    recs = read_roster(p, load_mapping(MAPPINGS / "oneroster.toml"))
+    assert rows(recs) == [
+        ("S1", "Ann", "Lee", "Demo High School", "K", ("all",)),
+        ("S3", "Cy", "Ng", "Demo High School", "11", ("all",)),
+    ]
+
+
+def test_oneroster_unknown_consent_value_is_error(tmp_path):
+    p = write(tmp_path, OR11_HEADER.strip() + ",metadata.photo_consent\n"
+              + "u1,,,true,o1,student,a,,Ann,Lee,,00042,,,,,09,,maybe\n", "users.csv")
+    prob = only(errors(p, load_mapping(MAPPINGS / "oneroster.toml")))
+    assert (prob.line, prob.column) == (2, "metadata.photo_consent")
+    assert "unrecognised consent value 'maybe'" in prob.message
+
+
+def test_oneroster_mapped_error_names_source_column(tmp_path):
+    p = write(tmp_path, OR11_HEADER + "u1,,,true,o1,student,a,,Ann,Lee,,,,,,,09,\n", "users.csv")
+    prob = only(errors(p, load_mapping(MAPPINGS / "oneroster.toml")))
+    assert str(prob) == f"{p}:2: column 'identifier (student_id)': empty value"
+
+
+def test_powerschool_example():
+    recs = read_roster(EXAMPLES / "powerschool_students.csv",
+                       load_mapping(MAPPINGS / "powerschool.toml"))
+    # Priya (Y) and Elif (yes) consented; Sam's blank release counts as withheld.
+    assert rows(recs) == [
+        ("012345", "Noah", "Lindqvist", "Demo High School", "9", ("all",)),
+        ("012347", "Sam", "O'Donnell", "Demo Middle School", "K", ("all",)),
+    ]
+
+
+def test_powerschool_missing_consent_column(tmp_path):
+    p = write(tmp_path, "Student_Number,First_Name,Last_Name,SchoolID,Grade_Level\n"
+                        "1,A,B,100,9\n", "ps.csv")
+    prob = only(errors(p, load_mapping(MAPPINGS / "powerschool.toml")))
+    assert prob.line == 1 and "Photo_Release (consent)" in prob.message
+
+
+def test_mapping_channel_specific_consent(tmp_path):
+    m = write(tmp_path, """
+[columns]
+student_id = "ID"
+first_name = "First"
+last_name = "Last"
+grade = "Grade"
+[constants]
+campus = "North"
+[[consent]]
+column = "Web"
+channels = ["web", "social"]
+granted = ["Y"]
+withheld = ["N"]
+[[consent]]
+column = "Yearbook"
+channels = ["yearbook"]
+granted = ["Y"]
+withheld = ["N"]
+""", "m.toml")
+    p = write(tmp_path, "ID;First;Last;Grade;Web;Yearbook\n1;A;B;9;N;Y\n2;C;D;9;Y;Y\n"
+                        "3;E;F;9;N;N\n", "x.csv")
+    recs = read_roster(p, load_mapping(m))
+    assert [(r.student_id, r.opt_out) for r in recs] == [
+        ("1", ("web", "social")), ("3", ("web", "social", "yearbook"))]
+
+
+def test_bad_mapping_reports_everything(tmp_path):
+    m = write(tmp_path, """
+colums = {}
+delimiter = "|"
+[columns]
+student_id = "ID"
+nickname = "Nick"
+[constants]
+student_id = "x"
+[[filter]]
+column = "role"
+[[consent]]
+column = "C"
+granted = ["Y"]
+withheld = ["Y"]
+""", "bad.toml")
+    with pytest.raises(RosterError) as info:
+        load_mapping(m)
+    text = str(info.value)
+    for fragment in ("unknown key 'colums'", "delimiter", "columns.nickname",
+                     "student_id: set in both", "filter #1", "granted and withheld",
+                     "no source for required field(s): first_name, last_name, campus, grade"):
+        assert fragment in text
+    assert all(p.file == str(m) for p in info.value.problems)
+
+
+def test_invalid_toml(tmp_path):
+    m = write(tmp_path, "[columns\n", "broken.toml")
+    with pytest.raises(RosterError, match="invalid TOML"):
+        load_mapping(m)
