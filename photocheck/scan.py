@@ -16,7 +16,6 @@ from typing import Callable, Iterable
 
 from sqlalchemy import func, select
 
-from photocheck import __version__
 from photocheck.db import Database
 from photocheck.db.models import Face, Photo, RosterImport, Scan, utcnow
 from photocheck.images import ImageError, iter_image_files, load_image

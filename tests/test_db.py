@@ -7,7 +7,6 @@ from sqlalchemy import inspect, select, text
 
 from photocheck.db import open_database
 from photocheck.db.models import ReferenceEncoding, ReferencePhoto, Student
-from tests.helpers import REPO
 
 
 def test_migrations_create_schema_and_sqlite_pragmas(db_url: str):

@@ -10,8 +10,8 @@ from PIL import Image, ImageOps
 
 from photocheck.engine import Detection, FaceEngine, box_iou, centerface_path
 from photocheck.thresholds import load_thresholds
+from tests.helpers import FACES
 
-FACES = Path(__file__).resolve().parents[1].parent / "shared" / "faces"
 pytestmark = pytest.mark.skipif(not FACES.is_dir(), reason=f"shared test photos not found at {FACES}")
 
 
@@ -140,9 +140,8 @@ def test_model_info(engine):
 
 
 def test_engine_undoes_face_recognition_truncated_images_flag():
-    from PIL import ImageFile
-
     import face_recognition  # noqa: F401  (would set the flag if engine had not imported it first)
+    from PIL import ImageFile
 
     import photocheck.engine  # noqa: F401
 

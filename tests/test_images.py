@@ -17,8 +17,8 @@ from PIL import Image, ImageFile
 
 from photocheck import images
 from photocheck.images import ImageError, iter_image_files, load_image, sniff_format
+from tests.helpers import FACES
 
-FACES = Path(__file__).resolve().parents[1].parent / "shared" / "faces"
 GREY = images._BACKGROUND
 
 

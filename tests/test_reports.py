@@ -16,8 +16,9 @@ from photocheck import reports
 from photocheck.reports import html_report, to_json_dict, write_csv, write_html, write_json, write_reports
 from photocheck.reports._atomic import atomic_open
 from photocheck.results import FaceResult, FaceStatus, PhotoResult, ScanSummary, Verdict
+from tests.helpers import TOOLS
 
-SCORE_SCAN = Path(__file__).resolve().parents[1].parent / "shared" / "tools" / "score_scan.py"
+SCORE_SCAN = TOOLS / "score_scan.py"
 FORMULA_PATH = "=cmd|' /C calc'!A0"
 MARKUP_NAME = "<img src=x onerror=alert(1)>.jpg"
 

@@ -14,8 +14,8 @@ from photocheck.roster import (
     parse_opt_out,
     read_roster,
 )
+from tests.helpers import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 MAPPINGS = REPO / "roster" / "mappings"
 EXAMPLES = REPO / "roster" / "examples"
 HEADER = "student_id,first_name,last_name,campus,grade,opt_out\n"

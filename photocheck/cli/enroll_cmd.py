@@ -9,7 +9,8 @@ from rich.markup import escape
 from rich.progress import Progress
 
 from photocheck.cli.common import EXIT_ATTENTION, DbOption, console, fail, open_db
-from photocheck.enroll import EnrollOutcome, enroll as enroll_references, find_reference_photos
+from photocheck.enroll import EnrollOutcome, find_reference_photos
+from photocheck.enroll import enroll as enroll_references
 
 
 def enroll(

@@ -12,7 +12,8 @@ from rich.table import Table
 from photocheck.cli.common import EXIT_ATTENTION, DbOption, console, err_console, fail, open_db
 from photocheck.config import current_user
 from photocheck.results import PhotoResult, Verdict
-from photocheck.scan import ScanSetupError, scan as run_scan
+from photocheck.scan import ScanSetupError
+from photocheck.scan import scan as run_scan
 
 STYLE = {Verdict.BLOCKED: "bold red", Verdict.ERROR: "bold magenta", Verdict.REVIEW: "yellow",
          Verdict.CLEAR: "green"}
