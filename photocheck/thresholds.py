@@ -23,6 +23,10 @@ def default_path() -> Path:
     raise FileNotFoundError("thresholds.toml not found in " + ", ".join(str(p) for p in _CANDIDATES))
 
 
+class ThresholdsError(ValueError):
+    """models/thresholds.toml is missing, unreadable or inconsistent (a configuration error)."""
+
+
 class _Section:
     def as_dict(self) -> dict:
         return asdict(self)  # type: ignore[call-overload]
@@ -32,10 +36,10 @@ class _Section:
         known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
         unknown = set(d) - set(known)
         if unknown:
-            raise ValueError(f"thresholds.toml [{section}]: unknown key(s) {sorted(unknown)}")
+            raise ThresholdsError(f"thresholds.toml [{section}]: unknown key(s) {sorted(unknown)}")
         missing = [n for n in known if n not in d]  # every value must be in the file: one place
         if missing:
-            raise ValueError(f"thresholds.toml [{section}]: missing key(s) {missing}")
+            raise ThresholdsError(f"thresholds.toml [{section}]: missing key(s) {missing}")
         kw = {}
         for name, f in known.items():
             if name in d:
@@ -44,7 +48,7 @@ class _Section:
                 if typ is float and isinstance(v, int) and not isinstance(v, bool):
                     v = float(v)
                 if not isinstance(v, typ) or (typ is int and isinstance(v, bool)):
-                    raise ValueError(f"thresholds.toml [{section}].{name}: expected {typ.__name__}, got {v!r}")
+                    raise ThresholdsError(f"thresholds.toml [{section}].{name}: expected {typ.__name__}, got {v!r}")
                 kw[name] = v
         return cls(**kw)
 
@@ -111,14 +115,17 @@ class Thresholds:
 
 def load_thresholds(path: str | Path | None = None) -> Thresholds:
     p = Path(path) if path is not None else default_path()
-    with open(p, "rb") as fh:
-        data = tomllib.load(fh)
+    try:
+        with open(p, "rb") as fh:
+            data = tomllib.load(fh)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ThresholdsError(f"cannot read thresholds file {p}: {exc}") from None
     unknown = set(data) - {"detector", "match", "quality", "enroll"}
     if unknown:
-        raise ValueError(f"{p}: unknown section(s) {sorted(unknown)}")
+        raise ThresholdsError(f"{p}: unknown section(s) {sorted(unknown)}")
     for sec in ("detector", "match", "quality", "enroll"):
         if sec not in data:
-            raise ValueError(f"{p}: missing section [{sec}]")
+            raise ThresholdsError(f"{p}: missing section [{sec}]")
     t = Thresholds(
         detector=DetectorSettings.from_dict(data["detector"], "detector"),
         match=MatchThresholds.from_dict(data["match"], "match"),
@@ -128,5 +135,5 @@ def load_thresholds(path: str | Path | None = None) -> Thresholds:
     )
     m = t.match
     if not (0 < m.block_distance <= m.review_distance):
-        raise ValueError(f"{p}: need 0 < block_distance <= review_distance, got {m}")
+        raise ThresholdsError(f"{p}: need 0 < block_distance <= review_distance, got {m}")
     return t

@@ -1,9 +1,16 @@
 """The `photocheck` command: a thin shell over the library. Commands are split by group."""
 from __future__ import annotations
 
+import os
+import sys
+from typing import Annotated
+
 import typer
 
+from photocheck import __version__
 from photocheck.cli import enroll_cmd, roster_cmd, scan_cmd
+from photocheck.cli.common import EXIT_CONFIG, err_console
+from photocheck.thresholds import ThresholdsError
 
 app = typer.Typer(
     name="photocheck",
@@ -19,10 +26,32 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"photocheck {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_show_version, is_eager=True,
+                                          help="Show the version and exit.")] = False,
+) -> None:
+    pass
+
+
 app.add_typer(roster_cmd.app, name="roster")
 app.command("enroll")(enroll_cmd.enroll)
 app.command("scan")(scan_cmd.scan)
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except ThresholdsError as exc:
+        if os.environ.get("PHOTOCHECK_DEBUG"):
+            raise
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(EXIT_CONFIG)

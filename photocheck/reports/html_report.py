@@ -103,8 +103,8 @@ def _write_header(f: IO[str], s: ScanSummary) -> None:
         ("Finished", s.finished_at or "not finished"),
         ("Roots", ", ".join(str(r) for r in s.roots)),
         ("Listed students", s.listed_students),
-        ("Model", _kv(s.model)),
-        ("Thresholds", _kv(s.thresholds)),
+        ("Model", _model_line(s.model)),
+        ("Thresholds", _thresholds_line(s.thresholds)),
         ("photocheck", photocheck_version()),
     ]
     f.write("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n")
@@ -125,8 +125,24 @@ def _write_header(f: IO[str], s: ScanSummary) -> None:
     f.write(f"<span>total {len(s.photos)}</span></p>\n</header>\n<main class=\"grid\">\n")
 
 
-def _kv(d: dict) -> str:
-    return ", ".join(f"{k}={v}" for k, v in d.items()) if d else "—"
+def _model_line(model: dict) -> str:
+    """Names and versions only: the full provenance (hashes, settings) is in the JSON report."""
+    parts = []
+    for role in ("detector", "encoder"):
+        m = model.get(role)
+        if isinstance(m, dict):
+            parts.append(f"{role}: {m.get('name', '?')} {m.get('version') or m.get('source_version') or ''}".strip())
+    return "; ".join(parts) or "—"
+
+
+def _thresholds_line(thresholds: dict) -> str:
+    """The numbers a reviewer may ask about; every threshold is in the JSON report."""
+    match, quality = thresholds.get("match", {}), thresholds.get("quality", {})
+    if not match and not quality:
+        return ", ".join(f"{k}={v}" for k, v in thresholds.items()) or "—"
+    return (f"blocked at distance ≤ {match.get('block_distance', '?')}, review ≤ {match.get('review_distance', '?')}; "
+            f"faces under {quality.get('min_face_px', '?')} px or sharpness {quality.get('min_sharpness', '?')} "
+            "go to review")
 
 
 def _card(photo: PhotoResult, px: int) -> str:
