@@ -56,6 +56,8 @@ class PhotoResult:
     height: int | None = None
     error: str | None = None            # set when verdict is ERROR
     channel_verdicts: dict[str, Verdict] = field(default_factory=dict)  # per publication channel judged
+    photo_id: int | None = None          # set when read back from the database
+    signoff: str = "pending"            # pending|approved|redacted|rejected (+ by whom, for which channels)
 
 
 @dataclass

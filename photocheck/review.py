@@ -27,6 +27,7 @@ from photocheck import audit
 from photocheck.config import ConfigError, check_channel, school_channels
 from photocheck.db import Database
 from photocheck.db.models import Face, Photo, Redaction, Scan, Signoff, Student
+from photocheck.results import FaceResult, FaceStatus, PhotoResult, ScanSummary, Verdict
 
 DECISIONS = ("approve", "reject", "redact")
 # signoff_state after each decision
@@ -321,3 +322,31 @@ def mark_for_recheck(s: Session, *, reason: str, actor: str) -> int:
                                         Photo.needs_recheck.is_(False))
                     .values(needs_recheck=True).execution_options(synchronize_session=False))
     return res.rowcount or 0
+
+
+def scan_summary(db: Database, scan_id: int) -> ScanSummary:
+    """A stored scan read back as a report summary, with each photo's current sign-off state."""
+    with db.session() as s:
+        scan = s.get(Scan, scan_id)
+        if scan is None:
+            raise PhotoNotFound(f"no scan with id {scan_id}")
+        photos = []
+        for p in scan.photos:
+            so = _current_signoff(s, p.id)
+            state = p.signoff_state
+            if so is not None and state != "pending":
+                state += f" by {so.reviewer}" + (f" for {so.channels.replace(';', ', ')}" if so.channels else "")
+            if p.needs_recheck:
+                state += " (re-check needed)"
+            faces = [FaceResult(box=(f.top, f.right, f.bottom, f.left), status=FaceStatus(f.status),
+                                detector_score=f.detector_score, student_id=f.student_id,
+                                candidate_id=f.candidate_id, distance=f.distance, reason=f.reason) for f in p.faces]
+            photos.append(PhotoResult(path=p.path, verdict=Verdict(p.verdict), reasons=json.loads(p.reasons or "[]"),
+                                      faces=faces, sha256=p.sha256, width=p.width, height=p.height, error=p.error,
+                                      channel_verdicts={k: Verdict(v) for k, v in channel_verdicts(p, scan).items()},
+                                      photo_id=p.id, signoff=state))
+        return ScanSummary(scan_id=scan.id, started_at=scan.started_at.isoformat(timespec="seconds"),
+                           finished_at=scan.finished_at.isoformat(timespec="seconds") if scan.finished_at else None,
+                           owner=scan.owner, roots=json.loads(scan.roots), thresholds=json.loads(scan.thresholds),
+                           model=json.loads(scan.model), listed_students=0, unprotected_students=[],
+                           photos=photos, channel=scan.channel)

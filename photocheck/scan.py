@@ -118,6 +118,7 @@ def _persist(db: Database, scan_id: int, result: PhotoResult, owner: str) -> Non
         photo.faces = face_rows(result)
         s.add(photo)
         s.flush()
+        result.photo_id = photo.id
         audit.record(s, actor=owner, action="scan.photo", photo_sha256=result.sha256, scan_id=scan_id,
                      photo_id=photo.id, verdict=result.verdict.value, faces=len(result.faces))
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -31,6 +32,8 @@ def list_(
                                        help="pending, approved, redacted, rejected, or all.")] = "pending",
     recheck: Annotated[bool, typer.Option("--recheck", help="Only photos waiting for `photocheck recheck`.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    html: Annotated[Path | None, typer.Option("--html", metavar="FILE", help="With --scan: write that scan's "
+                                              "contact sheet showing each photo's id and sign-off state.")] = None,
     db: DbOption = None,
 ) -> None:
     """Show the queue: each photo's id, verdict (and per channel), reasons and who scanned it.
@@ -38,6 +41,17 @@ def list_(
     Use the ids with `photocheck review sign`. Blocked photos come first.
     """
     database = open_db(db)
+    if html is not None:
+        if scan is None:
+            fail("--html needs --scan ID")
+        from photocheck.reports import write_html
+        from photocheck.review import scan_summary
+
+        try:
+            write_html(scan_summary(database, scan), html)
+        except SignoffError as exc:
+            fail(str(exc))
+        console.print(f"HTML contact sheet with sign-off states: {escape(str(html))}", highlight=False)
     items = queue(database, scan_id=scan, verdicts=verdict, states=None if state == "all" else [state],
                   recheck_only=recheck)
     if as_json:
