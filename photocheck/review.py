@@ -311,7 +311,7 @@ def void_signoff(s: Session, photo: Photo, *, actor: str, reason: str, recheck: 
     _void(s, photo, actor=actor, reason=reason, recheck=recheck)
 
 
-def mark_for_recheck(s: Session, *, reason: str, actor: str) -> int:
+def mark_for_recheck(s: Session) -> int:
     """Flag every approved photo with a face: a newly listed student may be in it.
 
     Bystander encodings are not kept, so this cannot tell which photos do; `recheck` reads

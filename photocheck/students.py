@@ -98,8 +98,7 @@ def import_roster(db: Database, path: Path, *, mapping_path: Path | None = None,
         if newly:
             from photocheck.review import mark_for_recheck
 
-            changes.marked_for_recheck = mark_for_recheck(s, reason="roster import listed " +
-                                                          f"{len(newly)} more student(s)", actor=user)
+            changes.marked_for_recheck = mark_for_recheck(s)
         from photocheck import audit
 
         audit.record(s, actor=user, action="roster.import", file_sha256=digest, added=changes.added,

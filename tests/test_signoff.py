@@ -376,3 +376,30 @@ def test_new_commands_help_teaches(cli, args):
         assert "BLOCKED" in out and "strict" in out and "sha256" in out
     if args == ["publish"]:
         assert "EXIF" in out and "manifest" in out and "Exit status" in out
+
+
+def test_migration_0002_upgrades_a_database_with_scans(tmp_path: Path):
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import create_engine, text
+
+    from photocheck.db.session import MIGRATIONS_DIR
+    from photocheck.review import queue
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = create_engine(url)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0001")
+        conn.execute(text("INSERT INTO scans (id, owner, started_at, status, roots, thresholds, model, "
+                          "roster_fingerprint) VALUES (1, 'alice', '2026-01-01', 'finished', '[]', '{}', '{}', 'x')"))
+        conn.execute(text("INSERT INTO photos (scan_id, path, sha256, verdict, reasons, scanned_at, signoff_state) "
+                          "VALUES (1, 'a.jpg', 'ab', 'blocked', '[]', '2026-01-01', 'pending')"))
+    engine.dispose()
+    db = open_database(url)
+    (item,) = queue(db)
+    assert item.state == "pending" and not item.needs_recheck
+    assert set(item.channel_verdicts.values()) == {"blocked"}  # old photos: strictest verdict on every channel
+    assert audit.verify(db).ok
