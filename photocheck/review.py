@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import exists, func, select, update
 from sqlalchemy.orm import Session
 
 from photocheck import audit
@@ -348,5 +348,6 @@ def scan_summary(db: Database, scan_id: int) -> ScanSummary:
         return ScanSummary(scan_id=scan.id, started_at=scan.started_at.isoformat(timespec="seconds"),
                            finished_at=scan.finished_at.isoformat(timespec="seconds") if scan.finished_at else None,
                            owner=scan.owner, roots=json.loads(scan.roots), thresholds=json.loads(scan.thresholds),
-                           model=json.loads(scan.model), listed_students=0, unprotected_students=[],
+                           model=json.loads(scan.model), unprotected_students=[],
+                           listed_students=s.scalar(select(func.count()).select_from(Student)) or 0,
                            photos=photos, channel=scan.channel)

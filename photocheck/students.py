@@ -85,7 +85,11 @@ def import_roster(db: Database, path: Path, *, mapping_path: Path | None = None,
                 changes.changed.append(rec.student_id)
             else:
                 changes.unchanged += 1
+        from photocheck import audit
+
         for sid, st in existing.items():
+            refs = s.scalar(select(func.count()).select_from(ReferencePhoto).where(ReferencePhoto.student_pk == st.id))
+            audit.record(s, actor=user, action="delete.student", student_id=sid, reference_photos_deleted=refs)
             s.execute(delete(ReferenceEncoding).where(ReferenceEncoding.student_pk == st.id))
             s.execute(delete(ReferencePhoto).where(ReferencePhoto.student_pk == st.id))
             s.delete(st)
@@ -99,8 +103,6 @@ def import_roster(db: Database, path: Path, *, mapping_path: Path | None = None,
             from photocheck.review import mark_for_recheck
 
             changes.marked_for_recheck = mark_for_recheck(s)
-        from photocheck import audit
-
         audit.record(s, actor=user, action="roster.import", file_sha256=digest, added=changes.added,
                      changed=changes.changed, removed=sorted(changes.removed),
                      marked_for_recheck=changes.marked_for_recheck)

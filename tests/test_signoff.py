@@ -24,6 +24,7 @@ from photocheck.review import SignoffError, sign_one
 from photocheck.screening import listed_for
 from tests.helpers import REPO, Cli
 
+
 def said(result) -> str:
     """The command's output with rich's line wrapping undone."""
     return " ".join(result.output.split())
@@ -186,6 +187,18 @@ def test_two_reviewers_racing_one_wins_nothing_lost(demo):
         events = s.scalars(select(AuditEvent).where(AuditEvent.action == "signoff")).all()
         assert [e.actor for e in events] == wins
     assert audit.verify(db).ok
+
+
+def test_a_signoff_on_a_stale_view_is_refused(demo):
+    """A reviewer who looked at version 0 cannot sign after the photo moved on, even if it is pending again."""
+    cli, db, ids, _ = demo
+    pid = ids["obama3.jpg"]
+    cli("review", "sign", pid, "--decision", "approve", "--as", "carol")
+    cli("review", "reopen", pid, "--reason", "wrong photo set")
+    with pytest.raises(SignoffError, match="already signed off"):
+        sign_one(db, pid, reviewer="bob", decision="approve", expected_version=0)
+    assert sign_one(db, pid, reviewer="bob", decision="reject").ok
+    assert [e.action for e in audit.log(db, action="signoff")] == ["signoff", "signoff.void", "signoff"]
 
 
 # --- redaction ------------------------------------------------------------------------------------

@@ -105,6 +105,7 @@ def _write_header(f: IO[str], s: ScanSummary) -> None:
         ("Finished", s.finished_at or "not finished"),
         ("Roots", ", ".join(str(r) for r in s.roots)),
         ("Listed students", s.listed_students),
+        ("Channel", s.channel or "every opt-out (strictest)"),
         ("Model", _kv(s.model)),
         ("Thresholds", _kv(s.thresholds)),
         ("photocheck", photocheck_version()),
