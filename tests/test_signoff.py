@@ -416,3 +416,21 @@ def test_migration_0002_upgrades_a_database_with_scans(tmp_path: Path):
     assert item.state == "pending" and not item.needs_recheck
     assert set(item.channel_verdicts.values()) == {"blocked"}  # old photos: strictest verdict on every channel
     assert audit.verify(db).ok
+
+
+def test_recheck_reads_the_redacted_copy_that_was_published(demo, tmp_path: Path):
+    cli, db, ids, imgs = demo
+    pid = ids["together_sideways.jpg"]  # D0001 and a second, unlisted face
+    cli("redact", pid, "--out", tmp_path / "red")
+    cli("review", "sign", pid, "--decision", "redact")
+    cli("publish", "--channel", "press", "--to", tmp_path / "press", pid)
+    roster = tmp_path / "new.csv"  # the second person's family now refuses consent too
+    roster.write_text(HEADER + "D0001,Joseph,Biden,Demo High School,12,all,,\nD0002,Barack,Obama,Demo,12,all,,\n")
+    cli("roster", "import", roster)
+    refs = tmp_path / "refs" / "D0002"
+    refs.mkdir(parents=True)
+    shutil.copy(imgs / "obama3.jpg", refs / "obama3.jpg")
+    cli("enroll", tmp_path / "refs")
+    out = said(cli("recheck", expect=1))
+    assert "redacted copy shows" in out and f"press-{pid:06d}.jpg" in out
+    assert _state(db, pid) == "pending"
