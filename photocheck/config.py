@@ -11,6 +11,11 @@ from pathlib import Path
 DB_ENV = "PHOTOCHECK_DB"
 USER_ENV = "PHOTOCHECK_USER"
 HOME_ENV = "PHOTOCHECK_HOME"
+CHANNELS_ENV = "PHOTOCHECK_CHANNELS"
+
+# The school's own publication channels. Publishing is for these purposes only: anything else
+# (a parent's personal use, an advertiser...) is not a channel and is refused.
+SCHOOL_CHANNELS: tuple[str, ...] = ("web", "social", "yearbook", "newsletter", "press")
 
 
 def data_dir() -> Path:
@@ -44,3 +49,31 @@ def current_user(flag: str | None = None) -> str:
         return getpass.getuser()
     except Exception:  # no passwd entry (containers): still record something honest
         return f"uid{os.getuid()}"
+
+
+class ConfigError(ValueError):
+    """A setting that cannot be used as given."""
+
+
+def school_channels() -> tuple[str, ...]:
+    """The channels this school publishes on: $PHOTOCHECK_CHANNELS (e.g. "web,yearbook"), else all five."""
+    raw = os.environ.get(CHANNELS_ENV, "").strip()
+    if not raw:
+        return SCHOOL_CHANNELS
+    wanted = [c.strip().casefold() for c in raw.replace(";", ",").split(",") if c.strip()]
+    unknown = [c for c in wanted if c not in SCHOOL_CHANNELS]
+    if unknown:
+        raise ConfigError(f"${CHANNELS_ENV}: unknown channel(s) {', '.join(unknown)} "
+                          f"(choose from {', '.join(SCHOOL_CHANNELS)})")
+    return tuple(c for c in SCHOOL_CHANNELS if c in wanted)
+
+
+def check_channel(channel: str) -> str:
+    """`channel` normalised, or ConfigError saying why publishing for it is not allowed."""
+    ch = channel.strip().casefold()
+    allowed = school_channels()
+    if ch not in allowed:
+        raise ConfigError(f"{channel!r} is not one of the school's publication channels ({', '.join(allowed)}): "
+                          "photocheck only clears photos for the school's own publications, not for personal, "
+                          "promotional or other non-school use")
+    return ch

@@ -89,11 +89,15 @@ def enroll(
     engine=None,
     thresholds=None,
     on_photo: Callable[[EnrollOutcome], None] | None = None,
+    actor: str | None = None,
 ) -> EnrollReport:
     """Enroll every reference photo under `root` for students on the no-consent list."""
+    from photocheck import audit
+    from photocheck.config import current_user
     from photocheck.engine import FaceEngine
     from photocheck.thresholds import load_thresholds
 
+    actor = actor or current_user()
     thresholds = thresholds or load_thresholds()
     engine = engine or FaceEngine()
     model = engine.model_info()["encoder"]
@@ -109,7 +113,9 @@ def enroll(
             outcome, encoding, sha = check_reference(engine, thresholds, path)
             outcome.student_id = sid
             # One transaction per photo: a crash keeps every photo enrolled before it.
-            with db.session() as s:
+            with db.session(immediate=True) as s:
+                audit.record(s, actor=actor, action="enroll", student_id=sid, reference_sha256=sha,
+                             accepted=outcome.accepted)
                 if sha is not None:
                     old = s.scalar(select(ReferencePhoto).where(ReferencePhoto.student_pk == listed[sid],
                                                                 ReferencePhoto.sha256 == sha))

@@ -55,6 +55,9 @@ class PhotoResult:
     width: int | None = None            # upright size
     height: int | None = None
     error: str | None = None            # set when verdict is ERROR
+    channel_verdicts: dict[str, Verdict] = field(default_factory=dict)  # per publication channel judged
+    photo_id: int | None = None          # set when read back from the database
+    signoff: str = "pending"            # pending|approved|redacted|rejected (+ by whom, for which channels)
 
 
 @dataclass
@@ -71,6 +74,7 @@ class ScanSummary:
     listed_students: int
     unprotected_students: list[str]      # ids of listed students without a usable reference
     photos: list[PhotoResult] = field(default_factory=list)
+    channel: str | None = None           # None: every opt-out judged (strictest)
 
     def counts(self) -> dict[str, int]:
         out = {v.value: 0 for v in Verdict}

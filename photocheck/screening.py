@@ -11,11 +11,28 @@ photo still waits for a second person's sign-off.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Sequence
 
 import numpy as np
 
 from photocheck.results import Box, FaceResult, FaceStatus, Verdict
+
+
+def listed_for(opt_out: str, until: date | None, strict: bool, channel: str | None, today: date) -> bool:
+    """Does this student's opt-out apply to `channel` (None = any channel, the strictest reading)?
+
+    A strict student (e.g. protection order) is listed everywhere, always. Otherwise an opt-out
+    whose end date has passed no longer applies, and one naming channels applies to those only.
+    """
+    if strict:
+        return True
+    if until is not None and until < today:
+        return False
+    channels = {c for c in opt_out.split(";") if c}
+    if not channels:  # an empty stored value must never mean "consented"
+        channels = {"all"}
+    return channel is None or "all" in channels or channel in channels
 
 
 @dataclass

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ from sqlalchemy import delete, func, select
 from photocheck.db import Database
 from photocheck.db.models import ReferenceEncoding, ReferencePhoto, RosterImport, Student, utcnow
 from photocheck.roster import Mapping, StudentRecord, load_mapping, read_roster
-from photocheck.screening import ReferenceSet
+from photocheck.screening import ReferenceSet, listed_for
 
 # Fields compared to tell a changed student from an unchanged one on re-import.
 _COMPARED = ("first_name", "last_name", "campus", "grade", "opt_out", "opt_out_until", "strict")
@@ -24,6 +25,8 @@ class RosterChanges:
     removed: list[str] = field(default_factory=list)
     unchanged: int = 0
     total: int = 0
+    newly_listed: list[str] = field(default_factory=list)  # added, or protected more than before
+    marked_for_recheck: int = 0  # approved photos that must be re-checked before publishing
 
 
 @dataclass
@@ -62,11 +65,16 @@ def import_roster(db: Database, path: Path, *, mapping_path: Path | None = None,
     mapping: Mapping | None = load_mapping(mapping_path) if mapping_path else None
     records = read_roster(path, mapping)  # raises RosterError before anything is written
     changes = RosterChanges(total=len(records))
-    with db.session() as s:
+    before: dict[str, dict] = {}
+    after: dict[str, dict] = {}
+    with db.session(immediate=True) as s:
         existing = {st.student_id: st for st in s.scalars(select(Student))}
         for rec in records:
             values = _values(rec)
             st = existing.pop(rec.student_id, None)
+            after[rec.student_id] = values
+            if st is not None:
+                before[rec.student_id] = {k: getattr(st, k) for k in values}
             if st is None:
                 s.add(Student(student_id=rec.student_id, **values))
                 changes.added.append(rec.student_id)
@@ -77,15 +85,43 @@ def import_roster(db: Database, path: Path, *, mapping_path: Path | None = None,
                 changes.changed.append(rec.student_id)
             else:
                 changes.unchanged += 1
+        from photocheck import audit
+
         for sid, st in existing.items():
+            refs = s.scalar(select(func.count()).select_from(ReferencePhoto).where(ReferencePhoto.student_pk == st.id))
+            audit.record(s, actor=user, action="delete.student", student_id=sid, reference_photos_deleted=refs)
             s.execute(delete(ReferenceEncoding).where(ReferenceEncoding.student_pk == st.id))
             s.execute(delete(ReferencePhoto).where(ReferencePhoto.student_pk == st.id))
             s.delete(st)
             changes.removed.append(sid)
-        s.add(RosterImport(imported_by=user, source=str(path), sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        s.add(RosterImport(imported_by=user, source=str(path), sha256=digest,
                            added=len(changes.added), changed=len(changes.changed), removed=len(changes.removed)))
+        newly = changes.added + [sid for sid in changes.changed if _protection_grew(before[sid], after[sid])]
+        changes.newly_listed = sorted(newly)
+        if newly:
+            from photocheck.review import mark_for_recheck
+
+            changes.marked_for_recheck = mark_for_recheck(s)
+        audit.record(s, actor=user, action="roster.import", file_sha256=digest, added=changes.added,
+                     changed=changes.changed, removed=sorted(changes.removed),
+                     marked_for_recheck=changes.marked_for_recheck)
     changes.removed.sort()
     return changes
+
+
+def _protection_grew(old: dict, new: dict) -> bool:
+    """Does the new roster row protect the student on some channel or day the old one did not?"""
+    if new["strict"] and not old["strict"]:
+        return True
+    old_ch = set(old["opt_out"].split(";"))
+    new_ch = set(new["opt_out"].split(";"))
+    if "all" not in old_ch and ("all" in new_ch or new_ch - old_ch):
+        return True
+    if old["opt_out_until"] is not None and (new["opt_out_until"] is None
+                                             or new["opt_out_until"] > old["opt_out_until"]):
+        return True
+    return False
 
 
 def list_students(db: Database, model_name: str | None = None) -> list[StudentStatus]:
@@ -103,10 +139,22 @@ def list_students(db: Database, model_name: str | None = None) -> list[StudentSt
         ]
 
 
-def load_references(db: Database, model_name: str, model_version: str) -> ReferenceSet:
-    """Listed students' encodings made by this exact model; others count as unprotected."""
+def load_references(db: Database, model_name: str, model_version: str, *, channel: str | None = None,
+                    today: date | None = None) -> ReferenceSet:
+    """Listed students' encodings made by this exact model; others count as unprotected.
+
+    Only students whose opt-out applies to `channel` count (None = any channel: strictest).
+    """
+    return load_channel_references(db, model_name, model_version, [channel], today=today)[channel]
+
+
+def load_channel_references(db: Database, model_name: str, model_version: str, channels,
+                            *, today: date | None = None) -> dict[str | None, ReferenceSet]:
+    """One ReferenceSet per channel (None = strictest), from one read of the database."""
+    today = today or date.today()
     with db.session() as s:
-        listed = list(s.scalars(select(Student.student_id).order_by(Student.student_id)))
+        students = s.execute(select(Student.student_id, Student.opt_out, Student.opt_out_until, Student.strict)
+                             .order_by(Student.student_id)).all()
         rows = s.execute(
             select(Student.student_id, ReferenceEncoding.vector)
             .join(ReferenceEncoding, ReferenceEncoding.student_pk == Student.id)
@@ -116,7 +164,15 @@ def load_references(db: Database, model_name: str, model_version: str) -> Refere
     encodings: dict[str, list[np.ndarray]] = {}
     for sid, blob in rows:
         encodings.setdefault(sid, []).append(np.frombuffer(blob, dtype="<f8"))
-    return ReferenceSet.build(encodings, listed)
+    return {ch: ReferenceSet.build(encodings, [sid for sid, opt, until, strict in students
+                                               if listed_for(opt, until, strict, ch, today)])
+            for ch in channels}
+
+
+def strict_students(db: Database) -> set[str]:
+    """Ids of students who must never be published, not even redacted."""
+    with db.session() as s:
+        return set(s.scalars(select(Student.student_id).where(Student.strict.is_(True))))
 
 
 def roster_fingerprint(references: ReferenceSet) -> str:

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from photocheck import __version__
-from photocheck.cli import enroll_cmd, roster_cmd, scan_cmd
+from photocheck.cli import audit_cmd, enroll_cmd, publish_cmd, redact_cmd, review_cmd, roster_cmd, scan_cmd
 from photocheck.cli.common import EXIT_CONFIG, err_console
 from photocheck.thresholds import ThresholdsError
 
@@ -20,6 +20,8 @@ app = typer.Typer(
         "  photocheck roster import no_consent.csv\n\n"
         "  photocheck enroll reference_photos/\n\n"
         "  photocheck scan event_photos/ --html report.html\n\n"
+        "  photocheck review list; photocheck review sign ID... --decision approve --as REVIEWER\n\n"
+        "  photocheck publish --channel web --to out/ --scan ID\n\n"
         "Nothing is ever approved automatically: every photo waits for a second person's sign-off."
     ),
     no_args_is_help=True,
@@ -45,6 +47,11 @@ def _root(
 app.add_typer(roster_cmd.app, name="roster")
 app.command("enroll")(enroll_cmd.enroll)
 app.command("scan")(scan_cmd.scan)
+app.add_typer(review_cmd.app, name="review")
+app.command("redact")(redact_cmd.redact)
+app.command("publish")(publish_cmd.publish)
+app.command("recheck")(publish_cmd.recheck)
+app.add_typer(audit_cmd.app, name="audit")
 
 
 def main() -> None:

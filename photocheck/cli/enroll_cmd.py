@@ -9,6 +9,7 @@ from rich.markup import escape
 from rich.progress import Progress
 
 from photocheck.cli.common import EXIT_ATTENTION, DbOption, console, fail, open_db
+from photocheck.config import current_user
 from photocheck.enroll import EnrollOutcome, find_reference_photos
 from photocheck.enroll import enroll as enroll_references
 
@@ -18,6 +19,8 @@ def enroll(
                                               "(several per student) or DIR/<student_id>.jpg.",
                                               show_default=False)],
     db: DbOption = None,
+    as_user: Annotated[str | None, typer.Option("--as", metavar="USER", help="Who is enrolling "
+                                                "(default: $PHOTOCHECK_USER, else the OS user).")] = None,
 ) -> None:
     """Enroll reference photos of listed students.
 
@@ -39,7 +42,7 @@ def enroll(
                 progress.console.print(f"[yellow]rejected[/] {escape(outcome.path)} "
                                        f"({escape(outcome.student_id)}): {escape(outcome.reason)}", highlight=False)
 
-        report = enroll_references(database, directory, on_photo=shown)
+        report = enroll_references(database, directory, on_photo=shown, actor=current_user(as_user))
     for sid, paths in sorted(report.not_listed.items()):
         console.print(f"[yellow]skipped[/] {escape(sid)}: not on the no-consent list ({len(paths)} photo(s) "
                       "not stored)", highlight=False)

@@ -52,6 +52,9 @@ def import_(
             console.print(f"  {label}: {escape(', '.join(ids))}", highlight=False)
     if changes.removed:
         console.print("  Removed students' reference photos and encodings were deleted.")
+    if changes.marked_for_recheck:
+        console.print(f"[bold yellow]{changes.marked_for_recheck} approved photo(s) flagged for re-check[/]: newly "
+                      "listed student(s) may be in them. Enroll their reference photos, then run `photocheck recheck`.")
     if changes.added:
         console.print("Next: enroll reference photos for new students with `photocheck enroll DIR`.")
 

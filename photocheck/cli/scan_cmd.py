@@ -26,6 +26,10 @@ def scan(
     csv_out: Annotated[Path | None, typer.Option("--csv", metavar="FILE", help="Write a CSV, one row per photo.")] = None,
     html_out: Annotated[Path | None, typer.Option("--html", metavar="FILE",
                                                   help="Write a self-contained HTML contact sheet.")] = None,
+    channel: Annotated[str | None, typer.Option("--channel", metavar="CH",
+                                                help="Judge only the opt-outs that apply to this channel (web, social, "
+                                                     "yearbook, newsletter, press). Default: every opt-out counts "
+                                                     "(strictest), and a verdict per channel is kept.")] = None,
     jobs: Annotated[int | None, typer.Option("--jobs", "-j", min=1, help="Worker processes (default: one per core).",
                                              show_default=False)] = None,
     db: DbOption = None,
@@ -60,7 +64,7 @@ def scan(
 
     try:
         with progress:
-            outcome = run_scan(database, paths, owner=current_user(as_user), jobs=jobs,
+            outcome = run_scan(database, paths, owner=current_user(as_user), channel=channel, jobs=jobs,
                                on_start=started, on_photo=screened)
     except ScanSetupError as exc:
         fail(str(exc))

@@ -116,6 +116,8 @@ class Scan(Base):
     thresholds: Mapped[str] = mapped_column(Text)        # JSON of the thresholds used
     model: Mapped[str] = mapped_column(Text)             # JSON of detector/encoder ids
     roster_fingerprint: Mapped[str] = mapped_column(String(64))
+    # The publication channel judged; None = every opt-out counts (strictest wins).
+    channel: Mapped[str | None] = mapped_column(String(20), nullable=True)
 
     photos: Mapped[list[Photo]] = relationship(
         back_populates="scan", cascade="all, delete-orphan", passive_deletes=True, order_by="Photo.id"
@@ -138,8 +140,16 @@ class Photo(Base):
     width: Mapped[int | None] = mapped_column(Integer, nullable=True)
     height: Mapped[int | None] = mapped_column(Integer, nullable=True)
     scanned_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    # The second person's sign-off (a later issue) moves this on; nothing is ever auto-approved.
+    # pending|approved|redacted|rejected: only a second person's sign-off moves it on (review.py);
+    # nothing is ever auto-approved.
     signoff_state: Mapped[str] = mapped_column(String(20), default="pending", index=True)
+    # Bumped by every sign-off: a sign-off is a conditional UPDATE on the version it read, so two
+    # reviewers racing on one photo cannot both win.
+    version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # {"web": "clear", "social": "blocked", ...}: the verdict for each channel judged.
+    channel_verdicts: Mapped[str] = mapped_column(Text, default="{}", server_default="{}")
+    # Set when a roster change may have made an approved photo unpublishable (see recheck).
+    needs_recheck: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
 
     scan: Mapped[Scan] = relationship(back_populates="photos")
     faces: Mapped[list[Face]] = relationship(
@@ -166,3 +176,85 @@ class Face(Base):
     reason: Mapped[str] = mapped_column(Text, default="")
 
     photo: Mapped[Photo] = relationship(back_populates="faces")
+
+
+class Signoff(Base):
+    """A second person's decision on one photo, bound to the exact file bytes (sha256)."""
+
+    __tablename__ = "signoffs"
+    # One decision per photo version: a second insert for the same version is a lost race.
+    __table_args__ = (UniqueConstraint("photo_id", "photo_version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    photo_id: Mapped[int] = mapped_column(ForeignKey("photos.id", ondelete="CASCADE"), index=True)
+    photo_version: Mapped[int] = mapped_column(Integer)  # the version this decision moved on from
+    reviewer: Mapped[str] = mapped_column(String(200))
+    decision: Mapped[str] = mapped_column(String(10))   # approve|reject|redact
+    channels: Mapped[str] = mapped_column(String(200), default="")  # ';'-joined channels it allows
+    sha256: Mapped[str] = mapped_column(String(64))      # the photo's bytes when signed
+    redaction_id: Mapped[int | None] = mapped_column(ForeignKey("redactions.id", ondelete="SET NULL"),
+                                                      nullable=True)
+    note: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # False once superseded (file changed, re-check found a listed student, signed again...).
+    current: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class Redaction(Base):
+    """A verified redacted copy: every listed face covered and a re-scan found none."""
+
+    __tablename__ = "redactions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    photo_id: Mapped[int] = mapped_column(ForeignKey("photos.id", ondelete="CASCADE"), index=True)
+    source_sha256: Mapped[str] = mapped_column(String(64))
+    path: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    style: Mapped[str] = mapped_column(String(20))       # fill|pixelate
+    faces_covered: Mapped[int] = mapped_column(Integer)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Publication(Base):
+    """One photo copied out for one channel by `photocheck publish`."""
+
+    __tablename__ = "publications"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    photo_id: Mapped[int] = mapped_column(ForeignKey("photos.id", ondelete="CASCADE"), index=True)
+    signoff_id: Mapped[int] = mapped_column(ForeignKey("signoffs.id", ondelete="CASCADE"))
+    channel: Mapped[str] = mapped_column(String(20))
+    dest: Mapped[str] = mapped_column(Text)              # the folder published to
+    file_name: Mapped[str] = mapped_column(String(200))
+    sha256: Mapped[str] = mapped_column(String(64))      # of the published (stripped) file
+    published_by: Mapped[str] = mapped_column(String(200))
+    published_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class AuditEvent(Base):
+    """One entry of the append-only, hash-chained audit log (see audit.py).
+
+    Holds who, when, what and ids/hashes only: never names, paths of reference photos or encodings.
+    """
+
+    __tablename__ = "audit_events"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)  # 1, 2, 3... no gaps
+    at: Mapped[str] = mapped_column(String(40))          # ISO-8601 UTC, hashed exactly as stored
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(40), index=True)
+    photo_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    details: Mapped[str] = mapped_column(Text, default="{}")  # canonical JSON of ids and counts
+    prev_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class AuditHead(Base):
+    """The last event's seq and hash, kept apart so deleting the newest events is noticed too."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(primary_key=True)  # always 1
+    seq: Mapped[int] = mapped_column(Integer)
+    hash: Mapped[str] = mapped_column(String(64))

@@ -38,9 +38,18 @@ class Database:
     sessionmaker: sessionmaker[Session]
 
     @contextmanager
-    def session(self) -> Iterator[Session]:
-        """A session whose transaction commits on success and rolls back on any error."""
+    def session(self, *, immediate: bool = False) -> Iterator[Session]:
+        """A session whose transaction commits on success and rolls back on any error.
+
+        `immediate=True` takes SQLite's write lock up front (BEGIN IMMEDIATE). Use it for
+        read-then-write transactions (sign-offs, audit appends): a deferred transaction that
+        read first and then tries to write after another writer committed fails with "database
+        is locked" instead of waiting; an immediate one waits its turn (busy_timeout) and then
+        reads the other writer's result.
+        """
         with self.sessionmaker() as s, s.begin():
+            if immediate and self.engine.dialect.name == "sqlite":
+                s.connection().exec_driver_sql("BEGIN IMMEDIATE")
             yield s
 
     def dispose(self) -> None:

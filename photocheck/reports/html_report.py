@@ -66,6 +66,8 @@ table.info td{padding:2px 0;word-break:break-all}
 .path{font-family:ui-monospace,Consolas,monospace;font-size:12px;word-break:break-all;margin:6px 0 0;color:#333}
 .err{color:#6a1b9a;word-break:break-word}
 .faces{color:#333;margin:6px 0 0}
+.signoff{margin:6px 0 0;font-weight:600}
+.signoff.pending{color:#b36b00}.signoff.approved,.signoff.redacted{color:#2e7d32}.signoff.rejected{color:#d00000}
 @media print{
   body{background:#fff;margin:0}
   *{-webkit-print-color-adjust:exact;print-color-adjust:exact}
@@ -103,6 +105,7 @@ def _write_header(f: IO[str], s: ScanSummary) -> None:
         ("Finished", s.finished_at or "not finished"),
         ("Roots", ", ".join(str(r) for r in s.roots)),
         ("Listed students", s.listed_students),
+        ("Channel", s.channel or "every opt-out (strictest)"),
         ("Model", _model_line(s.model)),
         ("Thresholds", _thresholds_line(s.thresholds)),
         ("photocheck", photocheck_version()),
@@ -170,6 +173,9 @@ def _card(photo: PhotoResult, px: int) -> str:
         parts.append(f'<p class="err">{e(photo.error)}</p>')
     if photo.faces or photo.verdict != Verdict.ERROR:  # an error photo was never searched for faces
         parts.append(f'<p class="faces">{e(_faces_text(photo.faces))}</p>')
+    state = photo.signoff.split(" ", 1)[0]
+    ident = f"photo {photo.photo_id} · " if photo.photo_id is not None else ""
+    parts.append(f'<p class="signoff {e(state)}">{e(ident)}sign-off: {e(photo.signoff)}</p>')
     parts.append(f'<p class="path" title="sha256 {e(photo.sha256 or "unknown")}">{e(str(photo.path))}</p>')
     parts.append("</div></article>\n")
     return "".join(parts)

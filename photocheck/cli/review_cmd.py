@@ -1,0 +1,141 @@
+"""`photocheck review ...`: the second person's sign-off queue."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from photocheck.cli.common import EXIT_ATTENTION, DbOption, console, fail, open_db
+from photocheck.config import SCHOOL_CHANNELS, current_user
+from photocheck.review import DECISIONS, SignoffError, queue, reopen, resolve_photos, sign
+
+app = typer.Typer(help="The sign-off queue: a second person approves, rejects or redacts every photo "
+                       "before it can be published.", no_args_is_help=True)
+
+AsOption = Annotated[str | None, typer.Option("--as", metavar="USER", help="Who is acting (default: "
+                                              "$PHOTOCHECK_USER, else the OS user).", show_default=False)]
+STATE_STYLE = {"pending": "yellow", "approved": "green", "redacted": "cyan", "rejected": "red"}
+
+
+@app.command("list")
+def list_(
+    scan: Annotated[int | None, typer.Option("--scan", metavar="ID", help="Only this scan's photos.")] = None,
+    verdict: Annotated[list[str] | None, typer.Option("--verdict", metavar="VERDICT",
+                                                      help="Only photos with this verdict (blocked, review, "
+                                                           "clear, error); repeatable.")] = None,
+    state: Annotated[str, typer.Option("--state", metavar="STATE",
+                                       help="pending, approved, redacted, rejected, or all.")] = "pending",
+    recheck: Annotated[bool, typer.Option("--recheck", help="Only photos waiting for `photocheck recheck`.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    html: Annotated[Path | None, typer.Option("--html", metavar="FILE", help="With --scan: write that scan's "
+                                              "contact sheet showing each photo's id and sign-off state.")] = None,
+    db: DbOption = None,
+) -> None:
+    """Show the queue: each photo's id, verdict (and per channel), reasons and who scanned it.
+
+    Use the ids with `photocheck review sign`. Blocked photos come first.
+    """
+    database = open_db(db)
+    if html is not None:
+        if scan is None:
+            fail("--html needs --scan ID")
+        from photocheck.reports import write_html
+        from photocheck.review import scan_summary
+
+        try:
+            write_html(scan_summary(database, scan), html)
+        except SignoffError as exc:
+            fail(str(exc))
+        console.print(f"HTML contact sheet with sign-off states: {escape(str(html))}", highlight=False)
+    items = queue(database, scan_id=scan, verdicts=verdict, states=None if state == "all" else [state],
+                  recheck_only=recheck)
+    if as_json:
+        typer.echo(json.dumps([asdict(i) for i in items], indent=2))
+        return
+    table = Table(title=f"Sign-off queue: {len(items)} photo(s) ({state})")
+    for col in ("id", "scan", "photo", "verdict", "per channel", "reasons", "scanned by", "state"):
+        table.add_column(col)
+    for i in items:
+        per = " ".join(f"{ch}:{v}" for ch, v in i.channel_verdicts.items() if v != i.verdict) or "same on all"
+        st = f"[{STATE_STYLE.get(i.state, 'white')}]{i.state}[/]"
+        if i.signed_by:
+            st += f" by {escape(i.signed_by)}" + (f" for {escape(', '.join(i.channels))}" if i.channels else "")
+        if i.needs_recheck:
+            st += " [bold red]RECHECK[/]"
+        table.add_row(str(i.photo_id), str(i.scan_id), escape(i.path), i.verdict, escape(per),
+                      escape("; ".join(i.reasons)), escape(i.scanned_by), st)
+    console.print(table)
+
+
+@app.command("sign")
+def sign_(
+    photos: Annotated[list[str] | None, typer.Argument(metavar="[PHOTO]...", help="Photo ids (from `review list`) "
+                                                       "or paths. Omit with --scan to sign that scan's pending photos.",
+                                                       show_default=False)] = None,
+    decision: Annotated[str, typer.Option("--decision", metavar="|".join(DECISIONS),
+                                          help="approve: publishable as is; reject: never; redact: publishable "
+                                               "in the verified redacted form made by `photocheck redact`.",
+                                          show_default=False)] = ...,
+    scan: Annotated[int | None, typer.Option("--scan", metavar="ID", help="Sign every pending photo of this "
+                                             "scan (with --verdict, only those), e.g. all clear photos after "
+                                             "looking at the contact sheet.")] = None,
+    verdict: Annotated[list[str] | None, typer.Option("--verdict", metavar="VERDICT",
+                                                      help="With --scan: only photos with this verdict.")] = None,
+    channel: Annotated[str | None, typer.Option("--channel", metavar="CH",
+                                                help=f"Sign off for this channel only ({', '.join(SCHOOL_CHANNELS)}); "
+                                                     "default: every channel the photo is allowed on.")] = None,
+    note: Annotated[str, typer.Option("--note", metavar="TEXT", help="Why (kept with the sign-off).")] = "",
+    as_user: AsOption = None,
+    db: DbOption = None,
+) -> None:
+    """Sign off photos as the second person.
+
+    Rules: you cannot sign photos of a scan you ran; a BLOCKED photo is never approved as
+    is (reject it, or redact it and sign with --decision redact); a photo of a student
+    marked strict in the roster cannot be approved, not even redacted; the sign-off holds
+    only for the exact file (sha256) — if it changes, it is pending again.
+
+    Exit status: 0 all signed, 1 any refused, 2 usage error.
+    """
+    if decision not in DECISIONS:
+        fail(f"--decision must be one of {', '.join(DECISIONS)}")
+    if not photos and scan is None:
+        fail("give photo ids or paths, or --scan ID")
+    database = open_db(db)
+    try:
+        ids = resolve_photos(database, photos or [], scan_id=scan, verdicts=verdict)
+        results = sign(database, ids, reviewer=current_user(as_user), decision=decision, channel=channel, note=note)
+    except SignoffError as exc:
+        fail(str(exc))
+    if not results:
+        console.print("Nothing to sign: no pending photo matches.")
+        return
+    for r in results:
+        mark = "[green]signed[/] " if r.ok else "[bold red]refused[/]"
+        console.print(f"{mark} {r.photo_id} {escape(r.path)}: {escape(r.message)}", highlight=False)
+    refused = sum(not r.ok for r in results)
+    console.print(f"{len(results) - refused} signed, {refused} refused.")
+    if refused:
+        raise typer.Exit(EXIT_ATTENTION)
+
+
+@app.command("reopen")
+def reopen_(
+    photos: Annotated[list[int], typer.Argument(metavar="PHOTO_ID...", help="Photo ids.", show_default=False)],
+    reason: Annotated[str, typer.Option("--reason", metavar="TEXT", help="Why (kept in the audit log).")] = "reopened",
+    as_user: AsOption = None,
+    db: DbOption = None,
+) -> None:
+    """Send signed-off photos back to the pending queue (their sign-off no longer holds)."""
+    database = open_db(db)
+    for pid in photos:
+        try:
+            reopen(database, pid, actor=current_user(as_user), reason=reason)
+        except SignoffError as exc:
+            fail(str(exc))
+        console.print(f"photo {pid}: pending again")

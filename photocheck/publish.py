@@ -1,0 +1,179 @@
+"""The publish gate: only photos signed off for the channel leave, stripped and renamed.
+
+Every check is made again here, at the last moment, rather than trusted from the sign-off:
+the file must still be the one signed off (sha256), the sign-off must cover the channel, no
+roster change may be waiting for a re-check, and no strict student may be in it.
+
+What leaves: the pixels only. Each photo is decoded (EXIF orientation applied) and re-encoded
+as a fresh JPEG, so EXIF, GPS, XMP, IPTC, ICC profiles, comments and thumbnails are all gone.
+Files are named `<channel>-<photo id>.jpg`: the original name (often a student's name) never
+leaves. `manifest.json` in the folder lists what was published, by whom and from which sign-off.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from PIL import Image
+
+from photocheck import audit
+from photocheck.config import ConfigError, check_channel
+from photocheck.db import Database
+from photocheck.db.models import Photo, Publication, Redaction, Scan, utcnow
+from photocheck.images import ImageError, load_image
+from photocheck.review import (
+    PUBLISHABLE_VERDICTS,
+    _current_signoff,
+    channel_verdicts,
+    file_sha256,
+    strict_in_photo,
+    void_signoff,
+)
+
+MANIFEST = "manifest.json"
+
+
+class PublishError(Exception):
+    """The publish cannot start (unknown channel, bad folder): nothing was published."""
+
+
+class _Refused(Exception):
+    pass
+
+
+@dataclass
+class Published:
+    photo_id: int
+    file: str
+    sha256: str
+    source_sha256: str
+    decision: str
+    signed_off_by: str
+    signoff_id: int
+
+
+@dataclass
+class Refused:
+    photo_id: int
+    path: str
+    reason: str
+
+
+@dataclass
+class PublishReport:
+    channel: str
+    dest: str
+    published: list[Published] = field(default_factory=list)
+    refused: list[Refused] = field(default_factory=list)
+    manifest: str | None = None
+
+
+def publish(db: Database, photo_ids, *, channel: str, dest: Path, actor: str) -> PublishReport:
+    try:
+        channel = check_channel(channel)
+    except ConfigError as exc:
+        raise PublishError(str(exc)) from None
+    if dest.exists() and not dest.is_dir():
+        raise PublishError(f"not a folder: {dest}")
+    dest.mkdir(parents=True, exist_ok=True)
+    report = PublishReport(channel=channel, dest=str(dest))
+    for pid in photo_ids:
+        try:
+            report.published.append(_publish_one(db, pid, channel, dest, actor))
+        except _Refused as exc:
+            with db.session() as s:
+                photo = s.get(Photo, pid)
+            report.refused.append(Refused(pid, photo.path if photo else str(pid), str(exc)))
+    with db.session(immediate=True) as s:
+        audit.record(s, actor=actor, action="publish.run", channel=channel, published=len(report.published),
+                     refused=[r.photo_id for r in report.refused])
+    report.manifest = str(_write_manifest(dest, report, actor))
+    return report
+
+
+def _publish_one(db: Database, pid: int, channel: str, dest: Path, actor: str) -> Published:
+    voided = None
+    with db.session(immediate=True) as s:
+        photo = s.get(Photo, pid)
+        if photo is None:
+            raise _Refused(f"no photo with id {pid}")
+        scan = s.get(Scan, photo.scan_id)
+        so = _current_signoff(s, pid)
+        if so is None or photo.signoff_state == "pending":
+            raise _Refused("not signed off yet (pending in `photocheck review list`)")
+        if so.decision == "reject":
+            raise _Refused(f"rejected by {so.reviewer}")
+        allowed = [c for c in so.channels.split(";") if c]
+        if channel not in allowed:
+            verdict = channel_verdicts(photo, scan).get(channel, "not screened")
+            raise _Refused(f"signed off for {', '.join(allowed) or 'no channel'} only, not {channel} "
+                           f"(verdict for {channel}: {verdict})")
+        if photo.needs_recheck:
+            raise _Refused("a roster change may concern this photo: run `photocheck recheck` first")
+        if strict_in_photo(s, pid):
+            raise _Refused("shows a student who must never be published (strict in the roster)")
+        if so.reviewer.strip().casefold() == scan.owner.strip().casefold():  # pragma: no cover - sign refuses it
+            raise _Refused("signed off by the person who ran the scan")
+        now = file_sha256(photo.path)
+        if now != so.sha256:
+            # The sign-off was for other bytes: it no longer holds, the photo goes back to the queue.
+            void_signoff(s, photo, actor=actor, reason="file changed after sign-off")
+            voided = f"{photo.path} has {'changed' if now else 'gone'} since it was signed off; it is pending again"
+        elif so.decision == "approve":
+            if channel_verdicts(photo, scan).get(channel) not in PUBLISHABLE_VERDICTS:  # pragma: no cover
+                raise _Refused(f"verdict for {channel} is not publishable")
+            source = photo.path
+        else:
+            red = s.get(Redaction, so.redaction_id) if so.redaction_id else None
+            if red is None or red.source_sha256 != so.sha256 or file_sha256(red.path) != red.sha256:
+                raise _Refused("the verified redacted copy is missing or has changed: redact and sign off again")
+            source = red.path
+        signoff = (so.id, so.decision, so.reviewer, so.sha256)
+    if voided:
+        raise _Refused(voided)
+
+    name = f"{channel}-{pid:06d}.jpg"
+    target = dest / name
+    tmp = dest / f".{name}.tmp"
+    try:
+        img = load_image(source)
+    except ImageError as exc:
+        raise _Refused(f"cannot read {source}: {exc}") from None
+    if img.sha256 != file_sha256(source):  # pragma: no cover - changed between the two reads
+        raise _Refused("file changed while publishing")
+    # Fresh pixels, fresh file: no info dict, so no EXIF/GPS/XMP/IPTC/ICC/comment is written.
+    Image.fromarray(img.rgb).save(tmp, "JPEG", quality=92, optimize=True)
+    tmp.replace(target)
+    out_sha = file_sha256(target)
+    with db.session(immediate=True) as s:
+        s.add(Publication(photo_id=pid, signoff_id=signoff[0], channel=channel, dest=str(dest.resolve()),
+                          file_name=name, sha256=out_sha, published_by=actor))
+        audit.record(s, actor=actor, action="publish", photo_sha256=signoff[3], photo_id=pid, channel=channel,
+                     signoff_id=signoff[0], published_sha256=out_sha, file=name)
+    return Published(photo_id=pid, file=name, sha256=out_sha, source_sha256=signoff[3], decision=signoff[1],
+                     signed_off_by=signoff[2], signoff_id=signoff[0])
+
+
+def _write_manifest(dest: Path, report: PublishReport, actor: str) -> Path:
+    """Merge this run into dest/manifest.json (one entry per file; later runs replace entries)."""
+    path = dest / MANIFEST
+    entries: dict[str, dict] = {}
+    if path.is_file():
+        try:
+            entries = {e["file"]: e for e in json.loads(path.read_text())["files"]}
+        except (ValueError, KeyError, TypeError):
+            entries = {}
+    at = utcnow().isoformat(timespec="seconds")
+    for p in report.published:
+        entries[p.file] = {**asdict(p), "channel": report.channel, "published_by": actor, "published_at": at}
+    body = {
+        "channel": report.channel,
+        "note": "Published by photocheck: every file was signed off by a second person for this channel; "
+                "metadata stripped. Source file names are not included.",
+        "files": sorted(entries.values(), key=lambda e: e["file"]),
+    }
+    tmp = path.with_name(f".{MANIFEST}.tmp")
+    tmp.write_text(json.dumps(body, indent=2) + "\n")
+    tmp.replace(path)
+    return path

@@ -1,0 +1,145 @@
+"""Redaction: cover listed students' faces irreversibly, then prove it by scanning the result.
+
+A light blur can be undone or still recognised by a face model, so faces are covered with a
+solid fill (default) or a very coarse pixelation (at most PIXEL_BLOCKS blocks across) over a
+box padded on every side (hair, ears and chin identify people too). The redacted copy is then
+screened again with the same engine and references; if any face still matches (or could match)
+a listed student, the copy is deleted and the redaction refused.
+
+Faces covered: every face identified as a listed student and every face that could be one
+(the uncertain band). Redacted copies are written without any metadata.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from photocheck import audit
+from photocheck.db import Database
+from photocheck.db.models import Photo, Redaction, Scan
+from photocheck.images import ImageError, load_image
+from photocheck.results import FaceStatus, Verdict
+from photocheck.review import file_sha256, strict_in_photo
+
+STYLES = ("fill", "pixelate")
+PAD = 0.45            # of the face box's larger side, added on each side
+PIXEL_BLOCKS = 5      # coarse: a face becomes at most 5 x 5 flat squares
+FILL = (0, 0, 0)
+COVER_STATUSES = (FaceStatus.LISTED.value, FaceStatus.UNCERTAIN.value)
+
+
+class RedactError(Exception):
+    """The photo cannot be redacted (or the result failed verification); the message says why."""
+
+
+@dataclass
+class RedactResult:
+    photo_id: int
+    source: str
+    ok: bool
+    message: str
+    output: str | None = None
+    faces_covered: int = 0
+
+
+def padded_box(box: tuple[int, int, int, int], width: int, height: int, pad: float = PAD) -> tuple[int, int, int, int]:
+    top, right, bottom, left = box
+    p = int(round(max(right - left, bottom - top) * pad))
+    return max(0, top - p), min(width, right + p), min(height, bottom + p), max(0, left - p)
+
+
+def cover(rgb: np.ndarray, boxes, style: str = "fill") -> np.ndarray:
+    """A copy of `rgb` with each (already padded) box filled or coarsely pixelated."""
+    out = rgb.copy()
+    for top, right, bottom, left in boxes:
+        region = out[top:bottom, left:right]
+        if region.size == 0:
+            continue
+        if style == "fill":
+            region[:] = FILL
+        else:
+            h, w = region.shape[:2]
+            block = max(1, int(np.ceil(max(h, w) / PIXEL_BLOCKS)))
+            for y in range(0, h, block):
+                for x in range(0, w, block):
+                    cell = region[y:y + block, x:x + block]
+                    cell[:] = cell.reshape(-1, 3).mean(axis=0).astype(np.uint8)
+    return out
+
+
+def redact(db: Database, photo_ids, out_dir: Path, *, actor: str, style: str = "fill", engine=None,
+           thresholds=None) -> list[RedactResult]:
+    """Redact each photo into `out_dir`; each result says whether a verified copy was recorded."""
+    from photocheck.engine import FaceEngine, model_info
+    from photocheck.scan import screen_photo
+    from photocheck.students import load_references
+    from photocheck.thresholds import load_thresholds
+
+    if style not in STYLES:
+        raise RedactError(f"unknown style {style!r} (choose fill or pixelate)")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    thresholds = thresholds or load_thresholds()
+    engine = engine or FaceEngine()
+    enc = model_info()["encoder"]
+    # Verified against every listed student, whatever the channel: a redacted copy may go anywhere.
+    references = load_references(db, enc["name"], enc["version"])
+    results = []
+    for pid in photo_ids:
+        with db.session() as s:
+            photo = s.get(Photo, pid)
+            if photo is None:
+                results.append(RedactResult(pid, str(pid), False, f"no photo with id {pid}"))
+                continue
+            path, sha = photo.path, photo.sha256
+            faces = [((f.top, f.right, f.bottom, f.left), f.status) for f in photo.faces]
+            strict = strict_in_photo(s, pid)
+            scan_channel = s.get(Scan, photo.scan_id).channel
+        try:
+            if strict:
+                raise RedactError("a student in this photo must never be published (strict in the roster), "
+                                  "not even redacted: reject it instead")
+            if scan_channel is not None:
+                raise RedactError(f"this photo was screened for {scan_channel} only; scan it again without "
+                                  "--channel so every listed student's face is known before redacting")
+            to_cover = [box for box, status in faces if status in COVER_STATUSES]
+            if not to_cover:
+                raise RedactError("no listed (or possibly listed) face to cover; approve it as is instead")
+            try:
+                img = load_image(path)
+            except ImageError as exc:
+                raise RedactError(f"cannot read the photo: {exc}") from None
+            if img.sha256 != sha:
+                raise RedactError("the file has changed since it was scanned: scan it again first")
+            boxes = [padded_box(b, img.width, img.height) for b in to_cover]
+            redacted = cover(img.rgb, boxes, style)
+            target = out_dir / f"photo{pid}-redacted.jpg"
+            tmp = target.with_name(f".{target.name}.tmp")
+            Image.fromarray(redacted).save(tmp, "JPEG", quality=92)  # pixels only: no EXIF/XMP/ICC
+            check = screen_photo(tmp, engine, references, thresholds)
+            still = [f for f in check.faces if f.status.value in COVER_STATUSES]
+            if check.verdict is Verdict.ERROR or still:
+                tmp.unlink(missing_ok=True)
+                why = check.error or f"{len(still)} listed or possibly listed face(s) still found"
+                raise RedactError(f"redaction refused: the re-scan of the redacted copy failed ({why}); "
+                                  "nothing was recorded")
+            tmp.replace(target)
+            out_sha = file_sha256(target)
+        except RedactError as exc:
+            results.append(RedactResult(pid, path, False, str(exc)))
+            continue
+        with db.session(immediate=True) as s:
+            row = Redaction(photo_id=pid, source_sha256=sha, path=str(target), sha256=out_sha, style=style,
+                            faces_covered=len(boxes), created_by=actor)
+            s.add(row)
+            s.flush()
+            audit.record(s, actor=actor, action="redact", photo_sha256=sha, photo_id=pid, redaction_id=row.id,
+                         redacted_sha256=out_sha, style=style, faces_covered=len(boxes),
+                         recheck=json.dumps({"faces": len(check.faces), "verdict": str(check.verdict)}))
+        results.append(RedactResult(pid, path, True, f"{len(boxes)} face(s) covered ({style}); re-scan found no "
+                                    "listed face", str(target), len(boxes)))
+    return results
+

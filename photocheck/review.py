@@ -1,0 +1,353 @@
+"""The second person's sign-off: the queue, and the rules no caller can skip.
+
+Rules (each refusal says why and what to do instead):
+- the reviewer is not the person who ran the scan;
+- a photo that could not be screened can only be rejected;
+- a photo blocked on a channel is never approved as is for that channel: it is rejected, or
+  approved in redacted form (a verified copy made by `redact`);
+- a photo of a strict student (e.g. protection order) cannot be approved, not even redacted;
+- a sign-off is bound to the file's sha256: if the file changes, the sign-off no longer holds;
+- a photo flagged by a roster change must be re-checked before it can be approved.
+
+Two reviewers racing on one photo: the sign-off is a conditional UPDATE on the photo's version
+(inside a write-locked transaction), so exactly one wins and the other is told who did.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+from sqlalchemy import exists, func, select, update
+from sqlalchemy.orm import Session
+
+from photocheck import audit
+from photocheck.config import ConfigError, check_channel, school_channels
+from photocheck.db import Database
+from photocheck.db.models import Face, Photo, Redaction, Scan, Signoff, Student
+from photocheck.results import FaceResult, FaceStatus, PhotoResult, ScanSummary, Verdict
+
+DECISIONS = ("approve", "reject", "redact")
+# signoff_state after each decision
+STATE = {"approve": "approved", "reject": "rejected", "redact": "redacted"}
+PUBLISHABLE_VERDICTS = ("clear", "review")  # review: the reviewer has now looked at the faces
+
+
+class SignoffError(Exception):
+    """A sign-off refused by a rule; the message says which and what to do."""
+
+
+class PhotoNotFound(SignoffError):
+    pass
+
+
+def file_sha256(path: str | Path) -> str | None:
+    """The file's sha256 now, or None if it cannot be read."""
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    except OSError:
+        return None
+    return h.hexdigest()
+
+
+def channel_verdicts(photo: Photo, scan: Scan) -> dict[str, str]:
+    """The verdict per channel the photo was judged for.
+
+    Photos stored before per-channel verdicts existed count as judged with the strictest
+    verdict on every channel of their scan.
+    """
+    stored = json.loads(photo.channel_verdicts or "{}")
+    if stored:
+        return stored
+    channels = [scan.channel] if scan.channel else list(school_channels())
+    return {ch: photo.verdict for ch in channels}
+
+
+def strict_in_photo(s: Session, photo_id: int) -> list[str]:
+    """Strict students identified in the photo."""
+    return sorted(s.scalars(
+        select(Face.student_id).join(Student, Student.student_id == Face.student_id)
+        .where(Face.photo_id == photo_id, Face.status == "listed", Student.strict.is_(True))).unique())
+
+
+# --- the queue ---------------------------------------------------------------------------------
+
+@dataclass
+class QueueItem:
+    photo_id: int
+    scan_id: int
+    path: str
+    sha256: str | None
+    verdict: str
+    channel_verdicts: dict[str, str]
+    reasons: list[str]
+    scanned_by: str
+    state: str
+    needs_recheck: bool
+    signed_by: str | None = None
+    decision: str | None = None
+    channels: list[str] = field(default_factory=list)  # channels the current sign-off allows
+
+
+def queue(db: Database, *, scan_id: int | None = None, verdicts: Iterable[str] | None = None,
+          states: Iterable[str] | None = ("pending",), recheck_only: bool = False) -> list[QueueItem]:
+    """Photos awaiting (or, with other `states`, past) sign-off, most urgent first."""
+    order = {"blocked": 0, "error": 1, "review": 2, "clear": 3}
+    with db.session() as s:
+        q = select(Photo, Scan).join(Scan, Scan.id == Photo.scan_id)
+        if scan_id is not None:
+            q = q.where(Photo.scan_id == scan_id)
+        if verdicts:
+            q = q.where(Photo.verdict.in_(list(verdicts)))
+        if states:
+            q = q.where(Photo.signoff_state.in_(list(states)))
+        if recheck_only:
+            q = q.where(Photo.needs_recheck.is_(True))
+        items = []
+        for photo, scan in s.execute(q.order_by(Photo.id)):
+            so = _current_signoff(s, photo.id)
+            items.append(QueueItem(
+                photo_id=photo.id, scan_id=scan.id, path=photo.path, sha256=photo.sha256, verdict=photo.verdict,
+                channel_verdicts=channel_verdicts(photo, scan), reasons=json.loads(photo.reasons or "[]"),
+                scanned_by=scan.owner, state=photo.signoff_state, needs_recheck=photo.needs_recheck,
+                signed_by=so.reviewer if so else None, decision=so.decision if so else None,
+                channels=[c for c in (so.channels.split(";") if so else []) if c]))
+    items.sort(key=lambda i: (order.get(i.verdict, 9), i.photo_id))
+    return items
+
+
+def _current_signoff(s: Session, photo_id: int) -> Signoff | None:
+    return s.scalar(select(Signoff).where(Signoff.photo_id == photo_id, Signoff.current.is_(True))
+                    .order_by(Signoff.id.desc()).limit(1))
+
+
+def current_signoff(db: Database, photo_id: int) -> Signoff | None:
+    with db.session() as s:
+        return _current_signoff(s, photo_id)
+
+
+def resolve_photos(db: Database, refs: Iterable[str], *, scan_id: int | None = None,
+                   verdicts: Iterable[str] | None = None, pending_only: bool = True) -> list[int]:
+    """Photo ids from command-line references: an id, or a path (its most recent scan).
+
+    With no refs and a `scan_id`, every photo of that scan (filtered by verdicts, pending only).
+    """
+    ids: list[int] = []
+    refs = list(refs)
+    with db.session() as s:
+        if not refs and scan_id is not None:
+            q = select(Photo.id).where(Photo.scan_id == scan_id)
+            if verdicts:
+                q = q.where(Photo.verdict.in_(list(verdicts)))
+            if pending_only:
+                q = q.where(Photo.signoff_state == "pending")
+            return list(s.scalars(q.order_by(Photo.id)))
+        for ref in refs:
+            if ref.isdigit() and s.get(Photo, int(ref)) is not None:
+                ids.append(int(ref))
+                continue
+            target = Path(ref).expanduser().resolve()
+            q = select(Photo).where(Photo.path.like(f"%{target.name}"))
+            if scan_id is not None:
+                q = q.where(Photo.scan_id == scan_id)
+            match = [p for p in s.scalars(q.order_by(Photo.id.desc())) if Path(p.path).resolve() == target]
+            if not match:
+                raise PhotoNotFound(f"{ref}: not a scanned photo (scan it first, or give its photo id from "
+                                    "`photocheck review list`)")
+            ids.append(match[0].id)
+    return ids
+
+
+# --- signing -------------------------------------------------------------------------------------
+
+@dataclass
+class SignResult:
+    photo_id: int
+    path: str
+    ok: bool
+    message: str
+    decision: str | None = None
+    channels: list[str] = field(default_factory=list)
+
+
+def sign(db: Database, photo_ids: Iterable[int], *, reviewer: str, decision: str, channel: str | None = None,
+         note: str = "", expected_version: int | None = None) -> list[SignResult]:
+    """Sign off each photo (one transaction each); a refusal for one does not stop the others."""
+    if decision not in DECISIONS:
+        raise SignoffError(f"unknown decision {decision!r} (choose approve, reject or redact)")
+    if channel is not None:
+        try:
+            channel = check_channel(channel)
+        except ConfigError as exc:
+            raise SignoffError(str(exc)) from None
+    out = []
+    for pid in photo_ids:
+        try:
+            out.append(sign_one(db, pid, reviewer=reviewer, decision=decision, channel=channel, note=note,
+                                expected_version=expected_version))
+        except SignoffError as exc:
+            with db.session() as s:
+                photo = s.get(Photo, pid)
+                path = photo.path if photo else str(pid)
+            out.append(SignResult(pid, path, False, str(exc)))
+    return out
+
+
+def sign_one(db: Database, photo_id: int, *, reviewer: str, decision: str, channel: str | None = None,
+             note: str = "", expected_version: int | None = None) -> SignResult:
+    """Apply every rule, then record the decision; raises SignoffError if any rule refuses it.
+
+    `expected_version`: the photo version the reviewer looked at (e.g. from a web page); the
+    sign-off fails if anyone signed in between. By default, the version read here.
+    """
+    with db.session(immediate=True) as s:
+        photo = s.get(Photo, photo_id)
+        if photo is None:
+            raise PhotoNotFound(f"no photo with id {photo_id}")
+        scan = s.get(Scan, photo.scan_id)
+        version = photo.version if expected_version is None else expected_version
+        if photo.signoff_state != "pending" or photo.version != version:
+            prev = _current_signoff(s, photo.id)
+            who = f" by {prev.reviewer} ({prev.decision}, {prev.created_at:%Y-%m-%d %H:%M})" if prev else ""
+            raise SignoffError(f"photo {photo.id} was already signed off{who}; nothing was changed "
+                               f"(`photocheck review reopen {photo.id}` sends it back to the queue)")
+        if reviewer.strip().casefold() == scan.owner.strip().casefold():
+            raise SignoffError(f"{reviewer} ran scan {scan.id}: a second person must sign off its photos")
+
+        verdicts = channel_verdicts(photo, scan)
+        if channel is not None and channel not in verdicts:
+            raise SignoffError(f"photo {photo.id} was screened for {', '.join(verdicts)} only; scan it again "
+                               f"without --channel (or with --channel {channel}) to sign it off for {channel}")
+        targets = [channel] if channel else list(verdicts)
+
+        sha = photo.sha256
+        if decision != "reject":
+            if photo.verdict == "error" or not sha:
+                raise SignoffError(f"photo {photo.id} could not be screened ({photo.error or 'no result'}): "
+                                   "it can only be rejected")
+            now = file_sha256(photo.path)
+            if now != sha:
+                raise SignoffError(f"{photo.path} has {'changed' if now else 'gone'} since it was scanned: "
+                                   "scan it again; a sign-off only holds for the exact file that was screened")
+            if photo.needs_recheck:
+                raise SignoffError(f"photo {photo.id} must be re-checked after a roster change: "
+                                   "run `photocheck recheck` first")
+            strict = strict_in_photo(s, photo.id)
+            if strict:
+                raise SignoffError(f"photo {photo.id} shows a student who must never be published "
+                                   "(strict in the roster, e.g. a protection order), not even redacted: reject it")
+
+        redaction_id = None
+        if decision == "approve":
+            allowed = [ch for ch in targets if verdicts[ch] in PUBLISHABLE_VERDICTS]
+            if not allowed:
+                blocked_on = ", ".join(ch for ch in targets if verdicts[ch] == "blocked")
+                raise SignoffError(f"photo {photo.id} is blocked ({'on ' + blocked_on if blocked_on else verdicts}): "
+                                   "a listed student is in it, so it can never be approved as is — reject it, or "
+                                   f"run `photocheck redact {photo.id} --out DIR` and sign with --decision redact")
+        elif decision == "redact":
+            red = s.scalar(select(Redaction).where(Redaction.photo_id == photo.id, Redaction.source_sha256 == sha)
+                           .order_by(Redaction.id.desc()).limit(1))
+            if red is None:
+                raise SignoffError(f"photo {photo.id} has no verified redacted copy: run "
+                                   f"`photocheck redact {photo.id} --out DIR` first")
+            if file_sha256(red.path) != red.sha256:
+                raise SignoffError(f"the redacted copy {red.path} has changed or gone since it was verified: "
+                                   "redact the photo again")
+            redaction_id = red.id
+            allowed = [ch for ch in targets if verdicts[ch] != "error"]
+        else:
+            allowed = []
+
+        # The race guard: only the transaction that still sees the version it read moves it on.
+        moved = s.execute(update(Photo).where(Photo.id == photo.id, Photo.version == version,
+                                              Photo.signoff_state == "pending")
+                          .values(signoff_state=STATE[decision], version=version + 1)
+                          .execution_options(synchronize_session=False))
+        if moved.rowcount != 1:
+            raise SignoffError(f"photo {photo.id} was signed off by someone else just now; nothing was changed")
+        s.execute(update(Signoff).where(Signoff.photo_id == photo.id).values(current=False))
+        so = Signoff(photo_id=photo.id, photo_version=version, reviewer=reviewer, decision=decision,
+                     channels=";".join(allowed), sha256=sha or "", redaction_id=redaction_id, note=note)
+        s.add(so)
+        s.flush()
+        audit.record(s, actor=reviewer, action="signoff", photo_sha256=sha, photo_id=photo.id, scan_id=scan.id,
+                     signoff_id=so.id, decision=decision, channels=allowed, redaction_id=redaction_id)
+        not_covered = [ch for ch in targets if ch not in allowed]
+        msg = {"approve": "approved", "redact": "approved in redacted form", "reject": "rejected"}[decision]
+        if allowed:
+            msg += " for " + ", ".join(allowed)
+        if decision != "reject" and not_covered:
+            msg += " (not for " + ", ".join(f"{ch}: {verdicts[ch]}" for ch in not_covered) + ")"
+        return SignResult(photo.id, photo.path, True, msg, decision, allowed)
+
+
+def reopen(db: Database, photo_id: int, *, actor: str, reason: str) -> None:
+    """Send a signed-off photo back to the queue (its sign-off no longer holds)."""
+    with db.session(immediate=True) as s:
+        photo = s.get(Photo, photo_id)
+        if photo is None:
+            raise PhotoNotFound(f"no photo with id {photo_id}")
+        _void(s, photo, actor=actor, reason=reason)
+
+
+def _void(s: Session, photo: Photo, *, actor: str, reason: str, recheck: bool | None = None) -> None:
+    s.execute(update(Signoff).where(Signoff.photo_id == photo.id).values(current=False))
+    photo.signoff_state = "pending"
+    photo.version += 1
+    if recheck is not None:
+        photo.needs_recheck = recheck
+    audit.record(s, actor=actor, action="signoff.void", photo_sha256=photo.sha256, photo_id=photo.id,
+                 reason=reason)
+
+
+def void_signoff(s: Session, photo: Photo, *, actor: str, reason: str, recheck: bool | None = None) -> None:
+    """Back to pending inside the caller's (immediate) transaction, e.g. the file changed."""
+    _void(s, photo, actor=actor, reason=reason, recheck=recheck)
+
+
+def mark_for_recheck(s: Session) -> int:
+    """Flag every approved photo with a face: a newly listed student may be in it.
+
+    Bystander encodings are not kept, so this cannot tell which photos do; `recheck` reads
+    them again. Photos without faces cannot show anyone and are left alone.
+    """
+    has_face = exists().where(Face.photo_id == Photo.id)
+    res = s.execute(update(Photo).where(Photo.signoff_state.in_(("approved", "redacted")), has_face,
+                                        Photo.needs_recheck.is_(False))
+                    .values(needs_recheck=True).execution_options(synchronize_session=False))
+    return res.rowcount or 0
+
+
+def scan_summary(db: Database, scan_id: int) -> ScanSummary:
+    """A stored scan read back as a report summary, with each photo's current sign-off state."""
+    with db.session() as s:
+        scan = s.get(Scan, scan_id)
+        if scan is None:
+            raise PhotoNotFound(f"no scan with id {scan_id}")
+        photos = []
+        for p in scan.photos:
+            so = _current_signoff(s, p.id)
+            state = p.signoff_state
+            if so is not None and state != "pending":
+                state += f" by {so.reviewer}" + (f" for {so.channels.replace(';', ', ')}" if so.channels else "")
+            if p.needs_recheck:
+                state += " (re-check needed)"
+            faces = [FaceResult(box=(f.top, f.right, f.bottom, f.left), status=FaceStatus(f.status),
+                                detector_score=f.detector_score, student_id=f.student_id,
+                                candidate_id=f.candidate_id, distance=f.distance, reason=f.reason) for f in p.faces]
+            photos.append(PhotoResult(path=p.path, verdict=Verdict(p.verdict), reasons=json.loads(p.reasons or "[]"),
+                                      faces=faces, sha256=p.sha256, width=p.width, height=p.height, error=p.error,
+                                      channel_verdicts={k: Verdict(v) for k, v in channel_verdicts(p, scan).items()},
+                                      photo_id=p.id, signoff=state))
+        return ScanSummary(scan_id=scan.id, started_at=scan.started_at.isoformat(timespec="seconds"),
+                           finished_at=scan.finished_at.isoformat(timespec="seconds") if scan.finished_at else None,
+                           owner=scan.owner, roots=json.loads(scan.roots), thresholds=json.loads(scan.thresholds),
+                           model=json.loads(scan.model), unprotected_students=[],
+                           listed_students=s.scalar(select(func.count()).select_from(Student)) or 0,
+                           photos=photos, channel=scan.channel)
