@@ -11,6 +11,15 @@ from pathlib import Path
 DB_ENV = "PHOTOCHECK_DB"
 USER_ENV = "PHOTOCHECK_USER"
 HOME_ENV = "PHOTOCHECK_HOME"
+KEY_ENV = "PHOTOCHECK_KEY"            # the encryption key itself (base64), instead of a key file
+KEY_FILE_ENV = "PHOTOCHECK_KEY_FILE"  # where the key file lives (default: data_dir()/photocheck.key)
+RETENTION_ENV = "PHOTOCHECK_RETENTION"
+
+# How long scan results and reference encodings are kept before `photocheck purge` deletes them.
+# One school year: reference photos are re-taken each picture day, and a year is within the
+# strictest of the laws that apply (GDPR art. 5(1)(e) "no longer than necessary"; Texas CUBI: at
+# most one year after the purpose expires; Illinois BIPA: at most three years).
+DEFAULT_RETENTION = "365d"
 
 
 def data_dir() -> Path:
@@ -27,6 +36,18 @@ def data_dir() -> Path:
 
 def default_db_url() -> str:
     return f"sqlite:///{data_dir() / 'photocheck.db'}"
+
+
+def key_file() -> Path:
+    """Where the encryption key of reference encodings lives: $PHOTOCHECK_KEY_FILE, else the data dir."""
+    if os.environ.get(KEY_FILE_ENV):
+        return Path(os.environ[KEY_FILE_ENV]).expanduser()
+    return data_dir() / "photocheck.key"
+
+
+def retention(flag: str | None = None) -> str:
+    """The retention period: --older-than, then $PHOTOCHECK_RETENTION, then DEFAULT_RETENTION."""
+    return flag or os.environ.get(RETENTION_ENV) or DEFAULT_RETENTION
 
 
 def resolve_db_url(flag: str | None = None) -> str:

@@ -31,6 +31,7 @@ class EnrollReport:
     outcomes: list[EnrollOutcome] = field(default_factory=list)
     not_listed: dict[str, list[str]] = field(default_factory=dict)  # folder/file id -> paths skipped
     unprotected: list[str] = field(default_factory=list)  # listed students still without a usable reference
+    key_created: Path | None = None  # the encryption key file made by this run (the first enrolment)
 
     @property
     def accepted(self) -> int:
@@ -90,14 +91,23 @@ def enroll(
     thresholds=None,
     on_photo: Callable[[EnrollOutcome], None] | None = None,
 ) -> EnrollReport:
-    """Enroll every reference photo under `root` for students on the no-consent list."""
+    """Enroll every reference photo under `root` for students on the no-consent list.
+
+    Encodings are encrypted before they are stored (photocheck/protect.py); the first enrolment
+    creates the key file (reported in `key_created`). Raises protect.ProtectionError when the
+    database's encodings were made with a key that is not available.
+    """
     from photocheck.engine import FaceEngine
+    from photocheck.protect import encoding_aad, encrypt_vector, key_for_enroll
     from photocheck.thresholds import load_thresholds
 
     thresholds = thresholds or load_thresholds()
     engine = engine or FaceEngine()
     model = engine.model_info()["encoder"]
     report = EnrollReport()
+    key, created = key_for_enroll(db)
+    if created:
+        report.key_created = key.path
     photos = find_reference_photos(root)
     with db.session() as s:
         listed = {st.student_id: st.id for st in s.scalars(select(Student))}
@@ -118,11 +128,13 @@ def enroll(
                         s.flush()
                     ref = ReferencePhoto(student_pk=listed[sid], path=str(path), sha256=sha,
                                          accepted=outcome.accepted, reason=outcome.reason, face_px=outcome.face_px)
+                    s.add(ref)
                     if encoding is not None:
+                        s.flush()  # the photo's id is part of what the ciphertext is bound to
+                        aad = encoding_aad(listed[sid], ref.id, model["name"], model["version"])
                         ref.encoding = ReferenceEncoding(
                             student_pk=listed[sid], model_name=model["name"], model_version=model["version"],
-                            vector=np.asarray(encoding, dtype="<f8").tobytes())
-                    s.add(ref)
+                            vector=encrypt_vector(key, np.asarray(encoding, dtype="<f8"), aad), key_id=key.key_id)
             report.outcomes.append(outcome)
             if on_photo:
                 on_photo(outcome)

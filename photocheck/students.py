@@ -85,6 +85,10 @@ def import_roster(db: Database, path: Path, *, mapping_path: Path | None = None,
         s.add(RosterImport(imported_by=user, source=str(path), sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
                            added=len(changes.added), changed=len(changes.changed), removed=len(changes.removed)))
     changes.removed.sort()
+    if changes.removed:
+        from photocheck.protect import scrub
+
+        scrub(db)  # the removed students' encodings leave the WAL too, not only the tables
     return changes
 
 
@@ -104,18 +108,26 @@ def list_students(db: Database, model_name: str | None = None) -> list[StudentSt
 
 
 def load_references(db: Database, model_name: str, model_version: str) -> ReferenceSet:
-    """Listed students' encodings made by this exact model; others count as unprotected."""
+    """Listed students' encodings made by this exact model, decrypted; others count as unprotected.
+
+    Raises protect.KeyUnavailable / ProtectionError when the encodings cannot be decrypted: a
+    student whose encoding cannot be read is never silently treated as merely unenrolled.
+    """
+    from photocheck.protect import decrypt_row, resolve_key
+
+    key = resolve_key(db)
     with db.session() as s:
         listed = list(s.scalars(select(Student.student_id).order_by(Student.student_id)))
         rows = s.execute(
-            select(Student.student_id, ReferenceEncoding.vector)
+            select(Student.student_id, ReferenceEncoding)
             .join(ReferenceEncoding, ReferenceEncoding.student_pk == Student.id)
             .where(ReferenceEncoding.model_name == model_name, ReferenceEncoding.model_version == model_version)
             .order_by(Student.student_id, ReferenceEncoding.id)
         ).all()
-    encodings: dict[str, list[np.ndarray]] = {}
-    for sid, blob in rows:
-        encodings.setdefault(sid, []).append(np.frombuffer(blob, dtype="<f8"))
+        encodings: dict[str, list[np.ndarray]] = {}
+        for sid, enc in rows:
+            assert key is not None  # resolve_key raises when encodings exist without their key
+            encodings.setdefault(sid, []).append(decrypt_row(key, enc))
     return ReferenceSet.build(encodings, listed)
 
 

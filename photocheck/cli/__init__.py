@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import typer
 
-from photocheck.cli import enroll_cmd, roster_cmd, scan_cmd
+from photocheck.cli import enroll_cmd, protect_cmd, roster_cmd, scan_cmd
 
 app = typer.Typer(
     name="photocheck",
@@ -22,6 +22,10 @@ app = typer.Typer(
 app.add_typer(roster_cmd.app, name="roster")
 app.command("enroll")(enroll_cmd.enroll)
 app.command("scan")(scan_cmd.scan)
+app.add_typer(protect_cmd.keys_app, name="keys")
+app.command("forget")(protect_cmd.forget)
+app.command("purge")(protect_cmd.purge)
+app.command("backup")(protect_cmd.backup)
 
 
 def main() -> None:
