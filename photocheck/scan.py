@@ -135,9 +135,10 @@ def scan(
     files = list(iter_image_files(roots, on_skip=lambda p, why: skipped.append(Skipped(str(p), why))))
     jobs = max(1, min(jobs or default_jobs(), len(files) or 1))
 
-    local_engine = FaceEngine() if jobs == 1 else None
     model = model_info()
+    # Before loading the engine: a missing or wrong key fails at once (protect.KeyUnavailable).
     references = load_references(db, model["encoder"]["name"], model["encoder"]["version"])
+    local_engine = FaceEngine() if jobs == 1 else None
 
     with db.session() as s:
         row = Scan(owner=owner, roots=json.dumps([str(p) for p in roots]),
