@@ -15,6 +15,7 @@ from sqlalchemy import select
 from photocheck.db import Database
 from photocheck.db.models import ReferenceEncoding, ReferencePhoto, Student
 from photocheck.images import ImageError, iter_image_files, load_image
+from photocheck.results import printable_path
 
 
 @dataclass
@@ -113,11 +114,12 @@ def enroll(
         listed = {st.student_id: st.id for st in s.scalars(select(Student))}
     for sid, paths in sorted(photos.items()):
         if sid not in listed:
-            report.not_listed[sid] = [str(p) for p in paths]
+            report.not_listed[printable_path(sid)] = [printable_path(p) for p in paths]
             continue
         for path in paths:
             outcome, encoding, sha = check_reference(engine, thresholds, path)
             outcome.student_id = sid
+            outcome.path = printable_path(path)
             # One transaction per photo: a crash keeps every photo enrolled before it.
             with db.session() as s:
                 if sha is not None:
@@ -126,7 +128,7 @@ def enroll(
                     if old is not None:
                         s.delete(old)
                         s.flush()
-                    ref = ReferencePhoto(student_pk=listed[sid], path=str(path), sha256=sha,
+                    ref = ReferencePhoto(student_pk=listed[sid], path=outcome.path, sha256=sha,
                                          accepted=outcome.accepted, reason=outcome.reason, face_px=outcome.face_px)
                     s.add(ref)
                     if encoding is not None:
