@@ -377,3 +377,14 @@ def test_migration_0004_deletes_plaintext_encodings_and_asks_to_reenroll(tmp_pat
         assert plain[i:i + 16] not in data
     listing = Cli(f"sqlite:///{db_path}")("roster", "list").output
     assert "UNPROTECTED" in listing
+
+
+@pytest.mark.parametrize("args", [["keys"], ["keys", "rotate"], ["keys", "status"], ["forget"], ["purge"],
+                                  ["backup"]])
+def test_help_teaches(cli, args):
+    out = cli(*args, "--help").output
+    assert "Usage" in out
+    if args == ["forget"]:
+        assert "UNPROTECTED" in out
+    if args == ["backup"]:
+        assert "key is NOT in it" in out.replace("\n", " ") or "NOT" in out
