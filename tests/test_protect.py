@@ -388,3 +388,13 @@ def test_help_teaches(cli, args):
         assert "UNPROTECTED" in out
     if args == ["backup"]:
         assert "key is NOT in it" in out.replace("\n", " ") or "NOT" in out
+
+
+def test_the_suite_runs_with_network_sockets_disabled():
+    """pyproject.toml passes --disable-socket: any network call made by photocheck fails its test."""
+    import socket
+
+    from pytest_socket import SocketBlockedError
+
+    with pytest.raises(SocketBlockedError):
+        socket.socket(socket.AF_INET, socket.SOCK_STREAM)
