@@ -17,6 +17,16 @@ CHANNELS_ENV = "PHOTOCHECK_CHANNELS"
 # (a parent's personal use, an advertiser...) is not a channel and is refused.
 SCHOOL_CHANNELS: tuple[str, ...] = ("web", "social", "yearbook", "newsletter", "press")
 
+KEY_ENV = "PHOTOCHECK_KEY"            # the encryption key itself (base64), instead of a key file
+KEY_FILE_ENV = "PHOTOCHECK_KEY_FILE"  # where the key file lives (default: data_dir()/photocheck.key)
+RETENTION_ENV = "PHOTOCHECK_RETENTION"
+
+# How long scan results and reference encodings are kept before `photocheck purge` deletes them.
+# One school year: reference photos are re-taken each picture day, and a year is within the
+# strictest of the laws that apply (GDPR art. 5(1)(e) "no longer than necessary"; Texas CUBI: at
+# most one year after the purpose expires; Illinois BIPA: at most three years).
+DEFAULT_RETENTION = "365d"
+
 
 def data_dir() -> Path:
     """Where photocheck keeps its database by default.
@@ -32,6 +42,18 @@ def data_dir() -> Path:
 
 def default_db_url() -> str:
     return f"sqlite:///{data_dir() / 'photocheck.db'}"
+
+
+def key_file() -> Path:
+    """Where the encryption key of reference encodings lives: $PHOTOCHECK_KEY_FILE, else the data dir."""
+    if os.environ.get(KEY_FILE_ENV):
+        return Path(os.environ[KEY_FILE_ENV]).expanduser()
+    return data_dir() / "photocheck.key"
+
+
+def retention(flag: str | None = None) -> str:
+    """The retention period: --older-than, then $PHOTOCHECK_RETENTION, then DEFAULT_RETENTION."""
+    return flag or os.environ.get(RETENTION_ENV) or DEFAULT_RETENTION
 
 
 def resolve_db_url(flag: str | None = None) -> str:

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from photocheck.db import Database
 from photocheck.db.models import ReferenceEncoding, ReferencePhoto, Student
 from photocheck.images import ImageError, iter_image_files, load_image
+from photocheck.results import printable_path
 
 
 @dataclass
@@ -31,6 +32,7 @@ class EnrollReport:
     outcomes: list[EnrollOutcome] = field(default_factory=list)
     not_listed: dict[str, list[str]] = field(default_factory=dict)  # folder/file id -> paths skipped
     unprotected: list[str] = field(default_factory=list)  # listed students still without a usable reference
+    key_created: Path | None = None  # the encryption key file made by this run (the first enrolment)
 
     @property
     def accepted(self) -> int:
@@ -91,10 +93,16 @@ def enroll(
     on_photo: Callable[[EnrollOutcome], None] | None = None,
     actor: str | None = None,
 ) -> EnrollReport:
-    """Enroll every reference photo under `root` for students on the no-consent list."""
+    """Enroll every reference photo under `root` for students on the no-consent list.
+
+    Encodings are encrypted before they are stored (photocheck/protect.py); the first enrolment
+    creates the key file (reported in `key_created`). Raises protect.ProtectionError when the
+    database's encodings were made with a key that is not available.
+    """
     from photocheck import audit
     from photocheck.config import current_user
     from photocheck.engine import FaceEngine
+    from photocheck.protect import encoding_aad, encrypt_vector, key_for_enroll
     from photocheck.thresholds import load_thresholds
 
     actor = actor or current_user()
@@ -102,16 +110,20 @@ def enroll(
     engine = engine or FaceEngine()
     model = engine.model_info()["encoder"]
     report = EnrollReport()
+    key, created = key_for_enroll(db)
+    if created:
+        report.key_created = key.path
     photos = find_reference_photos(root)
     with db.session() as s:
         listed = {st.student_id: st.id for st in s.scalars(select(Student))}
     for sid, paths in sorted(photos.items()):
         if sid not in listed:
-            report.not_listed[sid] = [str(p) for p in paths]
+            report.not_listed[printable_path(sid)] = [printable_path(p) for p in paths]
             continue
         for path in paths:
             outcome, encoding, sha = check_reference(engine, thresholds, path)
             outcome.student_id = sid
+            outcome.path = printable_path(path)
             # One transaction per photo: a crash keeps every photo enrolled before it.
             with db.session(immediate=True) as s:
                 audit.record(s, actor=actor, action="enroll", student_id=sid, reference_sha256=sha,
@@ -122,13 +134,15 @@ def enroll(
                     if old is not None:
                         s.delete(old)
                         s.flush()
-                    ref = ReferencePhoto(student_pk=listed[sid], path=str(path), sha256=sha,
+                    ref = ReferencePhoto(student_pk=listed[sid], path=outcome.path, sha256=sha,
                                          accepted=outcome.accepted, reason=outcome.reason, face_px=outcome.face_px)
+                    s.add(ref)
                     if encoding is not None:
+                        s.flush()  # the photo's id is part of what the ciphertext is bound to
+                        aad = encoding_aad(listed[sid], ref.id, model["name"], model["version"])
                         ref.encoding = ReferenceEncoding(
                             student_pk=listed[sid], model_name=model["name"], model_version=model["version"],
-                            vector=np.asarray(encoding, dtype="<f8").tobytes())
-                    s.add(ref)
+                            vector=encrypt_vector(key, np.asarray(encoding, dtype="<f8"), aad), key_id=key.key_id)
             report.outcomes.append(outcome)
             if on_photo:
                 on_photo(outcome)

@@ -480,7 +480,10 @@ def _walk(root: Path, visited: set[tuple[int, int]], skip: SkipCallback) -> Iter
             is_dir = entry.is_dir()  # follows symlinks
             is_file = not is_dir and entry.is_file()
         except OSError as e:
-            skip(path, f"cannot stat: {e.strerror or e}")
+            if has_ext and not entry.name.startswith("."):
+                yield path  # e.g. a symlink loop named like a photo: load_image reports it as an error
+            else:
+                skip(path, f"cannot stat: {e.strerror or e}")
             continue
         if entry.name.startswith("."):
             if is_dir:

@@ -4,8 +4,24 @@ They never carry encodings: reports and logs are built from these alone.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from enum import StrEnum
+
+
+def printable_path(path: str | os.PathLike) -> str:
+    """A path as text that can be stored, printed and written to reports.
+
+    File names are bytes on POSIX; one that is not UTF-8 (an old camera, a Windows share)
+    decodes with surrogate escapes that no database, terminal or report accepts. Those bytes are
+    shown as `\\xNN` instead, so one odd name cannot crash a whole scan.
+    """
+    text = os.fspath(path)
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 class Verdict(StrEnum):

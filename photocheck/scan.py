@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from photocheck.db import Database
 from photocheck.db.models import Face, Photo, RosterImport, Scan, utcnow
 from photocheck.images import ImageError, iter_image_files, load_image
-from photocheck.results import PhotoResult, ScanSummary, Verdict
+from photocheck.results import PhotoResult, ScanSummary, Verdict, printable_path
 from photocheck.screening import ReferenceSet, classify_face, photo_verdict
 
 
@@ -167,15 +167,16 @@ def scan(
 
     thresholds = thresholds or load_thresholds()
     skipped: list[Skipped] = []
-    files = list(iter_image_files(roots, on_skip=lambda p, why: skipped.append(Skipped(str(p), why))))
+    files = list(iter_image_files(roots, on_skip=lambda p, why: skipped.append(Skipped(printable_path(p), why))))
     jobs = max(1, min(jobs or default_jobs(), len(files) or 1))
 
-    local_engine = FaceEngine() if jobs == 1 else None
     model = model_info()
+    # Before loading the engine: a missing or wrong key fails at once (protect.KeyUnavailable).
     ref_sets = load_channel_references(db, model["encoder"]["name"], model["encoder"]["version"],
                                        [None, *channels])
     references = ref_sets[channel]
     channel_refs = {ch: ref_sets[ch] for ch in channels}
+    local_engine = FaceEngine() if jobs == 1 else None
 
     with db.session(immediate=True) as s:
         row = Scan(owner=owner, roots=json.dumps([str(p) for p in roots]),
@@ -193,6 +194,7 @@ def scan(
         on_start(len(files))
 
     def record(result: PhotoResult) -> None:
+        result.path = printable_path(result.path)  # a non-UTF-8 file name must not crash the batch
         _persist(db, scan_id, result, owner)
         summary.photos.append(result)
         if on_photo:

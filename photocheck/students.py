@@ -107,6 +107,10 @@ def import_roster(db: Database, path: Path, *, mapping_path: Path | None = None,
                      changed=changes.changed, removed=sorted(changes.removed),
                      marked_for_recheck=changes.marked_for_recheck)
     changes.removed.sort()
+    if changes.removed:
+        from photocheck.protect import scrub
+
+        scrub(db)  # the removed students' encodings leave the WAL too, not only the tables
     return changes
 
 
@@ -141,7 +145,7 @@ def list_students(db: Database, model_name: str | None = None) -> list[StudentSt
 
 def load_references(db: Database, model_name: str, model_version: str, *, channel: str | None = None,
                     today: date | None = None) -> ReferenceSet:
-    """Listed students' encodings made by this exact model; others count as unprotected.
+    """Listed students' encodings made by this exact model, decrypted; others count as unprotected.
 
     Only students whose opt-out applies to `channel` count (None = any channel: strictest).
     """
@@ -150,20 +154,28 @@ def load_references(db: Database, model_name: str, model_version: str, *, channe
 
 def load_channel_references(db: Database, model_name: str, model_version: str, channels,
                             *, today: date | None = None) -> dict[str | None, ReferenceSet]:
-    """One ReferenceSet per channel (None = strictest), from one read of the database."""
+    """One ReferenceSet per channel (None = strictest), from one read of the database.
+
+    Raises protect.KeyUnavailable / ProtectionError when the encodings cannot be decrypted: a
+    student whose encoding cannot be read is never silently treated as merely unenrolled.
+    """
+    from photocheck.protect import decrypt_row, resolve_key
+
     today = today or date.today()
+    key = resolve_key(db)
     with db.session() as s:
         students = s.execute(select(Student.student_id, Student.opt_out, Student.opt_out_until, Student.strict)
                              .order_by(Student.student_id)).all()
         rows = s.execute(
-            select(Student.student_id, ReferenceEncoding.vector)
+            select(Student.student_id, ReferenceEncoding)
             .join(ReferenceEncoding, ReferenceEncoding.student_pk == Student.id)
             .where(ReferenceEncoding.model_name == model_name, ReferenceEncoding.model_version == model_version)
             .order_by(Student.student_id, ReferenceEncoding.id)
         ).all()
-    encodings: dict[str, list[np.ndarray]] = {}
-    for sid, blob in rows:
-        encodings.setdefault(sid, []).append(np.frombuffer(blob, dtype="<f8"))
+        encodings: dict[str, list[np.ndarray]] = {}
+        for sid, enc in rows:
+            assert key is not None  # resolve_key raises when encodings exist without their key
+            encodings.setdefault(sid, []).append(decrypt_row(key, enc))
     return {ch: ReferenceSet.build(encodings, [sid for sid, opt, until, strict in students
                                                if listed_for(opt, until, strict, ch, today)])
             for ch in channels}

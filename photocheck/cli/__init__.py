@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from photocheck import __version__
-from photocheck.cli import audit_cmd, enroll_cmd, publish_cmd, redact_cmd, review_cmd, roster_cmd, scan_cmd
+from photocheck.cli import audit_cmd, enroll_cmd, protect_cmd, publish_cmd, redact_cmd, review_cmd, roster_cmd, scan_cmd
 from photocheck.cli.common import EXIT_CONFIG, err_console
 from photocheck.thresholds import ThresholdsError
 
@@ -52,6 +52,10 @@ app.command("redact")(redact_cmd.redact)
 app.command("publish")(publish_cmd.publish)
 app.command("recheck")(publish_cmd.recheck)
 app.add_typer(audit_cmd.app, name="audit")
+app.add_typer(protect_cmd.keys_app, name="keys")
+app.command("forget")(protect_cmd.forget)
+app.command("purge")(protect_cmd.purge)
+app.command("backup")(protect_cmd.backup)
 
 
 def main() -> None:

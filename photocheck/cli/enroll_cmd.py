@@ -12,6 +12,7 @@ from photocheck.cli.common import EXIT_ATTENTION, DbOption, console, fail, open_
 from photocheck.config import current_user
 from photocheck.enroll import EnrollOutcome, find_reference_photos
 from photocheck.enroll import enroll as enroll_references
+from photocheck.protect import ProtectionError
 
 
 def enroll(
@@ -42,7 +43,14 @@ def enroll(
                 progress.console.print(f"[yellow]rejected[/] {escape(outcome.path)} "
                                        f"({escape(outcome.student_id)}): {escape(outcome.reason)}", highlight=False)
 
-        report = enroll_references(database, directory, on_photo=shown, actor=current_user(as_user))
+        try:
+            report = enroll_references(database, directory, on_photo=shown, actor=current_user(as_user))
+        except ProtectionError as exc:
+            fail(str(exc))
+    if report.key_created:
+        console.print(f"Created the encryption key for reference encodings: {escape(str(report.key_created))} "
+                      "(mode 0600). Without it no encoding can be read: keep a copy somewhere safe, apart from "
+                      "database backups.", highlight=False)
     for sid, paths in sorted(report.not_listed.items()):
         console.print(f"[yellow]skipped[/] {escape(sid)}: not on the no-consent list ({len(paths)} photo(s) "
                       "not stored)", highlight=False)

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from photocheck.cli.common import EXIT_ATTENTION, DbOption, console, err_console, fail, open_db
 from photocheck.config import current_user
+from photocheck.protect import ProtectionError
 from photocheck.results import PhotoResult, Verdict
 from photocheck.scan import ScanSetupError
 from photocheck.scan import scan as run_scan
@@ -66,7 +67,7 @@ def scan(
         with progress:
             outcome = run_scan(database, paths, owner=current_user(as_user), channel=channel, jobs=jobs,
                                on_start=started, on_photo=screened)
-    except ScanSetupError as exc:
+    except (ScanSetupError, ProtectionError) as exc:  # no roster, or encodings without their key
         fail(str(exc))
     summary = outcome.summary
 

@@ -2,7 +2,7 @@
 
 Bystanders' encodings are never stored: faces keep only their box, status and the distance to
 the nearest listed student. Reference encodings (biometric data of listed students) live only in
-`reference_encodings` and go with their student (ON DELETE CASCADE).
+`reference_encodings`, encrypted (photocheck/protect.py), and go with their student (ON DELETE CASCADE).
 """
 from __future__ import annotations
 
@@ -85,10 +85,25 @@ class ReferenceEncoding(Base):
     student_pk: Mapped[int] = mapped_column(ForeignKey("students.id", ondelete="CASCADE"), index=True)
     model_name: Mapped[str] = mapped_column(String(100))
     model_version: Mapped[str] = mapped_column(String(100))
-    vector: Mapped[bytes] = mapped_column(LargeBinary)  # float64 little-endian
+    # AES-256-GCM: 12-byte nonce + ciphertext of the float64 little-endian vector + 16-byte tag,
+    # bound to this row (see protect.encoding_aad). The key never enters the database.
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+    key_id: Mapped[str] = mapped_column(String(32), default="")  # which key encrypted it (a fingerprint)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     photo: Mapped[ReferencePhoto] = relationship(back_populates="encoding")
+
+
+class ProtectionEvent(Base):
+    """That a deletion, purge, key rotation or backup happened: who, when, counts. Never the data."""
+
+    __tablename__ = "protection_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(20))  # forget|purge|keys-rotate|backup|upgrade
+    detail: Mapped[str] = mapped_column(Text, default="")
 
 
 class RosterImport(Base):

@@ -1,7 +1,8 @@
 """Engine and session setup; migrations are applied automatically on open.
 
 SQLite gets WAL (readers never block the scanner), foreign keys (cascading deletes of
-biometric data actually happen) and a busy timeout (two processes on one file wait, not fail).
+biometric data actually happen), a busy timeout (two processes on one file wait, not fail) and
+secure_delete (deleted rows are overwritten with zeros, so a forgotten encoding leaves no bytes).
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=30000")
     cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA secure_delete=ON")
     cur.close()
 
 
@@ -56,15 +58,20 @@ class Database:
         self.engine.dispose()
 
 
-def _upgrade(engine: Engine) -> None:
+def _upgrade(engine: Engine) -> bool:
+    """Bring the schema to head; True if any migration ran."""
     from alembic import command
     from alembic.config import Config
+    from alembic.runtime.migration import MigrationContext
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     with engine.begin() as conn:
+        before = MigrationContext.configure(conn).get_current_heads()
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
+        after = MigrationContext.configure(conn).get_current_heads()
+    return before != after
 
 
 def open_database(url: str, *, migrate: bool = True) -> Database:
@@ -87,7 +94,10 @@ def open_database(url: str, *, migrate: bool = True) -> Database:
         event.listen(engine, "connect", _sqlite_pragmas)
     if migrate:
         try:
-            _upgrade(engine)
+            if _upgrade(engine) and parsed.get_backend_name() == "sqlite":
+                # A migration may have deleted biometric data (0004): get it out of the WAL too.
+                with engine.connect() as conn:
+                    conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
         except Exception as exc:
             engine.dispose()
             raise DatabaseError(

@@ -1,0 +1,146 @@
+"""Crash safety and concurrency with real processes: `kill -9` during enroll and scan leaves a
+database that passes PRAGMA integrity_check, and running again completes with nothing lost or
+doubled; a scan and other commands on the same database at the same time both succeed."""
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageOps
+
+from tests.helpers import REPO, Cli
+
+SAMPLES = sorted((REPO / "sample_images").glob("*.jpg"))
+REFS = 6
+EVENTS = 2 * len(SAMPLES)
+
+
+@pytest.fixture(scope="module")
+def material(tmp_path_factory) -> Path:
+    """Reference photos (many distinct files of D0001) and an event folder of small photos."""
+    root = tmp_path_factory.mktemp("crash")
+    refs = root / "refs" / "D0001"
+    refs.mkdir(parents=True)
+    ref = Image.open(REPO / "roster" / "photos" / "D0001" / "biden2.jpg").convert("RGB")
+    for i in range(REFS):
+        im = ref.copy()
+        im.thumbnail((520 - 20 * i, 520 - 20 * i))
+        im.save(refs / f"ref{i:02d}.jpg", quality=90)
+    events = root / "events"
+    events.mkdir()
+    for i in range(EVENTS // len(SAMPLES)):
+        for p in SAMPLES:
+            im = ImageOps.exif_transpose(Image.open(p)).convert("RGB")
+            im.thumbnail((400, 400))  # small: quick to screen on a busy machine
+            im.save(events / f"{p.stem}_{i}.jpg", quality=90)
+    return root
+
+
+def photocheck(db: Path, *args: str) -> subprocess.Popen:
+    env = dict(os.environ, PHOTOCHECK_DB=f"sqlite:///{db}", PHOTOCHECK_USER="tester")
+    return subprocess.Popen([sys.executable, "-c", "from photocheck.cli import main; main()", *args], env=env, cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def count(db: Path, sql: str) -> int:
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30) as c:
+            n = c.execute(sql).fetchone()[0]
+        c.close()
+        return n
+    except sqlite3.OperationalError:  # not created yet
+        return 0
+
+
+def kill_when(proc: subprocess.Popen, db: Path, sql: str, at_least: int, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while count(db, sql) < at_least:
+        assert proc.poll() is None, f"finished before it could be killed:\n{proc.stdout.read()}"
+        assert time.monotonic() < deadline, "timed out waiting for progress"
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+
+
+def integrity(db: Path) -> str:
+    with sqlite3.connect(db) as c:
+        verdict = c.execute("PRAGMA integrity_check").fetchone()[0]
+        fk = c.execute("PRAGMA foreign_key_check").fetchall()
+    c.close()
+    assert fk == []
+    return verdict
+
+
+def test_kill_9_during_enroll_then_enroll_again(material: Path, tmp_path: Path):
+    db = tmp_path / "photocheck.db"
+    cli = Cli(f"sqlite:///{db}")
+    cli("roster", "import", REPO / "roster" / "no_consent.csv")
+    proc = photocheck(db, "enroll", str(material / "refs"))
+    kill_when(proc, db, "SELECT count(*) FROM reference_photos", 2)
+    assert integrity(db) == "ok"
+    done = count(db, "SELECT count(*) FROM reference_photos")
+    assert 2 <= done < REFS
+    # every photo enrolled before the crash is whole: a photo row and its encrypted encoding
+    assert count(db, "SELECT count(*) FROM reference_encodings") == count(
+        db, "SELECT count(*) FROM reference_photos WHERE accepted")
+    cli("enroll", material / "refs")
+    assert integrity(db) == "ok"
+    assert count(db, "SELECT count(*) FROM reference_photos") == REFS  # nothing doubled
+    assert count(db, "SELECT count(DISTINCT sha256) FROM reference_photos") == REFS
+    assert count(db, "SELECT count(*) FROM reference_encodings") == count(
+        db, "SELECT count(*) FROM reference_photos WHERE accepted") == REFS
+    assert "enrolled" in cli("roster", "list").output  # the key made by the killed process works
+
+
+@pytest.fixture
+def enrolled_db(material: Path, tmp_path: Path) -> Path:
+    db = tmp_path / "photocheck.db"
+    cli = Cli(f"sqlite:///{db}")
+    cli("roster", "import", REPO / "roster" / "no_consent.csv")
+    cli("enroll", REPO / "roster" / "photos")
+    return db
+
+
+def test_kill_9_during_scan_then_scan_again_while_other_commands_run(material: Path, enrolled_db: Path,
+                                                                    tmp_path: Path):
+    db = enrolled_db
+    cli = Cli(f"sqlite:///{db}")
+    proc = photocheck(db, "scan", str(material / "events"), "--jobs", "1")
+    kill_when(proc, db, "SELECT count(*) FROM photos", 2)
+    assert integrity(db) == "ok"
+    first = count(db, "SELECT count(*) FROM photos WHERE scan_id = 1")
+    assert 2 <= first < EVENTS
+    assert count(db, "SELECT count(*) FROM faces WHERE photo_id NOT IN (SELECT id FROM photos)") == 0
+
+    # Scan again; while it writes, other commands work on the same database (WAL + busy timeout).
+    proc = photocheck(db, "scan", str(material / "events"), "--jobs", "1")
+    try:
+        deadline = time.monotonic() + 120
+        while count(db, "SELECT count(*) FROM photos WHERE scan_id = 2") < 1:
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        cli("roster", "import", REPO / "roster" / "no_consent.csv")
+        cli("backup", tmp_path / "during-scan.db")
+        cli("forget", "NOBODY")
+        cli("purge", "--dry-run")
+        overlapped = proc.poll() is None
+        out, _ = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, out  # the listed student's photos are blocked
+    assert overlapped, "the scan ended before the other commands ran: make the event set bigger"
+    assert integrity(db) == "ok" and integrity(tmp_path / "during-scan.db") == "ok"
+    assert count(db, "SELECT count(*) FROM photos WHERE scan_id = 2") == EVENTS
+    assert count(db, "SELECT count(DISTINCT path) FROM photos WHERE scan_id = 2") == EVENTS  # nothing doubled
+    assert count(db, "SELECT count(*) FROM photos WHERE scan_id = 2 AND verdict = 'error'") == 0
+    assert count(db, "SELECT count(*) FROM photos WHERE scan_id = 2 AND verdict = 'blocked'") >= 2
+    assert count(db, "SELECT count(*) FROM photos WHERE scan_id = 1") == first  # the crashed scan kept its photos
+    assert count(db, "SELECT count(*) FROM scans WHERE id = 2 AND status = 'finished'") == 1
