@@ -46,17 +46,20 @@ def golden(tmp_path_factory) -> Path:
     exif.get_ifd(0x8825)[2] = (48.0, 51.0, 30.0)     # GPSLatitude
     im.save(imgs / "obama1.jpg", exif=exif, comment=b"Emma Smith at sports day")
     cli = Cli(f"sqlite:///{root / 'db.sqlite'}", user="alice")
-    cli("roster", "import", REPO / "roster" / "no_consent.csv")
-    cli("enroll", REPO / "roster" / "photos")
-    cli("scan", imgs, "--jobs", "1", expect=1)
+    with pytest.MonkeyPatch.context() as mp:  # the encryption key travels with each copy of the demo
+        mp.setenv("PHOTOCHECK_KEY_FILE", str(root / "photocheck.key"))
+        cli("roster", "import", REPO / "roster" / "no_consent.csv")
+        cli("enroll", REPO / "roster" / "photos")
+        cli("scan", imgs, "--jobs", "1", expect=1)
     return root
 
 
 @pytest.fixture
-def demo(golden: Path, tmp_path: Path):
+def demo(golden: Path, tmp_path: Path, monkeypatch):
     """A private copy of the scanned demo: (cli as bob, db, photo ids by file name, images folder)."""
     root = tmp_path / "demo"
     shutil.copytree(golden, root)
+    monkeypatch.setenv("PHOTOCHECK_KEY_FILE", str(root / "photocheck.key"))
     con = sqlite3.connect(root / "db.sqlite")
     con.execute("UPDATE photos SET path = replace(path, ?, ?)", (str(golden), str(root)))
     con.commit()
