@@ -55,6 +55,11 @@ class PhotoResult:
     width: int | None = None            # upright size
     height: int | None = None
     error: str | None = None            # set when verdict is ERROR
+    phash: str | None = None            # 64-bit dHash of the upright photo (16 hex digits), for grouping
+    group: int | None = None            # burst group number in the report (set by groups.assign_groups)
+    group_size: int = 1
+    group_verdict: Verdict | None = None  # worst verdict among the group's members
+    cached: bool = False                # result reused from an earlier scan of the same bytes
 
 
 @dataclass

@@ -6,20 +6,26 @@ crash loses at most the photos in flight.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import multiprocessing
 import os
+import signal
+import threading
+import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import selectinload
 
 from photocheck.db import Database
 from photocheck.db.models import Face, Photo, RosterImport, Scan, utcnow
 from photocheck.images import ImageError, iter_image_files, load_image
-from photocheck.results import PhotoResult, ScanSummary, Verdict
+from photocheck.groups import assign_groups, dhash
+from photocheck.results import FaceResult, FaceStatus, PhotoResult, ScanSummary, Verdict
 from photocheck.screening import ReferenceSet, classify_face, photo_verdict
 
 
@@ -64,8 +70,12 @@ def screen_photo(path: Path, engine, references: ReferenceSet, thresholds) -> Ph
         return PhotoResult(path=str(path), verdict=Verdict.ERROR, reasons=[reason], error=reason,
                            sha256=img.sha256, width=img.width, height=img.height)
     verdict, reasons = photo_verdict(faces)
+    try:
+        phash = dhash(img.rgb)
+    except Exception:  # grouping is a convenience: never let it cost a verdict
+        phash = None
     return PhotoResult(path=str(path), verdict=verdict, reasons=reasons, faces=faces, sha256=img.sha256,
-                       width=img.width, height=img.height)
+                       width=img.width, height=img.height, phash=phash)
 
 
 # --- worker processes -------------------------------------------------------------------------
@@ -74,22 +84,40 @@ _worker: dict = {}
 
 
 def _init_worker(references: ReferenceSet, thresholds) -> None:
+    # Ctrl-C is handled by the main process alone (it marks the scan interrupted and stops the
+    # pool); a worker dying mid-photo would otherwise turn its photo into a spurious `error`.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _start_orphan_watchdog()
     from photocheck.engine import FaceEngine
 
-    _worker["engine"] = FaceEngine()
+    _worker["engine"] = FaceEngine(thresholds.detector)
     _worker["references"] = references
     _worker["thresholds"] = thresholds
+
+
+def _start_orphan_watchdog() -> None:
+    """Exit when the scan process is gone (e.g. kill -9): ProcessPoolExecutor workers would
+    otherwise wait forever on their queue, each holding a loaded engine (~150 MB)."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="orphan-watchdog", daemon=True).start()
 
 
 def _screen_in_worker(path: str) -> PhotoResult:
     return screen_photo(Path(path), _worker["engine"], _worker["references"], _worker["thresholds"])
 
 
-def _persist(db: Database, scan_id: int, result: PhotoResult) -> None:
+def _persist(db: Database, scan_id: int, result: PhotoResult, cached_from: int | None = None) -> None:
     with db.session() as s:
         photo = Photo(scan_id=scan_id, path=result.path, sha256=result.sha256, verdict=result.verdict.value,
                       reasons=json.dumps(result.reasons), error=result.error, width=result.width,
-                      height=result.height)
+                      height=result.height, phash=result.phash, cached_from=cached_from)
         photo.faces = [
             Face(top=f.box[0], right=f.box[1], bottom=f.box[2], left=f.box[3], status=f.status.value,
                  student_id=f.student_id, candidate_id=f.candidate_id, distance=f.distance,
@@ -103,6 +131,56 @@ def default_jobs() -> int:
     return max(1, min(os.cpu_count() or 1, 8))
 
 
+def scan_cache_key(roster_fp: str, model: dict, thresholds) -> str:
+    """Results may be reused only between scans with the same roster (listed students and their
+    reference encodings), the same models/settings and the same thresholds."""
+    canon = json.dumps({"roster": roster_fp, "model": model, "thresholds": thresholds.fingerprint()},
+                       sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canon.encode()).hexdigest()
+
+
+def scan_roots_key(roots: list[Path]) -> str:
+    """Identifies "the same command": the roots exactly as given (sorted), plus the working
+    directory when any is relative (stored photo paths are as walked, so relative to it)."""
+    given = sorted(str(p) for p in roots)
+    cwd = os.getcwd() if any(not Path(p).is_absolute() for p in given) else ""
+    return hashlib.sha256(json.dumps([cwd, given]).encode()).hexdigest()
+
+
+def _file_sha256(path: Path) -> str | None:
+    try:
+        with open(path, "rb") as fh:
+            return hashlib.file_digest(fh, "sha256").hexdigest()
+    except OSError:
+        return None
+
+
+def _result_from_row(photo: Photo, path: str | None = None, cached: bool = False) -> PhotoResult:
+    faces = [FaceResult(box=(f.top, f.right, f.bottom, f.left), status=FaceStatus(f.status),
+                        detector_score=f.detector_score, student_id=f.student_id, candidate_id=f.candidate_id,
+                        distance=f.distance, reason=f.reason) for f in photo.faces]
+    return PhotoResult(path=path or photo.path, verdict=Verdict(photo.verdict), reasons=json.loads(photo.reasons),
+                       faces=faces, sha256=photo.sha256, width=photo.width, height=photo.height,
+                       error=photo.error, phash=photo.phash, cached=cached)
+
+
+def _copy_cached(db: Database, scan_id: int, source_id: int, path: Path, sha: str) -> PhotoResult:
+    """Store `path` in this scan with the result stored for the same bytes (one transaction)."""
+    with db.session() as s:
+        src = s.scalars(select(Photo).where(Photo.id == source_id).options(selectinload(Photo.faces))).one()
+        result = _result_from_row(src, path=str(path), cached=True)
+        result.sha256 = sha
+    _persist(db, scan_id, result, cached_from=source_id)
+    return result
+
+
+def _find_resumable(db: Database, roots_key: str, cache_key: str) -> int | None:
+    """The newest unfinished scan of the same roots with the same roster/models/thresholds."""
+    with db.session() as s:
+        return s.scalar(select(Scan.id).where(Scan.status != "finished", Scan.roots_key == roots_key,
+                                              Scan.cache_key == cache_key).order_by(Scan.id.desc()).limit(1))
+
+
 def scan(
     db: Database,
     paths: Iterable[Path],
@@ -110,14 +188,24 @@ def scan(
     owner: str,
     jobs: int | None = None,
     thresholds=None,
+    use_cache: bool = True,
+    resume: bool = True,
     on_start: Callable[[int], None] | None = None,
     on_photo: Callable[[PhotoResult], None] | None = None,
 ) -> ScanOutcome:
     """Screen every photo under `paths` against the no-consent list and store the results.
 
     `jobs` worker processes (default: one per core); 1 screens in this process.
+
+    Scan cache: a file whose sha256 was already screened by a scan with the same roster,
+    models and thresholds (same `cache_key`) is not decoded again; its stored result is copied
+    into this scan (`Photo.cached_from`). Errors are never reused.
+
+    Resume: if the newest unfinished scan (interrupted, or left `running` by a kill) has the
+    same roots as given and the same `cache_key`, it is continued: photos it already stored are
+    kept, its `error` photos are screened again, and the rest are screened — each path once.
     """
-    from photocheck.engine import FaceEngine, model_info
+    from photocheck.engine import model_info
     from photocheck.students import load_references, roster_fingerprint
     from photocheck.thresholds import load_thresholds
 
@@ -133,25 +221,44 @@ def scan(
     thresholds = thresholds or load_thresholds()
     skipped: list[Skipped] = []
     files = list(iter_image_files(roots, on_skip=lambda p, why: skipped.append(Skipped(str(p), why))))
-    jobs = max(1, min(jobs or default_jobs(), len(files) or 1))
 
-    local_engine = FaceEngine() if jobs == 1 else None
-    model = model_info()
+    model = model_info(thresholds.detector)
     references = load_references(db, model["encoder"]["name"], model["encoder"]["version"])
+    roster_fp = roster_fingerprint(references)
+    cache_key = scan_cache_key(roster_fp, model, thresholds)
+    roots_key = scan_roots_key(roots)
 
+    resumed: list[PhotoResult] = []
+    scan_id = _find_resumable(db, roots_key, cache_key) if resume else None
     with db.session() as s:
-        row = Scan(owner=owner, roots=json.dumps([str(p) for p in roots]),
-                   thresholds=json.dumps(thresholds.as_dict()), model=json.dumps(model),
-                   roster_fingerprint=roster_fingerprint(references))
-        s.add(row)
-        s.flush()
-        scan_id, started = row.id, row.started_at
+        if scan_id is not None:
+            row = s.get(Scan, scan_id)
+            # Errors of the interrupted run (e.g. a photo whose worker was killed) are redone.
+            s.execute(delete(Photo).where(Photo.scan_id == scan_id, Photo.verdict == Verdict.ERROR.value))
+            s.flush()
+            for p in s.scalars(select(Photo).where(Photo.scan_id == scan_id).options(selectinload(Photo.faces))):
+                resumed.append(_result_from_row(p))
+            row.status = "running"
+            row.finished_at = None
+        else:
+            row = Scan(owner=owner, roots=json.dumps([str(p) for p in roots]),
+                       thresholds=json.dumps(thresholds.as_dict()), model=json.dumps(model),
+                       roster_fingerprint=roster_fp, cache_key=cache_key, roots_key=roots_key)
+            s.add(row)
+            s.flush()
+        scan_id, started, scan_owner = row.id, row.started_at, row.owner
     summary = ScanSummary(scan_id=scan_id, started_at=started.isoformat(timespec="seconds"), finished_at=None,
-                          owner=owner, roots=[str(p) for p in roots], thresholds=thresholds.as_dict(), model=model,
-                          listed_students=len(set(references.student_ids)) + len(references.unprotected),
+                          owner=scan_owner, roots=[str(p) for p in roots], thresholds=thresholds.as_dict(),
+                          model=model, listed_students=len(set(references.student_ids)) + len(references.unprotected),
                           unprotected_students=list(references.unprotected))
+    summary.photos.extend(resumed)
+    done = {p.path for p in resumed}
+    todo = [f for f in files if str(f) not in done]
     if on_start:
         on_start(len(files))
+    if on_photo:
+        for r in resumed:
+            on_photo(r)
 
     def record(result: PhotoResult) -> None:
         _persist(db, scan_id, result)
@@ -161,11 +268,34 @@ def scan(
 
     status = "interrupted"
     try:
-        if local_engine is not None:
-            for f in files:
-                record(screen_photo(f, local_engine, references, thresholds))
-        else:
-            _run_pool(files, jobs, references, thresholds, record)
+        misses = todo
+        if use_cache and todo:
+            with db.session() as s:
+                cached = dict(s.execute(
+                    select(Photo.sha256, func.max(Photo.id)).join(Scan, Photo.scan_id == Scan.id)
+                    .where(Scan.cache_key == cache_key, Photo.verdict != Verdict.ERROR.value,
+                           Photo.sha256.is_not(None))
+                    .group_by(Photo.sha256)).all())
+            if cached:  # hash the bytes and look up; a hit is never decoded
+                misses = []
+                for f in todo:
+                    sha = _file_sha256(f)
+                    if sha is not None and sha in cached:
+                        result = _copy_cached(db, scan_id, cached[sha], f, sha)
+                        summary.photos.append(result)
+                        if on_photo:
+                            on_photo(result)
+                    else:
+                        misses.append(f)
+        n_jobs = max(1, min(jobs or default_jobs(), len(misses) or 1))
+        if misses and n_jobs == 1:
+            from photocheck.engine import FaceEngine
+
+            engine = FaceEngine(thresholds.detector)
+            for f in misses:
+                record(screen_photo(f, engine, references, thresholds))
+        elif misses:
+            _run_pool(misses, n_jobs, references, thresholds, record)
         status = "finished"
     finally:
         with db.session() as s:
@@ -174,6 +304,7 @@ def scan(
             row.finished_at = utcnow()
             summary.finished_at = row.finished_at.isoformat(timespec="seconds")
     summary.photos.sort(key=lambda p: p.path)
+    assign_groups(summary.photos, thresholds.grouping.max_hamming)
     return ScanOutcome(summary=summary, skipped=skipped)
 
 
