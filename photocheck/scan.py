@@ -83,11 +83,12 @@ def screen_photo(path: Path, engine, references: ReferenceSet, thresholds) -> Ph
 _worker: dict = {}
 
 
-def _init_worker(references: ReferenceSet, thresholds) -> None:
+def _init_worker(references: ReferenceSet, thresholds, scan_pid: int | None = None) -> None:
     # Ctrl-C is handled by the main process alone (it marks the scan interrupted and stops the
     # pool); a worker dying mid-photo would otherwise turn its photo into a spurious `error`.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _start_orphan_watchdog()
+    if scan_pid:
+        _start_orphan_watchdog(scan_pid)
     from photocheck.engine import FaceEngine
 
     _worker["engine"] = FaceEngine(thresholds.detector)
@@ -95,22 +96,61 @@ def _init_worker(references: ReferenceSet, thresholds) -> None:
     _worker["thresholds"] = thresholds
 
 
-def _start_orphan_watchdog() -> None:
-    """Exit when the scan process is gone (e.g. kill -9): ProcessPoolExecutor workers would
-    otherwise wait forever on their queue, each holding a loaded engine (~150 MB)."""
-    parent = os.getppid()
+def _process_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+        return stat[stat.rindex(b")") + 2:][:1] not in (b"Z", b"X")  # a killed, unreaped parent is a zombie
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc (not Linux): fall back to signal 0
+        try:
+            os.kill(pid, 0)
+            return True
+        except ProcessLookupError:
+            return False
+        except OSError:
+            return True
+
+
+def _start_orphan_watchdog(scan_pid: int) -> None:
+    """Exit when the scan process is gone (e.g. kill -9): forkserver workers are not its
+    children, and would otherwise wait forever on their queue, each holding a loaded engine."""
 
     def watch() -> None:
         while True:
-            time.sleep(1.0)
-            if os.getppid() != parent:
+            time.sleep(0.5)
+            if not _process_alive(scan_pid):
                 os._exit(1)
 
     threading.Thread(target=watch, name="orphan-watchdog", daemon=True).start()
 
 
+def _release_memory() -> None:
+    """Give freed decode/detection buffers back to the OS after each photo (glibc keeps them
+    otherwise: measured 300-380 MB vs a flat 147 MB per worker on 4000x3000 photos)."""
+    if _libc is not None:
+        try:
+            _libc.malloc_trim(0)
+        except Exception:  # pragma: no cover - not glibc
+            pass
+
+
+try:
+    import ctypes
+    import ctypes.util
+
+    _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    _libc.malloc_trim  # noqa: B018  (AttributeError off glibc)
+except Exception:  # pragma: no cover - musl, macOS, Windows
+    _libc = None
+
+
 def _screen_in_worker(path: str) -> PhotoResult:
-    return screen_photo(Path(path), _worker["engine"], _worker["references"], _worker["thresholds"])
+    try:
+        return screen_photo(Path(path), _worker["engine"], _worker["references"], _worker["thresholds"])
+    finally:
+        _release_memory()
 
 
 def _persist(db: Database, scan_id: int, result: PhotoResult, cached_from: int | None = None) -> None:
@@ -293,7 +333,9 @@ def scan(
 
             engine = FaceEngine(thresholds.detector)
             for f in misses:
-                record(screen_photo(f, engine, references, thresholds))
+                result = screen_photo(f, engine, references, thresholds)
+                _release_memory()
+                record(result)
         elif misses:
             _run_pool(misses, n_jobs, references, thresholds, record)
         status = "finished"
@@ -313,8 +355,11 @@ def _run_pool(files: list[Path], jobs: int, references: ReferenceSet, thresholds
     # forkserver: workers start clean (no copied DB connections or threads); the engine is
     # loaded once per worker. At most 2 photos per worker in flight keeps memory bounded.
     ctx = multiprocessing.get_context("forkserver")
+    # Workers need photocheck.scan + the engine only; the default preload (__main__, i.e. the whole
+    # CLI with typer/rich) would add ~80 MB to the forkserver and every worker.
+    ctx.set_forkserver_preload([])
     with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker,
-                             initargs=(references, thresholds)) as pool:
+                             initargs=(references, thresholds, os.getpid())) as pool:
         pending: dict[Future, Path] = {}
         queue = iter(files)
         try:
