@@ -43,6 +43,8 @@ class Skipped:
 class ScanOutcome:
     summary: ScanSummary
     skipped: list[Skipped] = field(default_factory=list)
+    resumed: int = 0      # photos already stored by the interrupted scan this one continued
+    cached: int = 0       # photos whose stored result for the same bytes was reused
 
 
 def screen_photo(path: Path, engine, references: ReferenceSet, thresholds) -> PhotoResult:
@@ -347,7 +349,8 @@ def scan(
             summary.finished_at = row.finished_at.isoformat(timespec="seconds")
     summary.photos.sort(key=lambda p: p.path)
     assign_groups(summary.photos, thresholds.grouping.max_hamming)
-    return ScanOutcome(summary=summary, skipped=skipped)
+    return ScanOutcome(summary=summary, skipped=skipped, resumed=len(resumed),
+                       cached=sum(p.cached for p in summary.photos))
 
 
 def _run_pool(files: list[Path], jobs: int, references: ReferenceSet, thresholds,

@@ -135,3 +135,30 @@ def test_dhash_groups_bursts_and_group_verdict_is_the_worst():
     assert a.group_verdict == b.group_verdict == Verdict.BLOCKED
     assert c.group_verdict == Verdict.CLEAR and d.group_verdict == Verdict.ERROR
     json.dumps([p.group for p in photos])
+
+
+def test_reports_show_burst_groups_with_each_photos_own_verdict(tmp_path: Path):
+    import csv
+
+    from photocheck.reports import write_reports
+    from photocheck.results import ScanSummary
+
+    img = REPO / "sample_images" / "obama1.jpg"
+    photos = [PhotoResult(path=str(img), verdict=Verdict.CLEAR, phash="0" * 16, width=910, height=1137),
+              PhotoResult(path=str(img), verdict=Verdict.BLOCKED, phash="0" * 15 + "1", width=910, height=1137),
+              PhotoResult(path=str(REPO / "sample_images" / "biden1.jpg"), verdict=Verdict.CLEAR, phash="f" * 16)]
+    assign_groups(photos, 10)
+    summary = ScanSummary(scan_id=1, started_at="x", finished_at="y", owner="o", roots=[], thresholds={},
+                          model={}, listed_students=1, unprotected_students=[], photos=photos)
+    out = write_reports(summary, json=tmp_path / "r.json", csv=tmp_path / "r.csv", html=tmp_path / "r.html")
+    images = load_report(out["json"])["images"]
+    assert [(i["verdict"], i["group"], i["group_size"], i["group_verdict"]) for i in images] == [
+        ("clear", 1, 2, "blocked"), ("blocked", 1, 2, "blocked"), ("clear", 2, 1, "clear")]
+    rows = list(csv.DictReader(out["csv"].read_text(encoding="utf-8-sig").splitlines()))
+    assert [(r["verdict"], r["group"], r["group_verdict"]) for r in rows] == [
+        ("clear", "1", "blocked"), ("blocked", "1", "blocked"), ("clear", "2", "clear")]
+    html = out["html"].read_text(encoding="utf-8")
+    assert html.count("Burst group 1: 2 near-identical photos") == 1
+    section = html[html.index('<section class="group blocked">'):html.index("</section>")]
+    assert section.count('<article class="card') == 2
+    assert section.index('card blocked') < section.index('card clear')  # worst first, each its own badge
