@@ -74,6 +74,11 @@ class PhotoResult:
     channel_verdicts: dict[str, Verdict] = field(default_factory=dict)  # per publication channel judged
     photo_id: int | None = None          # set when read back from the database
     signoff: str = "pending"            # pending|approved|redacted|rejected (+ by whom, for which channels)
+    phash: str | None = None            # 64-bit dHash of the upright photo (16 hex digits), for grouping
+    group: int | None = None            # burst group number in the report (set by groups.assign_groups)
+    group_size: int = 1
+    group_verdict: Verdict | None = None  # worst verdict among the group's members
+    cached: bool = False                # result reused from an earlier scan of the same bytes
 
 
 @dataclass

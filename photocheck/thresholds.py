@@ -90,11 +90,17 @@ class EnrollThresholds(_Section):
 
 
 @dataclass(frozen=True)
+class GroupingThresholds(_Section):
+    max_hamming: int  # 64-bit dHash of the upright photo: <= this many differing bits -> same burst group
+
+
+@dataclass(frozen=True)
 class Thresholds:
     detector: DetectorSettings
     match: MatchThresholds
     quality: QualityThresholds
     enroll: EnrollThresholds
+    grouping: GroupingThresholds = GroupingThresholds(max_hamming=0)
     source: str = ""
 
     def as_dict(self) -> dict:
@@ -104,6 +110,7 @@ class Thresholds:
             "match": self.match.as_dict(),
             "quality": self.quality.as_dict(),
             "enroll": self.enroll.as_dict(),
+            "grouping": self.grouping.as_dict(),
         }
 
     def fingerprint(self) -> str:
@@ -120,10 +127,10 @@ def load_thresholds(path: str | Path | None = None) -> Thresholds:
             data = tomllib.load(fh)
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ThresholdsError(f"cannot read thresholds file {p}: {exc}") from None
-    unknown = set(data) - {"detector", "match", "quality", "enroll"}
+    unknown = set(data) - {"detector", "match", "quality", "enroll", "grouping"}
     if unknown:
         raise ThresholdsError(f"{p}: unknown section(s) {sorted(unknown)}")
-    for sec in ("detector", "match", "quality", "enroll"):
+    for sec in ("detector", "match", "quality", "enroll", "grouping"):
         if sec not in data:
             raise ThresholdsError(f"{p}: missing section [{sec}]")
     t = Thresholds(
@@ -131,6 +138,7 @@ def load_thresholds(path: str | Path | None = None) -> Thresholds:
         match=MatchThresholds.from_dict(data["match"], "match"),
         quality=QualityThresholds.from_dict(data["quality"], "quality"),
         enroll=EnrollThresholds.from_dict(data["enroll"], "enroll"),
+        grouping=GroupingThresholds.from_dict(data["grouping"], "grouping"),
         source=str(p),
     )
     m = t.match

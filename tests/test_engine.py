@@ -153,7 +153,7 @@ def test_thresholds_load_and_fingerprint(th, tmp_path):
     assert 0 < th.match.block_distance < th.match.review_distance
     assert th.fingerprint() == load_thresholds().fingerprint()
     d = th.as_dict()
-    assert set(d) == {"detector", "match", "quality", "enroll"}
+    assert set(d) == {"detector", "match", "quality", "enroll", "grouping"}
     src = Path(th.source).read_text().replace("block_distance = 0.55", "block_distance = 0.5")
     p = tmp_path / "t.toml"
     p.write_text(src)

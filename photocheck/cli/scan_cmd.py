@@ -74,6 +74,12 @@ def scan(
     from photocheck.reports import write_reports
 
     write_reports(summary, json=json_out, csv=csv_out, html=html_out)
+    if outcome.resumed:
+        err_console.print(f"Resumed unfinished scan {summary.scan_id}: {outcome.resumed} photo(s) were already "
+                          "screened and were kept.", highlight=False)
+    if outcome.cached:
+        err_console.print(f"{outcome.cached} photo(s) reused stored results (same file contents, same list, "
+                          "models and thresholds).", highlight=False)
     for s in outcome.skipped:
         err_console.print(f"[dim]skipped {escape(s.path)}: {escape(s.reason)}[/]", highlight=False)
 

@@ -133,6 +133,12 @@ class Scan(Base):
     roster_fingerprint: Mapped[str] = mapped_column(String(64))
     # The publication channel judged; None = every opt-out counts (strictest wins).
     channel: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    # sha256 over roster fingerprint + model info + thresholds fingerprint: results of scans with the
+    # same key may be reused for files with the same sha256 (scan cache); None for scans made before 0003.
+    cache_key: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    # sha256 of the sorted absolute roots: an unfinished scan with the same roots_key and cache_key is
+    # resumed by the next `photocheck scan` of the same paths.
+    roots_key: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
 
     photos: Mapped[list[Photo]] = relationship(
         back_populates="scan", cascade="all, delete-orphan", passive_deletes=True, order_by="Photo.id"
@@ -154,6 +160,10 @@ class Photo(Base):
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     width: Mapped[int | None] = mapped_column(Integer, nullable=True)
     height: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # 64-bit dHash (16 hex digits) of the upright photo, for burst/near-duplicate grouping in reports.
+    phash: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    # id of the photo whose stored result this one reuses (scan cache), else None.
+    cached_from: Mapped[int | None] = mapped_column(Integer, nullable=True)
     scanned_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     # pending|approved|redacted|rejected: only a second person's sign-off moves it on (review.py);
     # nothing is ever auto-approved.

@@ -8,7 +8,8 @@ from pathlib import Path
 from photocheck.reports._atomic import atomic_open
 from photocheck.results import FaceStatus, PhotoResult, ScanSummary
 
-COLUMNS = ["path", "verdict", "faces", "listed_students", "review_faces", "reasons", "error", "sha256"]
+COLUMNS = ["path", "verdict", "faces", "listed_students", "review_faces", "reasons", "error", "sha256",
+           "group", "group_size", "group_verdict"]
 
 REVIEW_STATUSES = frozenset({FaceStatus.UNCERTAIN, FaceStatus.TOO_SMALL, FaceStatus.UNPROTECTED})
 
@@ -35,6 +36,9 @@ def photo_row(photo: PhotoResult) -> list[object]:
         "; ".join(photo.reasons),
         photo.error or "",
         photo.sha256 or "",
+        photo.group if photo.group is not None else "",
+        photo.group_size,
+        str(photo.group_verdict) if photo.group_verdict else "",
     ]
     return [escape_cell(v) for v in row]
 

@@ -68,6 +68,9 @@ table.info td{padding:2px 0;word-break:break-all}
 .faces{color:#333;margin:6px 0 0}
 .signoff{margin:6px 0 0;font-weight:600}
 .signoff.pending{color:#b36b00}.signoff.approved,.signoff.redacted{color:#2e7d32}.signoff.rejected{color:#d00000}
+.group{grid-column:1/-1;border:2px dashed #888;padding:8px;background:#fafafa}
+.group.blocked{border-color:#d00000}.group.error{border-color:#6a1b9a}.group.review{border-color:#e69500}
+.group h2{font-size:15px;margin:0 0 8px}
 @media print{
   body{background:#fff;margin:0}
   *{-webkit-print-color-adjust:exact;print-color-adjust:exact}
@@ -85,11 +88,31 @@ def write_html(summary: ScanSummary, path: str | os.PathLike, *, thumbnail_px: i
     unreadable or deleted photo gets a placeholder card instead of failing the report.
     """
     rank = {v: i for i, v in enumerate(VERDICT_ORDER)}
-    ordered = sorted(summary.photos, key=lambda p: rank.get(p.verdict, len(rank)))  # stable
+    # Burst groups are shown together, in the place of their worst member; inside a group (and
+    # between ungrouped photos) the worst verdict comes first. Every card keeps its own verdict.
+    groups: dict[object, list[PhotoResult]] = {}
+    for i, photo in enumerate(summary.photos):
+        key = photo.group if (photo.group is not None and photo.group_size > 1) else ("single", i)
+        groups.setdefault(key, []).append(photo)
+    blocks = []
+    for members in groups.values():
+        members = sorted(members, key=lambda p: rank.get(p.verdict, len(rank)))  # stable
+        blocks.append((rank.get(members[0].verdict, len(rank)), members))
+    blocks.sort(key=lambda b: b[0])  # stable
     with atomic_open(path, "w", encoding="utf-8", newline="\n") as f:
         _write_header(f, summary)
-        for photo in ordered:
-            f.write(_card(photo, thumbnail_px))
+        for _, members in blocks:
+            if len(members) > 1:
+                worst = members[0].verdict
+                f.write(f'<section class="group {escape(str(worst))}"><h2>Burst group {members[0].group}: '
+                        f'{len(members)} near-identical photos — group verdict '
+                        f'<span class="badge {escape(str(worst))}">{escape(str(worst))}</span> '
+                        f'(each photo keeps its own verdict below)</h2>\n<div class="grid">\n')
+                for photo in members:
+                    f.write(_card(photo, thumbnail_px))
+                f.write("</div></section>\n")
+            else:
+                f.write(_card(members[0], thumbnail_px))
         f.write("</main>\n</body>\n</html>\n")
     return Path(path)
 

@@ -62,6 +62,12 @@ def _photo_dict(photo: PhotoResult) -> dict[str, Any]:
         "width": photo.width,
         "height": photo.height,
         "error": photo.error,
+        # Burst/near-duplicate group (reports only): every photo keeps its own verdict above;
+        # group_verdict is the worst verdict in its group.
+        "group": photo.group,
+        "group_size": photo.group_size,
+        "group_verdict": str(photo.group_verdict) if photo.group_verdict else None,
+        "cached": photo.cached,
     }
 
 

@@ -8,14 +8,14 @@ with a face goes to review) until `photocheck enroll` is run again. SQLite's sec
 (set on every connection) zeroes the deleted bytes; open_database checkpoints the WAL after.
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0003
 Create Date: 2026-11-26
 """
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0004"
-down_revision = "0002"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
