@@ -119,11 +119,12 @@ def test_kill_9_during_scan_then_scan_again_while_other_commands_run(material: P
     assert 2 <= first < EVENTS
     assert count(db, "SELECT count(*) FROM faces WHERE photo_id NOT IN (SELECT id FROM photos)") == 0
 
-    # Scan again; while it writes, other commands work on the same database (WAL + busy timeout).
+    # The same command again resumes scan 1; while it writes, other commands work on the same
+    # database (WAL + busy timeout).
     proc = photocheck(db, "scan", str(material / "events"), "--jobs", "1")
     try:
         deadline = time.monotonic() + 120
-        while count(db, "SELECT count(*) FROM photos WHERE scan_id = 2") < 1:
+        while count(db, "SELECT count(*) FROM photos WHERE scan_id = 1") <= first:
             assert proc.poll() is None and time.monotonic() < deadline
             time.sleep(0.05)
         cli("roster", "import", REPO / "roster" / "no_consent.csv")
@@ -138,9 +139,9 @@ def test_kill_9_during_scan_then_scan_again_while_other_commands_run(material: P
     assert proc.returncode == 1, out  # the listed student's photos are blocked
     assert overlapped, "the scan ended before the other commands ran: make the event set bigger"
     assert integrity(db) == "ok" and integrity(tmp_path / "during-scan.db") == "ok"
-    assert count(db, "SELECT count(*) FROM photos WHERE scan_id = 2") == EVENTS
-    assert count(db, "SELECT count(DISTINCT path) FROM photos WHERE scan_id = 2") == EVENTS  # nothing doubled
-    assert count(db, "SELECT count(*) FROM photos WHERE scan_id = 2 AND verdict = 'error'") == 0
-    assert count(db, "SELECT count(*) FROM photos WHERE scan_id = 2 AND verdict = 'blocked'") >= 2
-    assert count(db, "SELECT count(*) FROM photos WHERE scan_id = 1") == first  # the crashed scan kept its photos
-    assert count(db, "SELECT count(*) FROM scans WHERE id = 2 AND status = 'finished'") == 1
+    assert count(db, "SELECT count(*) FROM scans") == 1  # resumed, not started over
+    assert count(db, "SELECT count(*) FROM photos WHERE scan_id = 1") == EVENTS
+    assert count(db, "SELECT count(DISTINCT path) FROM photos WHERE scan_id = 1") == EVENTS  # nothing doubled
+    assert count(db, "SELECT count(*) FROM photos WHERE scan_id = 1 AND verdict = 'error'") == 0
+    assert count(db, "SELECT count(*) FROM photos WHERE scan_id = 1 AND verdict = 'blocked'") >= 2
+    assert count(db, "SELECT count(*) FROM scans WHERE id = 1 AND status = 'finished'") == 1
