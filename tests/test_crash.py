@@ -1,6 +1,7 @@
-"""Crash safety and concurrency with real processes: `kill -9` during enroll and scan leaves a
-database that passes PRAGMA integrity_check, and running again completes with nothing lost or
-doubled; a scan and other commands on the same database at the same time both succeed."""
+"""Crash safety and concurrency with real processes: `kill -9` during enroll, scan and sign-off
+leaves a database that passes PRAGMA integrity_check, and running again completes with nothing
+lost or doubled; a scan and other commands (sign-off among them) on the same database at the
+same time both succeed."""
 from __future__ import annotations
 
 import os
@@ -145,3 +146,72 @@ def test_kill_9_during_scan_then_scan_again_while_other_commands_run(material: P
     assert count(db, "SELECT count(*) FROM photos WHERE scan_id = 1 AND verdict = 'error'") == 0
     assert count(db, "SELECT count(*) FROM photos WHERE scan_id = 1 AND verdict = 'blocked'") >= 2
     assert count(db, "SELECT count(*) FROM scans WHERE id = 1 AND status = 'finished'") == 1
+
+
+def photocheck_as(db: Path, user: str, *args: str) -> subprocess.Popen:
+    env = dict(os.environ, PHOTOCHECK_DB=f"sqlite:///{db}", PHOTOCHECK_USER=user)
+    return subprocess.Popen([sys.executable, "-c", "from photocheck.cli import main; main()", *args], env=env, cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_kill_9_during_signoff_then_sign_again(material: Path, enrolled_db: Path, tmp_path: Path):
+    """A reviewer's batch sign-off killed half-way: every sign-off made is kept, none is doubled,
+    and the same command signs the rest."""
+    db = enrolled_db
+    cli = Cli(f"sqlite:///{db}")
+    cli("scan", material / "events", "--jobs", "1", expect=1)
+    # Many photos to sign: copies of the same bytes come from the scan cache in seconds.
+    burst = tmp_path / "burst"
+    burst.mkdir()
+    for i in range(30):
+        for p in sorted((material / "events").iterdir()):
+            (burst / f"{i:02d}_{p.name}").write_bytes(p.read_bytes())
+    cli("scan", burst, "--jobs", "1", expect=1)
+    total = count(db, "SELECT count(*) FROM photos WHERE scan_id = 2")
+    assert total == 30 * EVENTS
+
+    proc = photocheck_as(db, "reviewer", "review", "sign", "--scan", "2", "--decision", "reject")
+    kill_when(proc, db, "SELECT count(*) FROM signoffs", 10)
+    assert integrity(db) == "ok"
+    signed = count(db, "SELECT count(*) FROM signoffs")
+    assert 10 <= signed < total, "the sign-off finished before it could be killed"
+    assert count(db, "SELECT count(*) FROM photos WHERE scan_id = 2 AND signoff_state = 'rejected'") == signed
+
+    proc = photocheck_as(db, "reviewer", "review", "sign", "--scan", "2", "--decision", "reject")
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out
+    assert count(db, "SELECT count(*) FROM signoffs") == total
+    assert count(db, "SELECT count(DISTINCT photo_id) FROM signoffs") == total  # nothing doubled
+    assert count(db, "SELECT count(*) FROM photos WHERE scan_id = 2 AND signoff_state = 'rejected'") == total
+    cli("audit", "verify")  # exit 0: the hash chain is intact
+
+
+def test_scan_and_signoff_at_the_same_time_both_succeed(material: Path, enrolled_db: Path, tmp_path: Path):
+    db = enrolled_db
+    cli = Cli(f"sqlite:///{db}")
+    cli("scan", material / "events", "--jobs", "1", expect=1)  # scan 1, to be signed off
+    big = tmp_path / "big"  # new bytes, bigger photos: a scan that takes a while
+    big.mkdir()
+    for p in SAMPLES:
+        im = ImageOps.exif_transpose(Image.open(p)).convert("RGB")
+        im.thumbnail((1600, 1600))
+        im.save(big / f"{p.stem}.jpg", quality=92)
+    scanning = photocheck_as(db, "tester", "scan", str(big), "--jobs", "1")
+    try:
+        deadline = time.monotonic() + 120
+        while count(db, "SELECT count(*) FROM scans WHERE id = 2") < 1:
+            assert scanning.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        signing = photocheck_as(db, "reviewer", "review", "sign", "--scan", "1", "--decision", "reject")
+        sign_out, _ = signing.communicate(timeout=300)
+        overlapped = scanning.poll() is None
+        scan_out, _ = scanning.communicate(timeout=300)
+    finally:
+        if scanning.poll() is None:
+            scanning.kill()
+    assert signing.returncode == 0, sign_out
+    assert scanning.returncode == 1, scan_out  # the listed student is in two of them
+    assert overlapped, "the scan ended before the sign-off ran"
+    assert integrity(db) == "ok"
+    assert count(db, "SELECT count(*) FROM photos WHERE scan_id = 1 AND signoff_state = 'rejected'") == EVENTS
+    assert count(db, "SELECT count(*) FROM photos WHERE scan_id = 2") == len(SAMPLES)
