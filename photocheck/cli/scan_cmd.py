@@ -45,8 +45,12 @@ def scan(
     file could not be read). Every photo, clear ones included, goes to the sign-off queue:
     a second person must review it before publication.
 
+    Interrupted (Ctrl-C, a crash)? Run the same command again: the scan resumes where it
+    stopped. Files screened before with the same list, models and thresholds are not decoded
+    again (matched by their sha256).
+
     Exit status: 0 all clear, 1 anything blocked, in review or in error, 2 usage or
-    configuration error.
+    configuration error, 130 interrupted.
     """
     database = open_db(db)
     progress = Progress(TextColumn("Screening"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[last]}"),
@@ -69,6 +73,10 @@ def scan(
                                on_start=started, on_photo=screened)
     except (ScanSetupError, ProtectionError) as exc:  # no roster, or encodings without their key
         fail(str(exc))
+    except KeyboardInterrupt:
+        err_console.print("[bold]Interrupted.[/] Every photo screened so far is stored; run the same command "
+                          "again to resume.", highlight=False)
+        raise typer.Exit(130)
     summary = outcome.summary
 
     from photocheck.reports import write_reports
