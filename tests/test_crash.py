@@ -215,3 +215,24 @@ def test_scan_and_signoff_at_the_same_time_both_succeed(material: Path, enrolled
     assert integrity(db) == "ok"
     assert count(db, "SELECT count(*) FROM photos WHERE scan_id = 1 AND signoff_state = 'rejected'") == EVENTS
     assert count(db, "SELECT count(*) FROM photos WHERE scan_id = 2") == len(SAMPLES)
+
+
+def test_ctrl_c_during_scan_says_how_to_resume_and_the_same_command_does(material: Path, enrolled_db: Path):
+    db = enrolled_db
+    proc = photocheck(db, "scan", str(material / "events"), "--jobs", "1")
+    deadline = time.monotonic() + 120
+    while count(db, "SELECT count(*) FROM photos") < 2:
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out
+    assert "run the same command again" in out
+    assert count(db, "SELECT count(*) FROM scans WHERE status = 'interrupted'") == 1
+    stored = count(db, "SELECT count(*) FROM photos")
+    assert 2 <= stored < EVENTS
+
+    out, _ = photocheck(db, "scan", str(material / "events"), "--jobs", "1").communicate(timeout=300)
+    assert f"{stored} photo(s) were already screened" in out
+    assert count(db, "SELECT count(*) FROM scans") == 1
+    assert count(db, "SELECT count(*) FROM photos") == count(db, "SELECT count(DISTINCT path) FROM photos") == EVENTS
