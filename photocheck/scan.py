@@ -177,20 +177,25 @@ def face_rows(result: PhotoResult) -> list[Face]:
     ]
 
 
-def _persist(db: Database, scan_id: int, result: PhotoResult, owner: str, cached_from: int | None = None) -> None:
+def _persist(db: Database, scan_id: int, result: PhotoResult, owner: str) -> None:
+    with db.session(immediate=True) as s:
+        _add_photo(s, scan_id, result, owner)
+
+
+def _add_photo(s, scan_id: int, result: PhotoResult, owner: str, cached_from: int | None = None) -> None:
+    """Add one photo's result, its faces and its audit event to session `s`."""
     from photocheck import audit
 
-    with db.session(immediate=True) as s:
-        photo = Photo(scan_id=scan_id, path=result.path, sha256=result.sha256, verdict=result.verdict.value,
-                      reasons=json.dumps(result.reasons), error=result.error, width=result.width,
-                      height=result.height, phash=result.phash, cached_from=cached_from,
-                      channel_verdicts=json.dumps({k: str(v) for k, v in result.channel_verdicts.items()}))
-        photo.faces = face_rows(result)
-        s.add(photo)
-        s.flush()
-        result.photo_id = photo.id
-        audit.record(s, actor=owner, action="scan.photo", photo_sha256=result.sha256, scan_id=scan_id,
-                     photo_id=photo.id, verdict=result.verdict.value, faces=len(result.faces))
+    photo = Photo(scan_id=scan_id, path=result.path, sha256=result.sha256, verdict=result.verdict.value,
+                  reasons=json.dumps(result.reasons), error=result.error, width=result.width,
+                  height=result.height, phash=result.phash, cached_from=cached_from,
+                  channel_verdicts=json.dumps({k: str(v) for k, v in result.channel_verdicts.items()}))
+    photo.faces = face_rows(result)
+    s.add(photo)
+    s.flush()
+    result.photo_id = photo.id
+    audit.record(s, actor=owner, action="scan.photo", photo_sha256=result.sha256, scan_id=scan_id,
+                 photo_id=photo.id, verdict=result.verdict.value, faces=len(result.faces))
 
 
 def default_jobs() -> int:
@@ -231,14 +236,19 @@ def _result_from_row(photo: Photo, path: str | None = None, cached: bool = False
                        channel_verdicts={k: Verdict(v) for k, v in json.loads(photo.channel_verdicts or "{}").items()})
 
 
-def _copy_cached(db: Database, scan_id: int, source_id: int, path: Path, sha: str, owner: str) -> PhotoResult:
-    """Store `path` in this scan with the result stored for the same bytes (one transaction)."""
-    with db.session() as s:
-        src = s.scalars(select(Photo).where(Photo.id == source_id).options(selectinload(Photo.faces))).one()
-        result = _result_from_row(src, path=printable_path(path), cached=True)
-        result.sha256 = sha
-    _persist(db, scan_id, result, owner, cached_from=source_id)
-    return result
+def _copy_cached(db: Database, scan_id: int, hits: list[tuple[Path, str, int]], owner: str) -> list[PhotoResult]:
+    """Store each (path, sha256, source photo id) in this scan with the result stored for the same
+    bytes. One transaction for all: copies are cheap to redo if a crash rolls them back."""
+    out = []
+    with db.session(immediate=True) as s:
+        sources = {p.id: p for p in s.scalars(select(Photo).where(Photo.id.in_({src for _, _, src in hits}))
+                                               .options(selectinload(Photo.faces)))}
+        for path, sha, source_id in hits:
+            result = _result_from_row(sources[source_id], path=printable_path(path), cached=True)
+            result.sha256 = sha
+            _add_photo(s, scan_id, result, owner, cached_from=source_id)
+            out.append(result)
+    return out
 
 
 def _find_resumable(db: Database, roots_key: str, cache_key: str) -> int | None:
@@ -367,16 +377,17 @@ def scan(
                            Photo.sha256.is_not(None))
                     .group_by(Photo.sha256)).all())
             if cached:  # hash the bytes and look up; a hit is never decoded
-                misses = []
+                misses, hits = [], []
                 for f in todo:
                     sha = _file_sha256(f)
                     if sha is not None and sha in cached:
-                        result = _copy_cached(db, scan_id, cached[sha], f, sha, owner)
-                        summary.photos.append(result)
-                        if on_photo:
-                            on_photo(result)
+                        hits.append((f, sha, cached[sha]))
                     else:
                         misses.append(f)
+                for result in _copy_cached(db, scan_id, hits, owner) if hits else []:
+                    summary.photos.append(result)
+                    if on_photo:
+                        on_photo(result)
         n_jobs = max(1, min(jobs or default_jobs(), len(misses) or 1))
         if misses and n_jobs == 1:
             from photocheck.engine import FaceEngine

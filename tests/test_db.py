@@ -33,3 +33,14 @@ def test_removing_a_student_deletes_their_encodings(cli, demo_copy: Path, db_url
         assert s.scalars(select(Student)).all() == []
         assert s.scalars(select(ReferencePhoto)).all() == []
         assert s.scalars(select(ReferenceEncoding)).all() == []
+
+
+def test_head_revision_constant_is_alembics_head():
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from photocheck.db.session import HEAD_REVISION, MIGRATIONS_DIR
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    assert ScriptDirectory.from_config(cfg).get_heads() == [HEAD_REVISION]
