@@ -59,7 +59,8 @@ def list_(
         return
     table = Table(title=f"Sign-off queue: {len(items)} photo(s) ({state})")
     for col in ("id", "scan", "photo", "verdict", "per channel", "reasons", "scanned by", "state"):
-        table.add_column(col)
+        # Paths and reasons wrap rather than being cut: the reviewer must see which file it is.
+        table.add_column(col, overflow="fold", no_wrap=col in ("id", "scan", "verdict"))
     for i in items:
         per = " ".join(f"{ch}:{v}" for ch, v in i.channel_verdicts.items() if v != i.verdict) or "same on all"
         st = f"[{STATE_STYLE.get(i.state, 'white')}]{i.state}[/]"
