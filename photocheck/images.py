@@ -193,6 +193,15 @@ def _ensure_heif() -> None:
 
 # --------------------------------------------------------------------------- loading
 
+def file_sha256(path: str | os.PathLike) -> str | None:
+    """The file's sha256 now, or None if it cannot be read (no decoding)."""
+    try:
+        with open(path, "rb") as fh:
+            return hashlib.file_digest(fh, "sha256").hexdigest()
+    except OSError:
+        return None
+
+
 def load_image(path: str | os.PathLike, *, max_side: int | None = None) -> LoadedImage:
     """Decode `path` fully into an upright RGB array, or raise ImageError.
 

@@ -21,12 +21,11 @@ from photocheck import audit
 from photocheck.config import ConfigError, check_channel
 from photocheck.db import Database
 from photocheck.db.models import Photo, Publication, Redaction, Scan, utcnow
-from photocheck.images import ImageError, load_image
+from photocheck.images import ImageError, file_sha256, load_image
 from photocheck.review import (
     PUBLISHABLE_VERDICTS,
     _current_signoff,
     channel_verdicts,
-    file_sha256,
     strict_in_photo,
     void_signoff,
 )

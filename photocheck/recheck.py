@@ -18,7 +18,8 @@ from photocheck import audit
 from photocheck.config import school_channels
 from photocheck.db import Database
 from photocheck.db.models import Photo, Publication, Redaction, Scan
-from photocheck.review import _current_signoff, channel_verdicts, file_sha256, void_signoff
+from photocheck.images import file_sha256
+from photocheck.review import _current_signoff, channel_verdicts, void_signoff
 
 _RANK = {"clear": 0, "review": 1, "blocked": 2, "error": 3}
 

@@ -21,9 +21,9 @@ from PIL import Image
 from photocheck import audit
 from photocheck.db import Database
 from photocheck.db.models import Photo, Redaction, Scan
-from photocheck.images import ImageError, load_image
+from photocheck.images import ImageError, file_sha256, load_image
 from photocheck.results import FaceStatus, Verdict
-from photocheck.review import file_sha256, strict_in_photo
+from photocheck.review import strict_in_photo
 
 STYLES = ("fill", "pixelate")
 PAD = 0.45            # of the face box's larger side, added on each side

@@ -14,7 +14,6 @@ Two reviewers racing on one photo: the sign-off is a conditional UPDATE on the p
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from photocheck import audit
 from photocheck.config import ConfigError, check_channel, school_channels
 from photocheck.db import Database
 from photocheck.db.models import Face, Photo, Redaction, Scan, Signoff, Student
+from photocheck.images import file_sha256
 from photocheck.results import FaceResult, FaceStatus, PhotoResult, ScanSummary, Verdict
 
 DECISIONS = ("approve", "reject", "redact")
@@ -41,18 +41,6 @@ class SignoffError(Exception):
 
 class PhotoNotFound(SignoffError):
     pass
-
-
-def file_sha256(path: str | Path) -> str | None:
-    """The file's sha256 now, or None if it cannot be read."""
-    h = hashlib.sha256()
-    try:
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-    except OSError:
-        return None
-    return h.hexdigest()
 
 
 def channel_verdicts(photo: Photo, scan: Scan) -> dict[str, str]:

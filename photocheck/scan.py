@@ -24,7 +24,7 @@ from sqlalchemy.orm import selectinload
 from photocheck.db import Database
 from photocheck.db.models import Face, Photo, RosterImport, Scan, utcnow
 from photocheck.groups import assign_groups, dhash
-from photocheck.images import ImageError, iter_image_files, load_image
+from photocheck.images import ImageError, file_sha256, iter_image_files, load_image
 from photocheck.results import FaceResult, FaceStatus, PhotoResult, ScanSummary, Verdict, printable_path
 from photocheck.screening import ReferenceSet, classify_face, photo_verdict
 
@@ -218,14 +218,6 @@ def scan_roots_key(roots: list[Path]) -> str:
     return hashlib.sha256(json.dumps([cwd, given]).encode()).hexdigest()
 
 
-def _file_sha256(path: Path) -> str | None:
-    try:
-        with open(path, "rb") as fh:
-            return hashlib.file_digest(fh, "sha256").hexdigest()
-    except OSError:
-        return None
-
-
 def _result_from_row(photo: Photo, path: str | None = None, cached: bool = False) -> PhotoResult:
     faces = [FaceResult(box=(f.top, f.right, f.bottom, f.left), status=FaceStatus(f.status),
                         detector_score=f.detector_score, student_id=f.student_id, candidate_id=f.candidate_id,
@@ -379,7 +371,7 @@ def scan(
             if cached:  # hash the bytes and look up; a hit is never decoded
                 misses, hits = [], []
                 for f in todo:
-                    sha = _file_sha256(f)
+                    sha = file_sha256(f)
                     if sha is not None and sha in cached:
                         hits.append((f, sha, cached[sha]))
                     else:
