@@ -70,12 +70,6 @@ def record(s: Session, *, actor: str, action: str, photo_sha256: str | None = No
     return ev
 
 
-def record_now(db: Database, *, actor: str, action: str, photo_sha256: str | None = None, **details) -> None:
-    """Append one event in its own transaction."""
-    with db.session(immediate=True) as s:
-        record(s, actor=actor, action=action, photo_sha256=photo_sha256, **details)
-
-
 @dataclass
 class Event:
     seq: int

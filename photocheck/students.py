@@ -181,12 +181,6 @@ def load_channel_references(db: Database, model_name: str, model_version: str, c
             for ch in channels}
 
 
-def strict_students(db: Database) -> set[str]:
-    """Ids of students who must never be published, not even redacted."""
-    with db.session() as s:
-        return set(s.scalars(select(Student.student_id).where(Student.strict.is_(True))))
-
-
 def roster_fingerprint(references: ReferenceSet) -> str:
     """Identifies the list and references a scan was made with (to know when results go stale)."""
     h = hashlib.sha256()
