@@ -43,8 +43,8 @@ def material(tmp_path_factory) -> Path:
     return root
 
 
-def photocheck(db: Path, *args: str) -> subprocess.Popen:
-    env = dict(os.environ, PHOTOCHECK_DB=f"sqlite:///{db}", PHOTOCHECK_USER="tester")
+def photocheck(db: Path, *args: str, user: str = "tester") -> subprocess.Popen:
+    env = dict(os.environ, PHOTOCHECK_DB=f"sqlite:///{db}", PHOTOCHECK_USER=user)
     return subprocess.Popen([sys.executable, "-c", "from photocheck.cli import main; main()", *args], env=env, cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
@@ -148,11 +148,6 @@ def test_kill_9_during_scan_then_scan_again_while_other_commands_run(material: P
     assert count(db, "SELECT count(*) FROM scans WHERE id = 1 AND status = 'finished'") == 1
 
 
-def photocheck_as(db: Path, user: str, *args: str) -> subprocess.Popen:
-    env = dict(os.environ, PHOTOCHECK_DB=f"sqlite:///{db}", PHOTOCHECK_USER=user)
-    return subprocess.Popen([sys.executable, "-c", "from photocheck.cli import main; main()", *args], env=env, cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
 
 def test_kill_9_during_signoff_then_sign_again(material: Path, enrolled_db: Path, tmp_path: Path):
     """A reviewer's batch sign-off killed half-way: every sign-off made is kept, none is doubled,
@@ -170,14 +165,14 @@ def test_kill_9_during_signoff_then_sign_again(material: Path, enrolled_db: Path
     total = count(db, "SELECT count(*) FROM photos WHERE scan_id = 2")
     assert total == 30 * EVENTS
 
-    proc = photocheck_as(db, "reviewer", "review", "sign", "--scan", "2", "--decision", "reject")
+    proc = photocheck(db, "review", "sign", "--scan", "2", "--decision", "reject", user="reviewer")
     kill_when(proc, db, "SELECT count(*) FROM signoffs", 10)
     assert integrity(db) == "ok"
     signed = count(db, "SELECT count(*) FROM signoffs")
     assert 10 <= signed < total, "the sign-off finished before it could be killed"
     assert count(db, "SELECT count(*) FROM photos WHERE scan_id = 2 AND signoff_state = 'rejected'") == signed
 
-    proc = photocheck_as(db, "reviewer", "review", "sign", "--scan", "2", "--decision", "reject")
+    proc = photocheck(db, "review", "sign", "--scan", "2", "--decision", "reject", user="reviewer")
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, out
     assert count(db, "SELECT count(*) FROM signoffs") == total
@@ -196,13 +191,13 @@ def test_scan_and_signoff_at_the_same_time_both_succeed(material: Path, enrolled
         im = ImageOps.exif_transpose(Image.open(p)).convert("RGB")
         im.thumbnail((1600, 1600))
         im.save(big / f"{p.stem}.jpg", quality=92)
-    scanning = photocheck_as(db, "tester", "scan", str(big), "--jobs", "1")
+    scanning = photocheck(db, "scan", str(big), "--jobs", "1")
     try:
         deadline = time.monotonic() + 120
         while count(db, "SELECT count(*) FROM scans WHERE id = 2") < 1:
             assert scanning.poll() is None and time.monotonic() < deadline
             time.sleep(0.05)
-        signing = photocheck_as(db, "reviewer", "review", "sign", "--scan", "1", "--decision", "reject")
+        signing = photocheck(db, "review", "sign", "--scan", "1", "--decision", "reject", user="reviewer")
         sign_out, _ = signing.communicate(timeout=300)
         overlapped = scanning.poll() is None
         scan_out, _ = scanning.communicate(timeout=300)
