@@ -26,8 +26,10 @@ from photocheck import audit
 from photocheck.config import ConfigError, check_channel, school_channels
 from photocheck.db import Database
 from photocheck.db.models import Face, Photo, Redaction, Scan, Signoff, Student
+from photocheck.groups import assign_groups
 from photocheck.images import file_sha256
 from photocheck.results import FaceResult, FaceStatus, PhotoResult, ScanSummary, Verdict
+from photocheck.thresholds import load_thresholds
 
 DECISIONS = ("approve", "reject", "redact")
 # signoff_state after each decision
@@ -41,6 +43,10 @@ class SignoffError(Exception):
 
 class PhotoNotFound(SignoffError):
     pass
+
+
+class GroupRefused(SignoffError):
+    """A decision refused for a whole burst group (its photos must be signed one by one)."""
 
 
 def channel_verdicts(photo: Photo, scan: Scan) -> dict[str, str]:
@@ -80,13 +86,38 @@ class QueueItem:
     signed_by: str | None = None
     decision: str | None = None
     channels: list[str] = field(default_factory=list)  # channels the current sign-off allows
+    group: int | None = None       # burst group within its scan (numbered as in the scan's reports)
+    group_size: int = 1
+    group_verdict: str | None = None  # worst verdict among the group's members, whatever their state
+
+
+def burst_groups(s: Session, scan: Scan) -> dict[int, tuple[int, int, str]]:
+    """photo id -> (group, group size, group verdict) for every photo of a scan.
+
+    Computed the same way as the scan's reports (same photo order, the grouping threshold the
+    scan ran with), over all its photos whatever their sign-off state, so numbers match the
+    reports and a group that ever held a blocked photo stays marked blocked.
+    """
+    max_hamming = json.loads(scan.thresholds or "{}").get("grouping", {}).get("max_hamming")
+    if max_hamming is None:
+        max_hamming = load_thresholds().grouping.max_hamming
+    rows = s.execute(select(Photo.id, Photo.path, Photo.verdict, Photo.phash).where(Photo.scan_id == scan.id)).all()
+    rows.sort(key=lambda r: (r.path, r.id))  # the reports' order (in Python: database collations differ)
+    photos = [PhotoResult(path=r.path, verdict=Verdict(r.verdict), phash=r.phash) for r in rows]
+    assign_groups(photos, int(max_hamming))
+    return {r.id: (p.group, p.group_size, str(p.group_verdict)) for r, p in zip(rows, photos)}
 
 
 def queue(db: Database, *, scan_id: int | None = None, verdicts: Iterable[str] | None = None,
           states: Iterable[str] | None = ("pending",), recheck_only: bool = False) -> list[QueueItem]:
-    """Photos awaiting (or, with other `states`, past) sign-off, most urgent first."""
+    """Photos awaiting (or, with other `states`, past) sign-off, most urgent first.
+
+    Burst groups stay together, in the place of their worst member, so a reviewer sees (and can
+    decide) a burst at once; inside a group the worst photo comes first.
+    """
     order = {"blocked": 0, "error": 1, "review": 2, "clear": 3}
     with db.session() as s:
+        groups: dict[int, dict[int, tuple[int, int, str]]] = {}
         q = select(Photo, Scan).join(Scan, Scan.id == Photo.scan_id)
         if scan_id is not None:
             q = q.where(Photo.scan_id == scan_id)
@@ -99,13 +130,18 @@ def queue(db: Database, *, scan_id: int | None = None, verdicts: Iterable[str] |
         items = []
         for photo, scan in s.execute(q.order_by(Photo.id)):
             so = _current_signoff(s, photo.id)
+            if scan.id not in groups:
+                groups[scan.id] = burst_groups(s, scan)
+            group, group_size, group_verdict = groups[scan.id][photo.id]
             items.append(QueueItem(
                 photo_id=photo.id, scan_id=scan.id, path=photo.path, sha256=photo.sha256, verdict=photo.verdict,
                 channel_verdicts=channel_verdicts(photo, scan), reasons=json.loads(photo.reasons or "[]"),
                 scanned_by=scan.owner, state=photo.signoff_state, needs_recheck=photo.needs_recheck,
                 signed_by=so.reviewer if so else None, decision=so.decision if so else None,
-                channels=[c for c in (so.channels.split(";") if so else []) if c]))
-    items.sort(key=lambda i: (order.get(i.verdict, 9), i.photo_id))
+                channels=[c for c in (so.channels.split(";") if so else []) if c],
+                group=group, group_size=group_size, group_verdict=group_verdict))
+    items.sort(key=lambda i: (order.get(i.group_verdict or i.verdict, 9), i.scan_id, i.group or 0,
+                              order.get(i.verdict, 9), i.photo_id))
     return items
 
 
@@ -184,6 +220,34 @@ def sign(db: Database, photo_ids: Iterable[int], *, reviewer: str, decision: str
                 path = photo.path if photo else str(pid)
             out.append(SignResult(pid, path, False, str(exc)))
     return out
+
+
+def sign_group(db: Database, scan_id: int, group: int, *, reviewer: str, decision: str,
+               channel: str | None = None, note: str = "") -> list[SignResult]:
+    """One decision for every pending photo of a burst group (see `burst_groups`).
+
+    Each photo still passes every rule of `sign_one` on its own. On top of that, a group that
+    holds a blocked or unscreenable photo cannot be approved as a group: the same people are
+    probably in every frame, even where the detector did not find them, so each photo of such
+    a group must be looked at and signed on its own (rejecting the whole group is allowed).
+    """
+    with db.session() as s:
+        scan = s.get(Scan, scan_id)
+        if scan is None:
+            raise PhotoNotFound(f"no scan with id {scan_id}")
+        members = {pid: g for pid, g in burst_groups(s, scan).items() if g[0] == group}
+        if not members:
+            raise PhotoNotFound(f"scan {scan_id} has no burst group {group} (see `photocheck review list "
+                                f"--scan {scan_id}`)")
+        group_verdict = next(iter(members.values()))[2]
+        pending = list(s.scalars(select(Photo.id).where(Photo.id.in_(list(members)),
+                                                        Photo.signoff_state == "pending").order_by(Photo.id)))
+    if decision != "reject" and group_verdict in ("blocked", "error") and len(members) > 1:
+        raise GroupRefused(
+            f"burst group {group} of scan {scan_id} holds a {group_verdict} photo: the same people are probably in "
+            f"every frame, so its {len(members)} photos must be signed one by one (photo ids "
+            f"{', '.join(map(str, sorted(members)))}); rejecting the whole group is allowed")
+    return sign(db, pending, reviewer=reviewer, decision=decision, channel=channel, note=note)
 
 
 def sign_one(db: Database, photo_id: int, *, reviewer: str, decision: str, channel: str | None = None,
@@ -319,6 +383,7 @@ def scan_summary(db: Database, scan_id: int) -> ScanSummary:
         if scan is None:
             raise PhotoNotFound(f"no scan with id {scan_id}")
         photos = []
+        groups = burst_groups(s, scan)
         for p in scan.photos:
             so = _current_signoff(s, p.id)
             state = p.signoff_state
@@ -332,7 +397,9 @@ def scan_summary(db: Database, scan_id: int) -> ScanSummary:
             photos.append(PhotoResult(path=p.path, verdict=Verdict(p.verdict), reasons=json.loads(p.reasons or "[]"),
                                       faces=faces, sha256=p.sha256, width=p.width, height=p.height, error=p.error,
                                       channel_verdicts={k: Verdict(v) for k, v in channel_verdicts(p, scan).items()},
-                                      photo_id=p.id, signoff=state))
+                                      photo_id=p.id, signoff=state, phash=p.phash))
+            photos[-1].group, photos[-1].group_size, group_verdict = groups[p.id]
+            photos[-1].group_verdict = Verdict(group_verdict)
         return ScanSummary(scan_id=scan.id, started_at=scan.started_at.isoformat(timespec="seconds"),
                            finished_at=scan.finished_at.isoformat(timespec="seconds") if scan.finished_at else None,
                            owner=scan.owner, roots=json.loads(scan.roots), thresholds=json.loads(scan.thresholds),

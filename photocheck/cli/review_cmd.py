@@ -12,7 +12,7 @@ from rich.table import Table
 
 from photocheck.cli.common import EXIT_ATTENTION, DbOption, console, fail, open_db
 from photocheck.config import SCHOOL_CHANNELS, current_user
-from photocheck.review import DECISIONS, SignoffError, queue, reopen, resolve_photos, sign
+from photocheck.review import DECISIONS, GroupRefused, SignoffError, queue, reopen, resolve_photos, sign, sign_group
 
 app = typer.Typer(help="The sign-off queue: a second person approves, rejects or redacts every photo "
                        "before it can be published.", no_args_is_help=True)
@@ -38,7 +38,9 @@ def list_(
 ) -> None:
     """Show the queue: each photo's id, verdict (and per channel), reasons and who scanned it.
 
-    Use the ids with `photocheck review sign`. Blocked photos come first.
+    Use the ids with `photocheck review sign`. Blocked photos come first. Near-identical burst
+    shots share a group (column "group": number and size) and are listed together in the place
+    of their worst photo; `photocheck review sign --scan ID --group N` decides a group at once.
     """
     database = open_db(db)
     if html is not None:
@@ -58,9 +60,9 @@ def list_(
         typer.echo(json.dumps([asdict(i) for i in items], indent=2))
         return
     table = Table(title=f"Sign-off queue: {len(items)} photo(s) ({state})")
-    for col in ("id", "scan", "photo", "verdict", "per channel", "reasons", "scanned by", "state"):
+    for col in ("id", "scan", "group", "photo", "verdict", "per channel", "reasons", "scanned by", "state"):
         # Paths and reasons wrap rather than being cut: the reviewer must see which file it is.
-        table.add_column(col, overflow="fold", no_wrap=col in ("id", "scan", "verdict"))
+        table.add_column(col, overflow="fold", no_wrap=col in ("id", "scan", "group", "verdict"))
     for i in items:
         per = " ".join(f"{ch}:{v}" for ch, v in i.channel_verdicts.items() if v != i.verdict) or "same on all"
         st = f"[{STATE_STYLE.get(i.state, 'white')}]{i.state}[/]"
@@ -68,7 +70,10 @@ def list_(
             st += f" by {escape(i.signed_by)}" + (f" for {escape(', '.join(i.channels))}" if i.channels else "")
         if i.needs_recheck:
             st += " [bold red]RECHECK[/]"
-        table.add_row(str(i.photo_id), str(i.scan_id), escape(i.path), i.verdict, escape(per),
+        group = f"{i.group} ({i.group_size})" if i.group_size > 1 else ""
+        if group and i.group_verdict != i.verdict:
+            group += f" {i.group_verdict}"
+        table.add_row(str(i.photo_id), str(i.scan_id), group, escape(i.path), i.verdict, escape(per),
                       escape("; ".join(i.reasons)), escape(i.scanned_by), st)
     console.print(table)
 
@@ -87,6 +92,10 @@ def sign_(
                                              "looking at the contact sheet.")] = None,
     verdict: Annotated[list[str] | None, typer.Option("--verdict", metavar="VERDICT",
                                                       help="With --scan: only photos with this verdict.")] = None,
+    group: Annotated[int | None, typer.Option("--group", metavar="N",
+                                              help="With --scan: every pending photo of burst group N (the "
+                                                   "\"group\" column of `review list`). A group holding a "
+                                                   "blocked photo can only be rejected as a group.")] = None,
     channel: Annotated[str | None, typer.Option("--channel", metavar="CH",
                                                 help=f"Sign off for this channel only ({', '.join(SCHOOL_CHANNELS)}); "
                                                      "default: every channel the photo is allowed on.")] = None,
@@ -105,12 +114,21 @@ def sign_(
     """
     if decision not in DECISIONS:
         fail(f"--decision must be one of {', '.join(DECISIONS)}")
+    if group is not None and (scan is None or photos or verdict):
+        fail("--group needs --scan ID, and no photo ids or --verdict")
     if not photos and scan is None:
         fail("give photo ids or paths, or --scan ID")
     database = open_db(db)
+    reviewer = current_user(as_user)
     try:
-        ids = resolve_photos(database, photos or [], scan_id=scan, verdicts=verdict)
-        results = sign(database, ids, reviewer=current_user(as_user), decision=decision, channel=channel, note=note)
+        if group is not None:
+            results = sign_group(database, scan, group, reviewer=reviewer, decision=decision, channel=channel,
+                                 note=note)
+        else:
+            ids = resolve_photos(database, photos or [], scan_id=scan, verdicts=verdict)
+            results = sign(database, ids, reviewer=reviewer, decision=decision, channel=channel, note=note)
+    except GroupRefused as exc:  # a rule refused the whole group: needs attention, not a usage error
+        fail(str(exc), EXIT_ATTENTION)
     except SignoffError as exc:
         fail(str(exc))
     if not results:

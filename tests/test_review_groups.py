@@ -1,0 +1,114 @@
+"""Burst groups in the sign-off queue: one decision per group, never hiding a blocked photo.
+
+Real engine, real database: the demo photos plus a burst copy of two of them (shifted a few
+pixels and brighter, as the next frame of a burst would be).
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from sqlalchemy import update
+
+from photocheck.db import open_database
+from photocheck.db.models import Photo
+from photocheck.review import GroupRefused, queue, sign_group
+from tests.helpers import REPO, Cli
+
+
+def _burst_copy(src: Path, dest: Path) -> None:
+    a = np.asarray(Image.open(src).convert("RGB")).astype(np.int16)
+    Image.fromarray(np.clip(a[:, 6:] + 5, 0, 255).astype(np.uint8)).save(dest, quality=92)
+
+
+@pytest.fixture
+def bursts(tmp_path: Path, db_url: str):
+    """alice scanned obama1 + its burst frame, biden1 + its burst frame, obama3 (alone)."""
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    for name in ("obama1.jpg", "obama3.jpg", "biden1.jpg"):
+        shutil.copy(REPO / "sample_images" / name, imgs / name)
+    _burst_copy(imgs / "obama1.jpg", imgs / "obama1_b.jpg")
+    _burst_copy(imgs / "biden1.jpg", imgs / "biden1_b.jpg")
+    alice = Cli(db_url, user="alice")
+    alice("roster", "import", REPO / "roster" / "no_consent.csv")
+    alice("enroll", REPO / "roster" / "photos")
+    alice("scan", imgs, "--jobs", "1", "--json", tmp_path / "r.json", expect=1)
+    db = open_database(db_url)
+    yield Cli(db_url, user="bob"), db, json.loads((tmp_path / "r.json").read_text())
+    db.dispose()
+
+
+def _by_name(items) -> dict:
+    return {Path(i["path"]).name: i for i in items}
+
+
+def test_queue_keeps_bursts_together_with_the_groups_of_the_report(bursts):
+    bob, _, report = bursts
+    items = json.loads(bob("review", "list", "--json").output)
+    q = _by_name(items)
+    assert q["obama1.jpg"]["group"] == q["obama1_b.jpg"]["group"] and q["obama1.jpg"]["group_size"] == 2
+    assert q["biden1.jpg"]["group"] == q["biden1_b.jpg"]["group"] != q["obama1.jpg"]["group"]
+    assert q["obama3.jpg"]["group_size"] == 1
+    assert q["biden1_b.jpg"]["verdict"] == "blocked" and q["biden1.jpg"]["group_verdict"] == "blocked"
+    # same numbering as the scan's own report
+    rep = {Path(i["path"]).name: i["group"] for i in report["images"]}
+    assert {n: i["group"] for n, i in q.items()} == rep
+    # the blocked burst comes first, its two frames next to each other
+    names = [Path(i["path"]).name for i in items]
+    assert set(names[:2]) == {"biden1.jpg", "biden1_b.jpg"}
+    i, j = names.index("obama1.jpg"), names.index("obama1_b.jpg")
+    assert abs(i - j) == 1
+    table = " ".join(bob("review", "list").output.split())
+    assert "group" in table
+
+
+def test_one_decision_signs_a_whole_burst(bursts):
+    bob, db, _ = bursts
+    q = _by_name(json.loads(bob("review", "list", "--json").output))
+    group = q["obama1.jpg"]["group"]
+    out = bob("review", "sign", "--scan", "1", "--group", group, "--decision", "approve").output
+    assert "2 signed, 0 refused" in " ".join(out.split())
+    after = _by_name([vars(i) for i in queue(db, scan_id=1, states=None)])
+    assert after["obama1.jpg"]["state"] == after["obama1_b.jpg"]["state"] == "approved"
+    assert after["obama3.jpg"]["state"] == "pending"
+
+
+def test_a_burst_holding_a_blocked_photo_is_never_approved_as_a_group(bursts):
+    bob, db, _ = bursts
+    q = _by_name(json.loads(bob("review", "list", "--json").output))
+    bid = q["biden1_b.jpg"]["photo_id"]
+    # The detector missed the student in one frame of the burst (simulated): that frame alone
+    # would be approvable, but the group still holds a blocked frame.
+    with db.session() as s:
+        s.execute(update(Photo).where(Photo.id == bid).values(verdict="clear", channel_verdicts="{}", reasons="[]"))
+    group = q["biden1.jpg"]["group"]
+    out = " ".join(bob("review", "sign", "--scan", "1", "--group", group, "--decision", "approve",
+                       expect=1).output.split())
+    assert "holds a blocked photo" in out and "one by one" in out
+    with pytest.raises(GroupRefused):  # the library refuses, not only the CLI
+        sign_group(db, 1, group, reviewer="carol", decision="approve")
+    states = {i.photo_id: i.state for i in queue(db, scan_id=1, states=None)}
+    assert states[bid] == states[q["biden1.jpg"]["photo_id"]] == "pending"
+    # rejecting the whole group is allowed
+    bob("review", "sign", "--scan", "1", "--group", group, "--decision", "reject")
+    states = {i.photo_id: i.state for i in queue(db, scan_id=1, states=None)}
+    assert states[bid] == states[q["biden1.jpg"]["photo_id"]] == "rejected"
+
+
+def test_group_option_needs_a_scan_and_an_existing_group(bursts):
+    bob, _, _ = bursts
+    assert "--group needs --scan" in bob("review", "sign", "--group", "1", "--decision", "reject", expect=2).output
+    out = bob("review", "sign", "--scan", "1", "--group", "99", "--decision", "reject", expect=2).output
+    assert "no burst group 99" in " ".join(out.split())
+
+
+def test_review_contact_sheet_shows_burst_groups(bursts, tmp_path: Path):
+    bob, _, _ = bursts
+    bob("review", "list", "--scan", "1", "--html", tmp_path / "q.html")
+    html = (tmp_path / "q.html").read_text(encoding="utf-8")
+    assert html.count("near-identical photos") == 2
