@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import difflib
 import io
 import re
 import tomllib
@@ -354,7 +355,8 @@ def read_roster(path: str | Path, mapping: Mapping | None = None) -> list[Studen
     """Parse a roster file. Returns every listed student, or raises RosterError.
 
     Without a mapping the file must have the canonical columns (any order,
-    header case-insensitive, extra columns ignored).
+    header case-insensitive, extra columns ignored unless one looks like a
+    misspelling of a missing photocheck column).
     """
     path = Path(path)
     fname = str(path)
@@ -476,6 +478,18 @@ def _parse(text: str, fname: str, mapping: Mapping | None) -> list[StudentRecord
             if i is None and rule.if_missing == "error":
                 missing.append(f"{rule.column} (consent)")
             consent_idx.append((rule, i))
+
+    if mapping is None:
+        # Extra columns are ignored, but a misspelt photocheck column must not be: a silently
+        # dropped "strict" or "opt_out_until" would weaken a student's protection.
+        used = set(field_idx.values())
+        absent = [f for f in ALL_FIELDS if f not in field_idx]
+        for i, h in enumerate(header):
+            near = difflib.get_close_matches(h.casefold().replace(" ", "_").replace("-", "_"), absent, n=1,
+                                             cutoff=0.75) if i not in used and h else []
+            if near:
+                bad(header_line, h, f"looks like a misspelling of the column {near[0]!r}: rename it "
+                    f"(or remove the column if it means something else)")
 
     dup_names = _duplicate_names(header, [header[i] for i in field_idx.values()]
                                  + [header[i] for _, i in filter_idx + consent_idx if i is not None])

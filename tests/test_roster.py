@@ -196,6 +196,20 @@ def test_missing_column_lists_found(tmp_path):
     assert "found: 'student_id', 'first_name', 'surname', 'campus', 'grade'" in prob.message
 
 
+@pytest.mark.parametrize("column, meant", [("strickt", "strict"), ("Opt Out Until", "opt_out_until"),
+                                           ("opt_out_untill", "opt_out_until")])
+def test_misspelt_optional_column_is_an_error_not_ignored(tmp_path, column, meant):
+    # A silently ignored "strict" column would let a protection-order student be published redacted.
+    p = write(tmp_path, HEADER.strip() + f",{column}\nS1,A,B,C,9,all,yes\n")
+    prob = only(errors(p))
+    assert (prob.line, prob.column) == (1, column) and f"misspelling of the column {meant!r}" in prob.message
+
+
+def test_unrelated_extra_columns_are_still_ignored(tmp_path):
+    p = write(tmp_path, HEADER.strip() + ",email,homeroom,notes\nS1,A,B,C,9,all,a@b.c,12,\n")
+    assert [r.student_id for r in read_roster(p)] == ["S1"]
+
+
 def test_missing_header_hint(tmp_path):
     p = write(tmp_path, "S1,A,B,C,9,all\n")
     assert "is the header row missing" in str(errors(p))
