@@ -155,7 +155,8 @@ def test_csv_rows_and_escaping(summary, tmp_path):
     assert raw.startswith(b"\xef\xbb\xbf")  # BOM so Excel on Windows reads UTF-8
     rows = list(csv.DictReader(io.StringIO(raw.decode("utf-8-sig"), newline="")))
     assert list(rows[0]) == ["path", "verdict", "faces", "listed_students", "review_faces",
-                             "reasons", "error", "sha256", "group", "group_size", "group_verdict"]
+                             "reasons", "error", "sha256", "group", "group_size", "group_verdict",
+                             "channel_verdicts"]
     assert len(rows) == len(summary.photos)
     by_name = {Path(r["path"]).name: r for r in rows}
     b = by_name["blocked.jpg"]

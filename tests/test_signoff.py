@@ -287,7 +287,12 @@ def test_social_only_opt_out_does_not_block_a_yearbook_photo(demo, tmp_path: Pat
     report = tmp_path / "yb.json"
     alice("scan", one, "--channel", "yearbook", "--json", report, "--jobs", "1")  # exit 0: clear for yearbook
     assert json.loads(report.read_text())["images"][0]["verdict"] == "clear"
-    alice("scan", one, "--jobs", "1", expect=1)  # no channel: strictest, blocked
+    assert json.loads(report.read_text())["images"][0]["channel_verdicts"] == {"yearbook": "clear"}
+    alice("scan", one, "--jobs", "1", "--json", report, "--csv", tmp_path / "all.csv", expect=1)  # strictest
+    image = json.loads(report.read_text())["images"][0]
+    assert image["verdict"] == "blocked" and image["channel_verdicts"]["social"] == "blocked"
+    assert image["channel_verdicts"]["yearbook"] == "clear"
+    assert "social:blocked" in (tmp_path / "all.csv").read_text(encoding="utf-8-sig")
     item = json.loads(cli("review", "list", "--scan", "3", "--json").output)[0]
     assert item["verdict"] == "blocked"
     assert item["channel_verdicts"]["social"] == "blocked" and item["channel_verdicts"]["yearbook"] == "clear"

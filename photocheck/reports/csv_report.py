@@ -9,7 +9,7 @@ from photocheck.reports._atomic import atomic_open
 from photocheck.results import FaceStatus, PhotoResult, ScanSummary
 
 COLUMNS = ["path", "verdict", "faces", "listed_students", "review_faces", "reasons", "error", "sha256",
-           "group", "group_size", "group_verdict"]
+           "group", "group_size", "group_verdict", "channel_verdicts"]
 
 REVIEW_STATUSES = frozenset({FaceStatus.UNCERTAIN, FaceStatus.TOO_SMALL, FaceStatus.UNPROTECTED})
 
@@ -39,6 +39,7 @@ def photo_row(photo: PhotoResult) -> list[object]:
         photo.group if photo.group is not None else "",
         photo.group_size,
         str(photo.group_verdict) if photo.group_verdict else "",
+        ";".join(f"{ch}:{v}" for ch, v in photo.channel_verdicts.items()),  # e.g. web:blocked;yearbook:clear
     ]
     return [escape_cell(v) for v in row]
 

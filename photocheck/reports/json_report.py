@@ -62,6 +62,9 @@ def _photo_dict(photo: PhotoResult) -> dict[str, Any]:
         "width": photo.width,
         "height": photo.height,
         "error": photo.error,
+        # The verdict per publication channel (an opt-out may name only some channels); "verdict"
+        # above is the strictest of them.
+        "channel_verdicts": {ch: str(v) for ch, v in photo.channel_verdicts.items()},
         # Burst/near-duplicate group (reports only): every photo keeps its own verdict above;
         # group_verdict is the worst verdict in its group.
         "group": photo.group,
