@@ -10,7 +10,10 @@ and scores both with ../shared/tools/score_scan.py. Prints a Markdown table for 
 Usage (from the repo root):
   uv run python bench/accuracy.py                       # the README sets
   uv run python bench/accuracy.py --sets 3:12:default 22:30:40:300 --out /tmp/pc-bench
-Sets are SEED:PHOTOS:FACE_PX ("default" = make_event_set's own range, else MIN:MAX).
+Sets are SEED:PHOTOS:FACE_PX ("default" = make_event_set's own range, else MIN:MAX), optionally
+followed by /OPTION=VALUE,... for other make_event_set options, e.g. 52:30:40:300/quality=50 or
+55:20:40:400/size=6000x4000,max-people=10. --no-cli skips the face_recognition CLI (faster).
+  uv run python bench/accuracy.py --no-cli --sets $(cat bench/robustness_sets.txt)   # README robustness table
 Seeds 11-16 are calibration seeds (bench/calibrate.py): don't report them.
 """
 from __future__ import annotations
@@ -38,18 +41,23 @@ def last_line(text: str) -> dict[str, str]:
     return dict(part.split("=", 1) for part in text.strip().splitlines()[-1].split())
 
 
-def bench_set(spec: str, out: Path, cpus: int) -> list[dict]:
+def bench_set(spec: str, out: Path, cpus: int, with_cli: bool = True) -> list[dict]:
+    spec, _, extra = spec.partition("/")
     seed, photos, *face = spec.split(":")
     face_px = None if face == ["default"] else ":".join(face)
-    root = out / f"seed{seed}-n{photos}-{(face_px or 'default').replace(':', '-')}"
+    options = [kv.split("=", 1) for kv in extra.split(",") if kv]
+    root = out / (f"seed{seed}-n{photos}-{(face_px or 'default').replace(':', '-')}"
+                  + "".join(f"-{k}{v}" for k, v in options))
     shutil.rmtree(root, ignore_errors=True)
     gen = [sys.executable, SHARED / "tools" / "make_event_set.py", "--people", SHARED / "faces" / "people",
            "--backdrops", SHARED / "faces" / "nofaces", "--out", root / "events", "--photos", photos, "--seed", seed]
     if face_px:
         gen += ["--face-px", face_px]
+    for k, v in options:
+        gen += [f"--{k}", v]
     run(gen, check=True)
     events = root / "events"
-    label = f"seed {seed}, {photos} photos, faces {face_px or '48:420'} px"
+    label = f"seed {seed}, {photos} photos, faces {face_px or '48:420'} px" + "".join(f", {k} {v}" for k, v in options)
     rows = []
 
     # photocheck
@@ -65,6 +73,8 @@ def bench_set(spec: str, out: Path, cpus: int) -> list[dict]:
     fig = last_line(run([sys.executable, SHARED / "tools" / "score_scan.py", "--truth", events / "truth.json",
                          "--report", root / "report.json"]).stdout)
     rows.append({"set": label, "tool": "photocheck", "secs": secs, **fig})
+    if not with_cli:
+        return rows
 
     # face_recognition CLI, one known photo per listed student
     known = root / "known"
@@ -87,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sets", nargs="+", default=DEFAULT_SETS)
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "out")
     ap.add_argument("--cpus", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--no-cli", action="store_true", help="photocheck only (skip the face_recognition CLI)")
     args = ap.parse_args(argv)
     if not (SHARED / "tools" / "make_event_set.py").is_file():
         print("needs ../shared (faces and tools) beside the repo", file=sys.stderr)
@@ -94,8 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
     for spec in args.sets:
-        rows += bench_set(spec, args.out, args.cpus)
-        for r in rows[-2:]:
+        new = bench_set(spec, args.out, args.cpus, with_cli=not args.no_cli)
+        rows += new
+        for r in new:
             print(f"{r['set']} | {r['tool']}: missed={r['missed']} false_blocked={r['false_blocked']} "
                   f"review={r['review']} errors={r['errors']} identified={r['identified']} "
                   f"wrong_id={r.get('wrong_id', '-')} {r['secs']:.1f}s", file=sys.stderr)
