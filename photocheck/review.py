@@ -332,7 +332,7 @@ def scan_summary(db: Database, scan_id: int) -> ScanSummary:
             photos.append(PhotoResult(path=p.path, verdict=Verdict(p.verdict), reasons=json.loads(p.reasons or "[]"),
                                       faces=faces, sha256=p.sha256, width=p.width, height=p.height, error=p.error,
                                       channel_verdicts={k: Verdict(v) for k, v in channel_verdicts(p, scan).items()},
-                                      photo_id=p.id, signoff=state))
+                                      photo_id=p.id, signoff=state, phash=p.phash))
         return ScanSummary(scan_id=scan.id, started_at=scan.started_at.isoformat(timespec="seconds"),
                            finished_at=scan.finished_at.isoformat(timespec="seconds") if scan.finished_at else None,
                            owner=scan.owner, roots=json.loads(scan.roots), thresholds=json.loads(scan.thresholds),
