@@ -26,7 +26,8 @@ def serve(
     host: Annotated[str, typer.Option("--host", metavar="ADDR", help="Address to listen on. The default is "
                                       "reachable from this machine only; anything else exposes the review "
                                       "(photos of children) to the network.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", metavar="N", min=1, max=65535, help="TCP port.")] = 8765,
+    port: Annotated[int, typer.Option("--port", metavar="N", min=0, max=65535,
+                                      help="TCP port (0: any free port; the address is printed).")] = 8765,
     redacted_dir: Annotated[Path | None, typer.Option("--redacted-dir", metavar="DIR",
                                                       help="Where confirmed redacted copies are written "
                                                            "(default: redacted/ in the photocheck data folder).",
@@ -48,7 +49,9 @@ def serve(
 
     local = is_loopback(host)
     try:
-        app = create_app(resolve_db_url(db), redact_dir=redacted_dir, trusted_hosts=LOOPBACK_HOSTS if local else None)
+        # On loopback, only loopback Host headers: a DNS-rebinding web page cannot talk to it.
+        trusted = [*LOOPBACK_HOSTS, host.strip("[]")] if local else None
+        app = create_app(resolve_db_url(db), redact_dir=redacted_dir, trusted_hosts=trusted)
     except DatabaseError as exc:
         fail(str(exc))
     if not list_users(app.extensions["photocheck_db"]):
@@ -60,16 +63,16 @@ def serve(
         fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{getattr(server, 'effective_port', port)}/"
+    console.print(f"photocheck web review on {escape(url)}", highlight=False, soft_wrap=True)
     if local:
-        console.print(f"photocheck web review on {escape(url)} — reachable from this machine only "
-                      f"(bound to {escape(host)}). Ctrl-C stops it.", highlight=False)
+        console.print(f"Reachable from this machine only (bound to {escape(host)}). Ctrl-C stops it.",
+                      highlight=False)
     else:
         err_console.print(
             f"[bold red]WARNING: listening on {escape(host)}, which is NOT a loopback address.[/] Anyone who can "
             "reach this machine on the network can try to sign in, and pages and photos travel unencrypted "
             "(plain HTTP). Use the default --host 127.0.0.1 unless a TLS reverse proxy is in front of it.",
             highlight=False)
-        console.print(f"photocheck web review on {escape(url)}. Ctrl-C stops it.", highlight=False)
     try:
         server.run()
     except KeyboardInterrupt:
