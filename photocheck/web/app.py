@@ -90,6 +90,13 @@ def _downscaled(path: str, px: int) -> bytes:
     return buf.getvalue()
 
 
+def _fit(width: int | None, height: int | None) -> str:
+    """Inline style sizing a big picture box: full width, but at most 80% of the window's height."""
+    if not width or not height:
+        return "width:100%"
+    return f"width:min(100%, calc(80vh * {width / height:.4f}))"
+
+
 def _jpeg(data: bytes):
     return data, 200, {"Content-Type": "image/jpeg"}
 
@@ -278,7 +285,7 @@ def create_app(db_url: str | None = None, *, secret_key: bytes | None = None, re
         return render_template(
             "photo.html", p=p, scan=scan, verdicts=channel_verdicts(p, scan), faces_text=_faces_text(faces),
             boxes=boxes, so=so, strict=strict, redaction=red, changed=changed, reasons=_reasons(p),
-            own=_same(scan.owner, g.user.username), styles=STYLES,
+            own=_same(scan.owner, g.user.username), styles=STYLES, fit=_fit(p.width, p.height),
             can_redact=any(f.status.value in ("listed", "uncertain") for f in faces))
 
     @app.post("/photos/<int:photo_id>/sign")
@@ -311,6 +318,7 @@ def create_app(db_url: str | None = None, *, secret_key: bytes | None = None, re
         except RedactError as exc:
             error = str(exc)
         return render_template("redact.html", p=p, scan=scan, style=style, styles=STYLES, error=error,
+                               fit=_fit(p.width, p.height),
                                own=_same(scan.owner, g.user.username))
 
     @app.post("/photos/<int:photo_id>/redact")

@@ -136,6 +136,12 @@ def test_sign_in_sign_off_and_redact_in_a_real_browser(server, tmp_path: Path):
 
         # The blocked photo: approving it as is is refused; it is redacted instead.
         page.goto(f"{base}photos/{blocked}")
+        images_loaded()
+        img = page.locator(".thumb.big img").bounding_box()
+        box = page.locator(".thumb.big .box.listed").bounding_box()
+        assert img["width"] > 200 and img["height"] <= 900
+        assert img["x"] <= box["x"] and box["x"] + box["width"] <= img["x"] + img["width"] + 1  # on the face,
+        assert img["y"] <= box["y"] and box["y"] + box["height"] <= img["y"] + img["height"] + 1  # not beside it
         page.click("button[value=approve]")
         expect(page.locator(".flash.refused").first).to_contain_text("never be approved as is")
         shot("06-blocked-refused")
