@@ -202,7 +202,11 @@ def test_only_loopback_host_names_are_accepted_when_serving_on_loopback(site):
     local = create_app(db.url, secret_key=b"k" * 32, trusted_hosts=LOOPBACK_HOSTS)
     client = local.test_client()
     assert client.get("/signin", headers={"Host": "127.0.0.1:8765"}).status_code == 200
-    assert client.get("/signin", headers={"Host": "rebound.evil.example:8765"}).status_code == 400
+    assert client.get("/signin", headers={"Host": "[::1]:8765"}).status_code == 200
+    assert client.get("/signin", headers={"Host": "LOCALHOST"}).status_code == 200
+    for evil in ("rebound.evil.example:8765", "localhost.evil.example", "127.0.0.1.evil.example:8765", ""):
+        assert client.get("/signin", headers={"Host": evil}).status_code == 400, evil
+    assert client.post("/signin", headers={"Host": "rebound.evil.example"}).status_code == 400
 
 
 def test_session_secret_is_made_once_and_kept_0600(_photocheck_home):

@@ -41,7 +41,7 @@ SECRET_FILE = "web-secret.key"
 SESSION_HOURS = 8
 SIZES = {"thumb": 480, "page": 1600}
 STATES = ("pending", "approved", "redacted", "rejected")
-LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "::1", "[::1]"]
+LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "::1"]
 
 CSP = ("default-src 'none'; img-src 'self'; style-src 'self' 'unsafe-inline'; form-action 'self'; "
        "frame-ancestors 'none'; base-uri 'none'")
@@ -118,8 +118,17 @@ def create_app(db_url: str | None = None, *, secret_key: bytes | None = None, re
         PERMANENT_SESSION_LIFETIME=timedelta(hours=SESSION_HOURS),
         WTF_CSRF_TIME_LIMIT=SESSION_HOURS * 3600,
         MAX_CONTENT_LENGTH=64 * 1024,  # forms only: no uploads
-        TRUSTED_HOSTS=trusted_hosts,
     )
+    allowed_hosts = {h.strip("[]").casefold() for h in trusted_hosts} if trusted_hosts else None
+
+    @app.before_request
+    def check_host():  # registered before CSRFProtect's check, so it runs first
+        if allowed_hosts is not None and _host_name(request.headers.get("Host", "")) not in allowed_hosts:
+            return render_template("error.html", title="Wrong address",
+                                   message="This server only answers requests addressed to this machine "
+                                           "(127.0.0.1 or localhost)."), 400
+        return None
+
     CSRFProtect(app)
     app.jinja_env.filters["fromjson"] = json.loads
     db = open_database(resolve_db_url(db_url))
@@ -383,6 +392,14 @@ def create_app(db_url: str | None = None, *, secret_key: bytes | None = None, re
                                verification=audit.verify(db))
 
     return app
+
+
+def _host_name(header: str) -> str:
+    """The host of a Host header, without port or IPv6 brackets ("[::1]:8765" -> "::1")."""
+    header = header.strip().casefold()
+    if header.startswith("["):
+        return header[1:header.find("]")] if "]" in header else header
+    return header.partition(":")[0]
 
 
 def _same(a: str, b: str) -> bool:
