@@ -35,6 +35,10 @@ COVER_STATUSES = (FaceStatus.LISTED.value, FaceStatus.UNCERTAIN.value)
 class RedactError(Exception):
     """The photo cannot be redacted (or the result failed verification); the message says why."""
 
+    def __init__(self, message: str, path: str | None = None):
+        super().__init__(message)
+        self.path = path
+
 
 @dataclass
 class RedactResult:
@@ -71,6 +75,48 @@ def cover(rgb: np.ndarray, boxes, style: str = "fill") -> np.ndarray:
     return out
 
 
+def _covered(db: Database, pid: int, style: str) -> tuple[str, str, list[tuple[int, int, int, int]], np.ndarray]:
+    """(path, sha256, padded boxes, covered pixels) of one photo, or RedactError saying why not.
+
+    Every rule that stops a redaction is here, so a preview refuses exactly what `redact` refuses.
+    """
+    if style not in STYLES:
+        raise RedactError(f"unknown style {style!r} (choose fill or pixelate)")
+    with db.session() as s:
+        photo = s.get(Photo, pid)
+        if photo is None:
+            raise RedactError(f"no photo with id {pid}")
+        path, sha = photo.path, photo.sha256
+        faces = [((f.top, f.right, f.bottom, f.left), f.status) for f in photo.faces]
+        strict = strict_in_photo(s, pid)
+        scan_channel = s.get(Scan, photo.scan_id).channel
+    if strict:
+        raise RedactError("a student in this photo must never be published (strict in the roster), "
+                          "not even redacted: reject it instead", path)
+    if scan_channel is not None:
+        raise RedactError(f"this photo was screened for {scan_channel} only; scan it again without "
+                          "--channel so every listed student's face is known before redacting", path)
+    to_cover = [box for box, status in faces if status in COVER_STATUSES]
+    if not to_cover:
+        raise RedactError("no listed (or possibly listed) face to cover; approve it as is instead", path)
+    try:
+        img = load_image(path)
+    except ImageError as exc:
+        raise RedactError(f"cannot read the photo: {exc}", path) from None
+    if img.sha256 != sha:
+        raise RedactError("the file has changed since it was scanned: scan it again first", path)
+    boxes = [padded_box(b, img.width, img.height) for b in to_cover]
+    return path, sha, boxes, cover(img.rgb, boxes, style)
+
+
+def preview(db: Database, photo_id: int, style: str = "fill") -> np.ndarray:
+    """The covered pixels `redact` would write, without writing or recording anything.
+
+    Not verified: only `redact` re-scans the copy, and only its verified copy can be signed off.
+    """
+    return _covered(db, photo_id, style)[3]
+
+
 def redact(db: Database, photo_ids, out_dir: Path, *, actor: str, style: str = "fill", engine=None,
            thresholds=None) -> list[RedactResult]:
     """Redact each photo into `out_dir`; each result says whether a verified copy was recorded."""
@@ -89,33 +135,8 @@ def redact(db: Database, photo_ids, out_dir: Path, *, actor: str, style: str = "
     references = load_references(db, enc["name"], enc["version"])
     results = []
     for pid in photo_ids:
-        with db.session() as s:
-            photo = s.get(Photo, pid)
-            if photo is None:
-                results.append(RedactResult(pid, str(pid), False, f"no photo with id {pid}"))
-                continue
-            path, sha = photo.path, photo.sha256
-            faces = [((f.top, f.right, f.bottom, f.left), f.status) for f in photo.faces]
-            strict = strict_in_photo(s, pid)
-            scan_channel = s.get(Scan, photo.scan_id).channel
         try:
-            if strict:
-                raise RedactError("a student in this photo must never be published (strict in the roster), "
-                                  "not even redacted: reject it instead")
-            if scan_channel is not None:
-                raise RedactError(f"this photo was screened for {scan_channel} only; scan it again without "
-                                  "--channel so every listed student's face is known before redacting")
-            to_cover = [box for box, status in faces if status in COVER_STATUSES]
-            if not to_cover:
-                raise RedactError("no listed (or possibly listed) face to cover; approve it as is instead")
-            try:
-                img = load_image(path)
-            except ImageError as exc:
-                raise RedactError(f"cannot read the photo: {exc}") from None
-            if img.sha256 != sha:
-                raise RedactError("the file has changed since it was scanned: scan it again first")
-            boxes = [padded_box(b, img.width, img.height) for b in to_cover]
-            redacted = cover(img.rgb, boxes, style)
+            path, sha, boxes, redacted = _covered(db, pid, style)
             target = out_dir / f"photo{pid}-redacted.jpg"
             tmp = target.with_name(f".{target.name}.tmp")
             Image.fromarray(redacted).save(tmp, "JPEG", quality=92)  # pixels only: no EXIF/XMP/ICC
@@ -125,11 +146,11 @@ def redact(db: Database, photo_ids, out_dir: Path, *, actor: str, style: str = "
                 tmp.unlink(missing_ok=True)
                 why = check.error or f"{len(still)} listed or possibly listed face(s) still found"
                 raise RedactError(f"redaction refused: the re-scan of the redacted copy failed ({why}); "
-                                  "nothing was recorded")
+                                  "nothing was recorded", path)
             tmp.replace(target)
             out_sha = file_sha256(target)
         except RedactError as exc:
-            results.append(RedactResult(pid, path, False, str(exc)))
+            results.append(RedactResult(pid, exc.path or str(pid), False, str(exc)))
             continue
         with db.session(immediate=True) as s:
             row = Redaction(photo_id=pid, source_sha256=sha, path=str(target), sha256=out_sha, style=style,

@@ -65,3 +65,14 @@ def score(truth: Path, report: Path) -> dict[str, str]:
 
 def load_report(path: Path) -> dict:
     return json.loads(path.read_text())
+
+
+def scan_demo(demo: Path, db_url: str, *, owner: str = "alice") -> None:
+    """The shipped demo (a `demo_copy`) imported, enrolled and scanned by `owner` with the real engine.
+
+    The encryption key is wherever $PHOTOCHECK_KEY_FILE / $PHOTOCHECK_HOME point.
+    """
+    cli = Cli(db_url, user=owner)
+    cli("roster", "import", demo / "roster" / "no_consent.csv")
+    cli("enroll", demo / "roster" / "photos")
+    cli("scan", demo / "sample_images", "--jobs", "1", expect=1)  # a listed student is found

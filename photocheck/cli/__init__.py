@@ -8,7 +8,18 @@ from typing import Annotated
 import typer
 
 from photocheck import __version__
-from photocheck.cli import audit_cmd, enroll_cmd, protect_cmd, publish_cmd, redact_cmd, review_cmd, roster_cmd, scan_cmd
+from photocheck.cli import (
+    audit_cmd,
+    enroll_cmd,
+    protect_cmd,
+    publish_cmd,
+    redact_cmd,
+    review_cmd,
+    roster_cmd,
+    scan_cmd,
+    serve_cmd,
+    user_cmd,
+)
 from photocheck.cli.common import EXIT_CONFIG, err_console
 from photocheck.thresholds import ThresholdsError
 
@@ -22,6 +33,7 @@ app = typer.Typer(
         "  photocheck scan event_photos/ --html report.html\n\n"
         "  photocheck review list; photocheck review sign ID... --decision approve --as REVIEWER\n\n"
         "  photocheck publish --channel web --to out/ --scan ID\n\n"
+        "Or review in a browser: photocheck user add NAME; photocheck serve\n\n"
         "Nothing is ever approved automatically: every photo waits for a second person's sign-off."
     ),
     no_args_is_help=True,
@@ -56,6 +68,8 @@ app.add_typer(protect_cmd.keys_app, name="keys")
 app.command("forget")(protect_cmd.forget)
 app.command("purge")(protect_cmd.purge)
 app.command("backup")(protect_cmd.backup)
+app.add_typer(user_cmd.app, name="user")
+app.command("serve")(serve_cmd.serve)
 
 
 def main() -> None:

@@ -283,3 +283,19 @@ class AuditHead(Base):
     id: Mapped[int] = mapped_column(primary_key=True)  # always 1
     seq: Mapped[int] = mapped_column(Integer)
     hash: Mapped[str] = mapped_column(String(64))
+
+
+class User(Base):
+    """A reviewer account for `photocheck serve`: the signed-in username is who signs off.
+
+    Only an argon2 hash of the password is stored (photocheck/users.py), never the password.
+    """
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(200), unique=True)  # stored casefolded
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    password_hash: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")

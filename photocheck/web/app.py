@@ -1,0 +1,407 @@
+"""The Flask application behind `photocheck serve`.
+
+Security model (see README "Web review"): every page but sign-in needs a session; the session
+cookie is signed with a secret kept 0600 in the data directory, HttpOnly and SameSite=Lax;
+every POST carries a CSRF token (Flask-WTF); the signed-in username is the reviewer the library
+checks ("not your own scan"); pages show student ids like the reports, never names or encodings.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import secrets
+import stat
+import threading
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from flask import Flask, abort, flash, g, redirect, render_template, request, session, url_for
+from flask_wtf.csrf import CSRFError, CSRFProtect
+from markupsafe import Markup
+from PIL import Image, ImageOps
+from sqlalchemy import func, select
+
+from photocheck import audit, users
+from photocheck.config import data_dir, resolve_db_url, school_channels
+from photocheck.db import open_database
+from photocheck.db.models import Photo, Redaction, Scan
+from photocheck.images import file_sha256
+from photocheck.redact import STYLES, RedactError
+from photocheck.redact import preview as redact_preview
+from photocheck.redact import redact as run_redact
+from photocheck.reports.html_report import VERDICT_ORDER, _box, _faces_text, _register_heif, _to_rgb
+from photocheck.results import FaceResult, FaceStatus
+from photocheck.review import SignoffError, channel_verdicts, current_signoff, scan_summary, sign, strict_in_photo
+
+SECRET_FILE = "web-secret.key"
+SESSION_HOURS = 8
+SIZES = {"thumb": 480, "page": 1600}
+STATES = ("pending", "approved", "redacted", "rejected")
+LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "::1"]
+
+CSP = ("default-src 'none'; img-src 'self'; style-src 'self' 'unsafe-inline'; form-action 'self'; "
+       "frame-ancestors 'none'; base-uri 'none'")
+
+
+def load_secret_key(path: Path | None = None) -> bytes:
+    """The session-signing secret: made once (32 random bytes), kept 0600 in the data directory."""
+    path = path or data_dir() / SECRET_FILE
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # another process made it first: use theirs
+        else:
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(32) + "\n")
+    if stat.S_IMODE(path.stat().st_mode) & 0o077:
+        path.chmod(0o600)  # readable by others would let them forge sessions
+    key = bytes.fromhex(path.read_text().strip())
+    if len(key) < 32:
+        raise ValueError(f"{path}: session secret too short; delete the file to make a new one")
+    return key
+
+
+def _safe_next(target: str | None) -> str | None:
+    """Only a path on this site (no scheme, no host, no //): never an open redirect."""
+    if not target:
+        return None
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return None
+    return target
+
+
+def _downscaled(path: str, px: int) -> bytes:
+    """An upright RGB JPEG of the photo, at most px on its longer side."""
+    _register_heif()
+    with Image.open(path) as src:
+        src.draft("RGB", (px, px))
+        im = ImageOps.exif_transpose(src)
+        im.thumbnail((px, px))
+        im = _to_rgb(im)
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=85)
+    return buf.getvalue()
+
+
+def _fit(width: int | None, height: int | None) -> str:
+    """Inline style sizing a big picture box: full width, but at most 80% of the window's height."""
+    if not width or not height:
+        return "width:100%"
+    return f"width:min(100%, calc(80vh * {width / height:.4f}))"
+
+
+def _jpeg(data: bytes):
+    return data, 200, {"Content-Type": "image/jpeg"}
+
+
+def create_app(db_url: str | None = None, *, secret_key: bytes | None = None, redact_dir: Path | None = None,
+               trusted_hosts: list[str] | None = None, engine=None) -> Flask:
+    """The web review over the database at `db_url` (default as the CLI: --db, $PHOTOCHECK_DB, data dir).
+
+    `redact_dir`: where confirmed redacted copies are written (default: <data dir>/redacted).
+    `trusted_hosts`: Host headers accepted (serve passes the loopback names when bound to loopback,
+    which also stops DNS-rebinding pages from talking to it). `engine`: a FaceEngine to reuse.
+    """
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=secret_key or load_secret_key(),
+        SESSION_COOKIE_NAME="photocheck_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=SESSION_HOURS),
+        WTF_CSRF_TIME_LIMIT=SESSION_HOURS * 3600,
+        MAX_CONTENT_LENGTH=64 * 1024,  # forms only: no uploads
+    )
+    allowed_hosts = {h.strip("[]").casefold() for h in trusted_hosts} if trusted_hosts else None
+
+    @app.before_request
+    def check_host():  # registered before CSRFProtect's check, so it runs first
+        if allowed_hosts is not None and _host_name(request.headers.get("Host", "")) not in allowed_hosts:
+            return render_template("error.html", title="Wrong address",
+                                   message="This server only answers requests addressed to this machine "
+                                           "(127.0.0.1 or localhost)."), 400
+        return None
+
+    CSRFProtect(app)
+    app.jinja_env.filters["fromjson"] = json.loads
+    db = open_database(resolve_db_url(db_url))
+    app.extensions["photocheck_db"] = db
+    redact_dir = Path(redact_dir) if redact_dir else data_dir() / "redacted"
+    engine_lock = threading.Lock()  # FaceEngine is not thread-safe; waitress serves with threads
+    engines = [engine]
+
+    def face_engine():
+        if engines[0] is None:
+            from photocheck.engine import FaceEngine
+
+            engines[0] = FaceEngine()
+        return engines[0]
+
+    # --- the session ------------------------------------------------------------------------------
+
+    @app.before_request
+    def require_signin():
+        if request.routing_exception is not None or request.endpoint in ("signin", "static"):
+            return None  # unknown URL or untrusted Host header: Flask answers 404/400 without a page
+        name = session.get("user")
+        acct = users.get_user(db, name) if name else None
+        if acct is None or acct.disabled or session.get("token") != acct.token:
+            session.clear()
+            if request.method == "GET":
+                return redirect(url_for("signin", next=request.full_path.rstrip("?")))
+            abort(401)
+        g.user = acct
+        return None
+
+    @app.after_request
+    def headers(resp):
+        resp.headers["Content-Security-Policy"] = CSP
+        resp.headers["X-Content-Type-Options"] = "nosniff"
+        resp.headers["X-Frame-Options"] = "DENY"
+        resp.headers["Referrer-Policy"] = "no-referrer"
+        resp.headers["Cache-Control"] = "no-store"
+        return resp
+
+    @app.errorhandler(CSRFError)
+    def csrf_error(exc):
+        return render_template("error.html", title="Form refused",
+                               message="The form had no valid CSRF token (it expired, or did not come from "
+                                       "this site). Nothing was changed: reload the page and try again."), 400
+
+    @app.errorhandler(401)
+    def unauthorised(exc):
+        return render_template("error.html", title="Sign in first",
+                               message="Your session has ended. Nothing was changed: sign in again."), 401
+
+    @app.errorhandler(404)
+    def not_found(exc):
+        return render_template("error.html", title="Not found", message=str(exc.description)), 404
+
+    @app.route("/signin", methods=["GET", "POST"])
+    def signin():
+        error = None
+        if request.method == "POST":
+            acct = users.authenticate(db, request.form.get("username", ""), request.form.get("password", ""))
+            if acct is not None:
+                session.clear()
+                session.permanent = True
+                session["user"] = acct.username
+                session["token"] = acct.token
+                return redirect(_safe_next(request.args.get("next")) or url_for("scans"), 303)
+            error = "Wrong username or password, or the account is disabled."
+        return render_template("signin.html", error=error), 401 if error else 200
+
+    @app.post("/signout")
+    def signout():
+        users.record_signout(db, g.user.username)
+        session.clear()
+        return redirect(url_for("signin"), 303)
+
+    # --- pages --------------------------------------------------------------------------------------
+
+    @app.get("/")
+    def scans():
+        rows = []
+        with db.session() as s:
+            for scan in s.scalars(select(Scan).order_by(Scan.id.desc())):
+                counts = dict(s.execute(select(Photo.verdict, func.count()).where(Photo.scan_id == scan.id)
+                                        .group_by(Photo.verdict)).all())
+                pending = s.scalar(select(func.count()).select_from(Photo).where(
+                    Photo.scan_id == scan.id, Photo.signoff_state == "pending")) or 0
+                rows.append({"scan": scan, "counts": counts, "pending": pending,
+                             "total": sum(counts.values()), "own": _same(scan.owner, g.user.username)})
+        return render_template("scans.html", rows=rows, verdicts=[v.value for v in VERDICT_ORDER])
+
+    def _scan_view(scan_id: int):
+        """Photos of one scan for a channel and states, in burst groups, worst first."""
+        try:
+            summary = scan_summary(db, scan_id)
+        except SignoffError:
+            abort(404, f"no scan with id {scan_id}")
+        channel = request.args.get("channel", "")
+        if channel and channel not in school_channels():
+            abort(404, f"unknown channel {channel!r}")
+        state = request.args.get("state", "pending")
+        if state not in STATES + ("all",):
+            abort(404, f"unknown state {state!r}")
+        # scan_summary numbers burst groups as the scan's reports and `review list` do.
+        rank = {v.value: i for i, v in enumerate(VERDICT_ORDER)}
+        items = []
+        for p in summary.photos:
+            st = p.signoff.split(" ", 1)[0]
+            if state != "all" and st != state:
+                continue
+            verdict = (p.channel_verdicts[channel].value if channel in p.channel_verdicts else "not screened") \
+                if channel else p.verdict.value
+            items.append({"p": p, "verdict": verdict, "state": st, "faces_text": _faces_text(p.faces)})
+        groups: dict[object, list[dict]] = {}
+        for i, it in enumerate(items):
+            p = it["p"]
+            key = p.group if p.group_size > 1 else ("single", i)
+            groups.setdefault(key, []).append(it)
+        blocks = []
+        for members in groups.values():
+            members.sort(key=lambda it: rank.get(it["verdict"], len(rank)))
+            blocks.append(members)
+        blocks.sort(key=lambda m: rank.get(m[0]["verdict"], len(rank)))
+        return dict(summary=summary, blocks=blocks, channel=channel, state=state, count=len(items),
+                    channels=school_channels(), states=STATES, own=_same(summary.owner, g.user.username))
+
+    @app.get("/scans/<int:scan_id>")
+    def queue(scan_id: int):
+        return render_template("queue.html", **_scan_view(scan_id))
+
+    @app.get("/scans/<int:scan_id>/sheet")
+    def sheet(scan_id: int):
+        view = _scan_view(scan_id)
+        for members in view["blocks"]:
+            for it in members:
+                p = it["p"]
+                it["boxes"] = Markup("".join(_box(f, p.width, p.height) for f in p.faces)) \
+                    if p.width and p.height else Markup("")
+        return render_template("sheet.html", **view)
+
+    def _photo_or_404(photo_id: int) -> tuple[Photo, Scan]:
+        with db.session() as s:
+            photo = s.get(Photo, photo_id)
+            if photo is None:
+                abort(404, f"no photo with id {photo_id}")
+            return photo, s.get(Scan, photo.scan_id)
+
+    @app.get("/photos/<int:photo_id>")
+    def photo(photo_id: int):
+        p, scan = _photo_or_404(photo_id)
+        with db.session() as s:
+            faces = [FaceResult(box=(f.top, f.right, f.bottom, f.left), status=FaceStatus(f.status),
+                                detector_score=f.detector_score, student_id=f.student_id,
+                                candidate_id=f.candidate_id, distance=f.distance, reason=f.reason)
+                     for f in s.get(Photo, photo_id).faces]
+            strict = bool(strict_in_photo(s, photo_id))
+            red = s.scalar(select(Redaction).where(Redaction.photo_id == photo_id,
+                                                   Redaction.source_sha256 == p.sha256)
+                           .order_by(Redaction.id.desc()).limit(1)) if p.sha256 else None
+        so = current_signoff(db, photo_id)
+        boxes = Markup("".join(_box(f, p.width, p.height) for f in faces)) if p.width and p.height else Markup("")
+        changed = bool(p.sha256) and file_sha256(p.path) != p.sha256
+        return render_template(
+            "photo.html", p=p, scan=scan, verdicts=channel_verdicts(p, scan), faces_text=_faces_text(faces),
+            boxes=boxes, so=so, strict=strict, redaction=red, changed=changed, reasons=_reasons(p),
+            own=_same(scan.owner, g.user.username), styles=STYLES, fit=_fit(p.width, p.height),
+            can_redact=any(f.status.value in ("listed", "uncertain") for f in faces))
+
+    @app.post("/photos/<int:photo_id>/sign")
+    def sign_photo(photo_id: int):
+        _photo_or_404(photo_id)
+        decision = request.form.get("decision", "")
+        channel = request.form.get("channel") or None
+        try:
+            version = int(request.form.get("version", ""))
+        except ValueError:
+            abort(400)
+        try:
+            (result,) = sign(db, [photo_id], reviewer=g.user.username, decision=decision, channel=channel,
+                             note=request.form.get("note", "")[:2000], expected_version=version)
+        except SignoffError as exc:
+            flash(str(exc), "refused")
+        else:
+            flash(("Signed: " if result.ok else "Refused: ") + result.message, "ok" if result.ok else "refused")
+        return redirect(url_for("photo", photo_id=photo_id), 303)
+
+    @app.get("/photos/<int:photo_id>/redact")
+    def redact_page(photo_id: int):
+        p, scan = _photo_or_404(photo_id)
+        style = request.args.get("style", "fill")
+        if style not in STYLES:
+            abort(404, f"unknown style {style!r}")
+        try:
+            redact_preview(db, photo_id, style)
+            error = None
+        except RedactError as exc:
+            error = str(exc)
+        return render_template("redact.html", p=p, scan=scan, style=style, styles=STYLES, error=error,
+                               fit=_fit(p.width, p.height),
+                               own=_same(scan.owner, g.user.username))
+
+    @app.post("/photos/<int:photo_id>/redact")
+    def redact_confirm(photo_id: int):
+        _photo_or_404(photo_id)
+        style = request.form.get("style", "fill")
+        try:
+            version = int(request.form.get("version", ""))
+        except ValueError:
+            abort(400)
+        try:
+            with engine_lock:
+                (res,) = run_redact(db, [photo_id], redact_dir, actor=g.user.username, style=style,
+                                    engine=face_engine())
+        except RedactError as exc:
+            flash(f"Redaction refused: {exc}", "refused")
+            return redirect(url_for("redact_page", photo_id=photo_id, style=style if style in STYLES else "fill"),
+                            303)
+        if not res.ok:
+            flash(f"Redaction refused: {res.message}", "refused")
+            return redirect(url_for("redact_page", photo_id=photo_id, style=style), 303)
+        flash(f"Redacted copy verified: {res.message}.", "ok")
+        (result,) = sign(db, [photo_id], reviewer=g.user.username, decision="redact",
+                         note=request.form.get("note", "")[:2000], expected_version=version)
+        flash(("Signed: " if result.ok else "Refused: ") + result.message, "ok" if result.ok else "refused")
+        return redirect(url_for("photo", photo_id=photo_id), 303)
+
+    @app.get("/photos/<int:photo_id>/image.jpg")
+    def image(photo_id: int):
+        p, _ = _photo_or_404(photo_id)
+        px = SIZES.get(request.args.get("size", "thumb"))
+        if px is None:
+            abort(404)
+        try:
+            return _jpeg(_downscaled(p.path, px))
+        except Exception:  # gone, unreadable: the page says so in words
+            abort(404, "the photo file cannot be read")
+
+    @app.get("/photos/<int:photo_id>/preview.jpg")
+    def preview_image(photo_id: int):
+        _photo_or_404(photo_id)
+        style = request.args.get("style", "fill")
+        try:
+            rgb = redact_preview(db, photo_id, style)
+        except RedactError as exc:
+            abort(404, str(exc))
+        im = Image.fromarray(rgb)
+        im.thumbnail((SIZES["page"], SIZES["page"]))
+        buf = io.BytesIO()
+        im.save(buf, "JPEG", quality=85)
+        return _jpeg(buf.getvalue())
+
+    @app.get("/audit")
+    def audit_log():
+        action = request.args.get("action") or None
+        try:
+            last = max(1, min(int(request.args.get("last", "200")), 5000))
+        except ValueError:
+            last = 200
+        events = list(reversed(audit.log(db, action=action, limit=last)))
+        return render_template("audit.html", events=events, action=action or "", last=last,
+                               verification=audit.verify(db))
+
+    return app
+
+
+def _host_name(header: str) -> str:
+    """The host of a Host header, without port or IPv6 brackets ("[::1]:8765" -> "::1")."""
+    header = header.strip().casefold()
+    if header.startswith("["):
+        return header[1:header.find("]")] if "]" in header else header
+    return header.partition(":")[0]
+
+
+def _same(a: str, b: str) -> bool:
+    return a.strip().casefold() == b.strip().casefold()
+
+
+def _reasons(p: Photo) -> list[str]:
+    return json.loads(p.reasons or "[]")
