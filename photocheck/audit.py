@@ -24,6 +24,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from photocheck.db import Database
+from photocheck.db.session import lock_for_write
 from photocheck.db.models import AuditEvent, AuditHead
 
 GENESIS = "0" * 64
@@ -53,6 +54,7 @@ def _check_details(details: dict) -> None:
 def record(s: Session, *, actor: str, action: str, photo_sha256: str | None = None, **details) -> AuditEvent:
     """Append one event in the caller's transaction (which should be `immediate`)."""
     _check_details(details)
+    lock_for_write(s)  # PostgreSQL: one appender at a time, even if the caller forgot `immediate`
     head = s.get(AuditHead, 1)
     last = s.scalar(select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(1))
     seq = (last.seq if last else 0) + 1
