@@ -24,8 +24,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from photocheck.db import Database
-from photocheck.db.session import lock_for_write
 from photocheck.db.models import AuditEvent, AuditHead
+from photocheck.db.session import lock_for_write
 
 GENESIS = "0" * 64
 

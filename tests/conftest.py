@@ -16,13 +16,10 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import uuid
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
 import pytest
-from sqlalchemy.pool import NullPool
 
 # Module- and session-scoped fixtures (e2e event sets) use this one; each test gets its own below.
 os.environ["PHOTOCHECK_HOME"] = tempfile.mkdtemp(prefix="photocheck-home-")
@@ -36,11 +33,7 @@ def _photocheck_home(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("PHOTOCHECK_HOME", str(home))
     return home
 
-from tests.helpers import REPO, Cli
-
-
-PG_ENV = "PHOTOCHECK_TEST_PG"
-REQUIRE_PG_ENV = "PHOTOCHECK_REQUIRE_PG"
+from tests.helpers import REPO, Cli, pg_url
 
 
 def pytest_generate_tests(metafunc):
@@ -53,40 +46,6 @@ def pytest_generate_tests(metafunc):
 def backend() -> str:
     """The database backend of this test: "sqlite" unless parametrised by @pytest.mark.backends."""
     return "sqlite"
-
-
-def pg_admin_url() -> str:
-    """$PHOTOCHECK_TEST_PG, or skip (fail with $PHOTOCHECK_REQUIRE_PG=1) when it is not set."""
-    url = os.environ.get(PG_ENV)
-    if not url:
-        why = (f"PostgreSQL tests need ${PG_ENV} (a postgresql+psycopg:// URL of a role that may create "
-               f"databases; `eval \"$(.ci/postgres start)\"` sets it)")
-        if os.environ.get(REQUIRE_PG_ENV) == "1":
-            pytest.fail(f"${REQUIRE_PG_ENV}=1 but {why}")
-        pytest.skip(why)
-    return url
-
-
-@contextmanager
-def pg_url() -> Iterator[str]:
-    """A new, empty PostgreSQL database on the test server for one test; dropped afterwards even
-    if connections to it are still open."""
-    from sqlalchemy import create_engine
-    from sqlalchemy.engine import make_url
-
-    admin_url = make_url(pg_admin_url())
-    name = f"photocheck_test_{uuid.uuid4().hex[:16]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        try:
-            yield admin_url.set(database=name).render_as_string(hide_password=False)
-        finally:
-            with admin.connect() as conn:
-                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        admin.dispose()
 
 
 @pytest.fixture
