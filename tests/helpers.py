@@ -70,7 +70,7 @@ def pg_url(template: str | None = None) -> Iterator[str]:
                     conn.exec_driver_sql(f'CREATE DATABASE "{name}"{copy}')
                     break
                 except OperationalError as exc:
-                    if not template or "being accessed by other users" not in str(exc) or attempt == 49:
+                    if "being accessed by other users" not in str(exc) or attempt == 49:
                         raise
                     time.sleep(0.1)
         try:

@@ -226,3 +226,37 @@ def test_backup_on_postgresql_is_a_checked_pg_dump_archive(db_url: str, demo_cop
         assert s.scalar(text("SELECT count(*) FROM protection_events WHERE action = 'backup'")) == 1
         assert s.scalar(select(func.count()).select_from(Student)) == 1
     db.dispose()
+
+
+@pytest.mark.backends("postgresql")
+def test_keys_rotate_and_purge_on_postgresql_leave_no_old_ciphertext(db_url: str, demo_copy: Path):
+    from photocheck.engine import model_info
+    from photocheck.students import load_references
+
+    cli = Cli(db_url)
+    cli("roster", "import", demo_copy / "roster" / "no_consent.csv")
+    cli("enroll", demo_copy / "roster" / "photos")
+    db = open_database(db_url)
+
+    def ciphertext() -> bytes:
+        with db.session() as s:
+            (blob,) = s.scalars(text("SELECT vector FROM reference_encodings")).all()
+        return bytes(blob)[12:60]
+
+    old = ciphertext()
+    _checkpoint(db)
+    assert "1 encoding(s) re-encrypted" in " ".join(cli("keys", "rotate").output.split())
+    new = ciphertext()
+    _checkpoint(db)
+    data = b"".join(f.read_bytes() for f in _pg_data_files(db))
+    assert old not in data and new in data
+    m = model_info()["encoder"]
+    refs = load_references(db, m["name"], m["version"])  # decrypts with the new key
+    assert refs.student_ids == ["D0001"] and not refs.unprotected
+    with db.engine.begin() as c:  # the enrolment happened 400 days ago
+        c.execute(text("UPDATE reference_photos SET created_at = now() - interval '400 days'"))
+    out = " ".join(cli("purge").output.split())
+    assert "1 encoding(s) and 1 reference photo record(s)" in out and "warning" not in out
+    _checkpoint(db)
+    assert new not in b"".join(f.read_bytes() for f in _pg_data_files(db))
+    db.dispose()
