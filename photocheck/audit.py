@@ -91,7 +91,8 @@ def log(db: Database, *, action: str | None = None, photo_sha256: str | None = N
         if action:
             q = q.where((AuditEvent.action == action) | AuditEvent.action.like(f"{action}.%"))
         if photo_sha256:
-            q = q.where(AuditEvent.photo_sha256.like(f"{photo_sha256}%"))
+            # stored lower-case; PostgreSQL's LIKE is case-sensitive (SQLite's is not, for ASCII)
+            q = q.where(AuditEvent.photo_sha256.like(f"{photo_sha256.lower()}%"))
         q = q.order_by(AuditEvent.seq.desc())
         if limit:
             q = q.limit(limit)

@@ -168,6 +168,34 @@ def test_two_campuses_import_their_own_rosters_into_one_database(db_url: str, tm
     db.dispose()
 
 
+@pytest.mark.backends("postgresql")
+def test_machines_opening_a_new_postgresql_database_at_once_migrate_it_once(db_url: str):
+    import threading
+
+    from photocheck.db.session import HEAD_REVISION
+
+    barrier, errors = threading.Barrier(4), []
+
+    def open_it() -> None:
+        barrier.wait()
+        try:
+            open_database(db_url).dispose()
+        except Exception as exc:  # pragma: no cover - the failure being tested for
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_it, daemon=True) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads), "opening hung (migrations waiting on each other)"
+    assert errors == []
+    db = open_database(db_url)
+    with db.engine.connect() as c:
+        assert c.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [HEAD_REVISION]
+    db.dispose()
+
+
 # --- PostgreSQL only: forgetting and backups ------------------------------------------------------
 
 def _pg_data_files(db) -> list[Path]:
