@@ -390,7 +390,8 @@ def rotate_key(db: Database, *, actor: str) -> RotateResult:
     new_secret = os.urandom(KEY_BYTES)
     _write_key_file(pending, new_secret)
     new = Key(new_secret, f"key file {path}", path)
-    with db.session() as s:
+    # immediate: an enrolment cannot slip in (under the old key) between reading and re-encrypting
+    with db.session(immediate=True) as s:
         rows = list(s.scalars(select(ReferenceEncoding)))
         for enc in rows:
             enc.vector = encrypt_vector(new, decrypt_row(old, enc), _row_aad(enc))
