@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from photocheck.db import Database
 from photocheck.db.models import AuditEvent, AuditHead
+from photocheck.db.session import lock_for_write
 
 GENESIS = "0" * 64
 
@@ -53,6 +54,7 @@ def _check_details(details: dict) -> None:
 def record(s: Session, *, actor: str, action: str, photo_sha256: str | None = None, **details) -> AuditEvent:
     """Append one event in the caller's transaction (which should be `immediate`)."""
     _check_details(details)
+    lock_for_write(s)  # PostgreSQL: one appender at a time, even if the caller forgot `immediate`
     head = s.get(AuditHead, 1)
     last = s.scalar(select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(1))
     seq = (last.seq if last else 0) + 1
@@ -89,7 +91,8 @@ def log(db: Database, *, action: str | None = None, photo_sha256: str | None = N
         if action:
             q = q.where((AuditEvent.action == action) | AuditEvent.action.like(f"{action}.%"))
         if photo_sha256:
-            q = q.where(AuditEvent.photo_sha256.like(f"{photo_sha256}%"))
+            # stored lower-case; PostgreSQL's LIKE is case-sensitive (SQLite's is not, for ASCII)
+            q = q.where(AuditEvent.photo_sha256.like(f"{photo_sha256.lower()}%"))
         q = q.order_by(AuditEvent.seq.desc())
         if limit:
             q = q.limit(limit)

@@ -10,6 +10,12 @@ the wrong key or none fails with a clear message instead of looking "not enrolle
 Deleting is complete: every connection runs with SQLite `secure_delete` (deleted rows are
 zeroed in place) and after a deletion the WAL is checkpointed and truncated (`scrub`), so no
 byte of a forgotten encoding is left in the database file or its WAL.
+
+On PostgreSQL, `scrub` rewrites the reference tables (VACUUM FULL: new files holding only the
+remaining rows; the old files are deleted), so a forgotten encoding is no longer reachable through
+the database. What PostgreSQL keeps outside its tables — WAL segments not yet recycled, WAL
+archives, base backups, pg_dump files — is the server administrator's: the rows there are still
+AES-GCM ciphertext, useless without the key file (README.md, "SQLite or PostgreSQL").
 """
 from __future__ import annotations
 
@@ -18,8 +24,10 @@ import hashlib
 import hmac
 import os
 import re
+import shutil
 import sqlite3
 import stat
+import subprocess
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -218,13 +226,23 @@ def _is_sqlite(db: Database) -> bool:
     return db.engine.dialect.name == "sqlite"
 
 
+# The tables that hold (or held) listed students' biometric data and reference-photo records.
+_SCRUBBED_TABLES = ("reference_encodings", "reference_photos")
+
+
 def scrub(db: Database, attempts: int = 20) -> bool:
     """Move everything into the database file and truncate the WAL, so deleted bytes leave it too.
 
     With secure_delete on, deleted rows are zeroed in the pages the checkpoint writes back. True
     when the WAL was emptied; False when another process kept it busy (it is emptied later, at
     the next checkpoint that finds it idle).
+
+    PostgreSQL: VACUUM FULL of the reference tables (see the module docstring). False when
+    another client held them for 30 s (a scan loading encodings), or the role connected does not
+    own them (VACUUM would only warn): the deleted rows then stay in the files until the next scrub.
     """
+    if db.engine.dialect.name == "postgresql":
+        return _scrub_postgresql(db)
     if not _is_sqlite(db):
         return True
     for i in range(attempts):
@@ -234,6 +252,23 @@ def scrub(db: Database, attempts: int = 20) -> bool:
             return True
         time.sleep(min(0.05 * (i + 1), 0.5))
     return False
+
+
+def _scrub_postgresql(db: Database) -> bool:
+    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        owned = conn.exec_driver_sql(
+            "SELECT count(*) FROM pg_class WHERE oid = ANY(%(t)s::regclass[]) "
+            "AND pg_has_role(current_user, relowner, 'USAGE')", {"t": list(_SCRUBBED_TABLES)}).scalar()
+        if owned != len(_SCRUBBED_TABLES):
+            return False
+        try:
+            conn.exec_driver_sql("SET lock_timeout = '30s'")
+            conn.exec_driver_sql(f"VACUUM FULL {', '.join(_SCRUBBED_TABLES)}")
+        except Exception:  # lock timeout: a long transaction still reads the table
+            return False
+        finally:
+            conn.exec_driver_sql("RESET lock_timeout")
+    return True
 
 
 def _event(s, actor: str, action: str, detail: str) -> None:
@@ -355,7 +390,8 @@ def rotate_key(db: Database, *, actor: str) -> RotateResult:
     new_secret = os.urandom(KEY_BYTES)
     _write_key_file(pending, new_secret)
     new = Key(new_secret, f"key file {path}", path)
-    with db.session() as s:
+    # immediate: an enrolment cannot slip in (under the old key) between reading and re-encrypting
+    with db.session(immediate=True) as s:
         rows = list(s.scalars(select(ReferenceEncoding)))
         for enc in rows:
             enc.vector = encrypt_vector(new, decrypt_row(old, enc), _row_aad(enc))
@@ -397,13 +433,23 @@ def key_status(db: Database) -> KeyStatus:
 
 
 def backup(db: Database, dest: Path, *, actor: str) -> Path:
-    """A consistent copy of the whole database (SQLite `VACUUM INTO`), mode 0600, integrity-checked.
+    """A consistent copy of the whole database, mode 0600, checked: SQLite `VACUUM INTO` (checked
+    with `PRAGMA integrity_check`), or PostgreSQL's `pg_dump` custom format (checked by `pg_restore
+    --list`; pg_dump must be on PATH).
 
     The copy holds the encodings encrypted; the key is not in it and must be kept separately.
     """
-    if not _is_sqlite(db):
-        raise ProtectionError("`photocheck backup` copies SQLite databases; back up "
-                              f"{make_url(db.url).get_backend_name()} with its own tools")
+    backend = make_url(db.url).get_backend_name()
+    if backend not in ("sqlite", "postgresql"):
+        raise ProtectionError(f"`photocheck backup` copies SQLite and PostgreSQL databases; back up {backend} "
+                              "with its own tools")
+    pg_dump = pg_restore = None
+    if backend == "postgresql":
+        pg_dump, pg_restore = shutil.which("pg_dump"), shutil.which("pg_restore")
+        if not pg_dump or not pg_restore:
+            raise ProtectionError("backing up PostgreSQL needs its client tools pg_dump and pg_restore on PATH "
+                                  "(Debian: apt-get install postgresql-client), or run `pg_dump --format=custom` "
+                                  "yourself (README.md, \"SQLite or PostgreSQL\")")
     dest = dest.expanduser()
     if dest.exists() or dest.is_symlink():
         raise ProtectionError(f"{dest} already exists: choose a new file name")
@@ -415,16 +461,46 @@ def backup(db: Database, dest: Path, *, actor: str) -> Path:
     except OSError as exc:
         raise ProtectionError(f"cannot create {dest}: {exc.strerror or exc}") from None
     try:
-        with db.engine.connect() as conn:
-            conn.exec_driver_sql("VACUUM INTO ?", (str(dest),))
-        with sqlite3.connect(dest) as check:
-            verdict = check.execute("PRAGMA integrity_check").fetchone()[0]
-        check.close()
-        if verdict != "ok":
-            raise ProtectionError(f"the backup failed its integrity check: {verdict}")
+        if backend == "postgresql":
+            _pg_dump(db, dest, pg_dump, pg_restore)
+        else:
+            with db.engine.connect() as conn:
+                conn.exec_driver_sql("VACUUM INTO ?", (str(dest),))
+            with sqlite3.connect(dest) as check:
+                verdict = check.execute("PRAGMA integrity_check").fetchone()[0]
+            check.close()
+            if verdict != "ok":
+                raise ProtectionError(f"the backup failed its integrity check: {verdict}")
     except BaseException:
         dest.unlink(missing_ok=True)
         raise
     with db.session() as s:
         _event(s, actor, "backup", f"backup written to {dest}")
     return dest
+
+
+# URL query parameters libpq also reads from the environment (PG<NAME>).
+_LIBPQ_PARAMS = ("host", "port", "sslmode", "sslrootcert", "sslcert", "sslkey", "passfile", "connect_timeout")
+
+
+def _libpq_env(url: str) -> dict[str, str]:
+    """The connection settings of a postgresql URL as libpq environment variables (the password
+    never goes on a command line, where other users could see it)."""
+    u = make_url(url)
+    env = {"PGHOST": u.host, "PGPORT": u.port, "PGUSER": u.username, "PGPASSWORD": u.password,
+           "PGDATABASE": u.database}
+    for name, value in u.query.items():  # e.g. ?host=/run/postgresql&port=5433&sslmode=require
+        if name in _LIBPQ_PARAMS:
+            env["PG" + name.upper()] = value[0] if isinstance(value, tuple) else value
+    return {k: str(v) for k, v in env.items() if v is not None}
+
+
+def _pg_dump(db: Database, dest: Path, pg_dump: str, pg_restore: str) -> None:
+    env = {**os.environ, **_libpq_env(db.url)}
+    proc = subprocess.run([pg_dump, "--format=custom", "--no-password", f"--file={dest}"], env=env,
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise ProtectionError(f"pg_dump failed: {proc.stderr.strip() or f'exit {proc.returncode}'}")
+    check = subprocess.run([pg_restore, "--list", str(dest)], capture_output=True, text=True)
+    if check.returncode != 0 or not re.search(r"TABLE DATA \S+ audit_events ", check.stdout):
+        raise ProtectionError(f"the backup failed its check (pg_restore --list): {check.stderr.strip()}")

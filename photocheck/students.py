@@ -11,7 +11,7 @@ from sqlalchemy import delete, func, select
 
 from photocheck.db import Database
 from photocheck.db.models import ReferenceEncoding, ReferencePhoto, RosterImport, Student, utcnow
-from photocheck.roster import Mapping, StudentRecord, load_mapping, read_roster
+from photocheck.roster import Mapping, RosterError, RosterProblem, StudentRecord, load_mapping, read_roster
 from photocheck.screening import ReferenceSet, listed_for
 
 # Fields compared to tell a changed student from an unchanged one on re-import.
@@ -56,14 +56,31 @@ def _values(rec: StudentRecord) -> dict:
     }
 
 
-def import_roster(db: Database, path: Path, *, mapping_path: Path | None = None, user: str) -> RosterChanges:
+def _same_campus(a: str, b: str) -> bool:
+    return a.strip().casefold() == b.strip().casefold()
+
+
+def import_roster(db: Database, path: Path, *, mapping_path: Path | None = None, user: str,
+                  campus: str | None = None) -> RosterChanges:
     """Replace the no-consent list with the students in `path`, all or nothing.
 
     Students no longer listed are removed together with their reference photos and encodings:
     once consent is given, their biometric data has no reason to be kept.
+
+    `campus`: replace only that campus's part of the list (a database shared by several
+    campuses, each importing its own roster). Every row must name that campus; students of
+    other campuses are left alone. Every listed student still counts in every scan.
     """
     mapping: Mapping | None = load_mapping(mapping_path) if mapping_path else None
     records = read_roster(path, mapping)  # raises RosterError before anything is written
+    if campus is not None:
+        if not campus.strip():
+            raise RosterError([RosterProblem(str(path), None, None, "--campus needs a campus name")])
+        wrong = [RosterProblem(str(path), rec.line, "campus", f"{rec.campus!r} is not campus {campus!r}: with "
+                               f"--campus, the file holds that campus's students only")
+                 for rec in records if not _same_campus(rec.campus, campus)]
+        if wrong:
+            raise RosterError(wrong)
     changes = RosterChanges(total=len(records))
     before: dict[str, dict] = {}
     after: dict[str, dict] = {}
@@ -88,6 +105,8 @@ def import_roster(db: Database, path: Path, *, mapping_path: Path | None = None,
         from photocheck import audit
 
         for sid, st in existing.items():
+            if campus is not None and not _same_campus(st.campus, campus):
+                continue  # another campus's student: their campus's roster decides
             refs = s.scalar(select(func.count()).select_from(ReferencePhoto).where(ReferencePhoto.student_pk == st.id))
             audit.record(s, actor=user, action="delete.student", student_id=sid, reference_photos_deleted=refs)
             s.execute(delete(ReferenceEncoding).where(ReferenceEncoding.student_pk == st.id))
@@ -105,7 +124,7 @@ def import_roster(db: Database, path: Path, *, mapping_path: Path | None = None,
             changes.marked_for_recheck = mark_for_recheck(s)
         audit.record(s, actor=user, action="roster.import", file_sha256=digest, added=changes.added,
                      changed=changes.changed, removed=sorted(changes.removed),
-                     marked_for_recheck=changes.marked_for_recheck)
+                     marked_for_recheck=changes.marked_for_recheck, **({"campus": campus} if campus else {}))
     changes.removed.sort()
     if changes.removed:
         from photocheck.protect import scrub

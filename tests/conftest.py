@@ -3,6 +3,13 @@
 photocheck's data directory (and so its encryption key file) is a temporary folder for the
 whole session and a fresh one for each test: no test ever touches the real ~/.local/share.
 The suite runs with network sockets disabled (pytest-socket, see pyproject.toml).
+
+Backends: `db_url` is a new SQLite file by default. A test (or module, via `pytestmark`) marked
+`@pytest.mark.backends("sqlite", "postgresql")` runs once per backend; its PostgreSQL run gets a
+new database on the server at $PHOTOCHECK_TEST_PG (dropped afterwards), and is skipped when that
+is unset, unless $PHOTOCHECK_REQUIRE_PG=1 (as in .ci/run), when it fails. Start a server with
+`eval "$(.ci/postgres start)"` (README.md, "Run the tests"). Use a unix-socket URL
+(`?host=/socket/dir`): the suite allows no TCP.
 """
 from __future__ import annotations
 
@@ -10,6 +17,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -25,12 +33,28 @@ def _photocheck_home(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("PHOTOCHECK_HOME", str(home))
     return home
 
-from tests.helpers import REPO, Cli
+from tests.helpers import REPO, Cli, pg_url
+
+
+def pytest_generate_tests(metafunc):
+    marker = metafunc.definition.get_closest_marker("backends")
+    if marker is not None and "backend" in metafunc.fixturenames:
+        metafunc.parametrize("backend", marker.args or ("sqlite", "postgresql"))
 
 
 @pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'photocheck.db'}"
+def backend() -> str:
+    """The database backend of this test: "sqlite" unless parametrised by @pytest.mark.backends."""
+    return "sqlite"
+
+
+@pytest.fixture
+def db_url(backend: str, tmp_path: Path) -> Iterator[str]:
+    if backend == "postgresql":
+        with pg_url() as url:
+            yield url
+    else:
+        yield f"sqlite:///{tmp_path / 'photocheck.db'}"
 
 
 @pytest.fixture

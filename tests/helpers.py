@@ -3,9 +3,14 @@ one database, and wrappers around ../shared/tools (event sets and their scoring)
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
+import uuid
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 from typer.testing import CliRunner
@@ -22,6 +27,59 @@ def need_shared() -> Path:
     if not (FACES / "people").is_dir() or not (TOOLS / "make_event_set.py").is_file():
         pytest.skip("../shared (real face photos and tools) is not present")
     return SHARED
+
+
+PG_ENV = "PHOTOCHECK_TEST_PG"
+REQUIRE_PG_ENV = "PHOTOCHECK_REQUIRE_PG"
+
+
+def pg_admin_url() -> str:
+    """$PHOTOCHECK_TEST_PG, or skip (fail with $PHOTOCHECK_REQUIRE_PG=1) when it is not set."""
+    url = os.environ.get(PG_ENV)
+    if not url:
+        why = (f"PostgreSQL tests need ${PG_ENV} (a postgresql+psycopg:// URL of a role that may create "
+               f"databases; `eval \"$(.ci/postgres start)\"` sets it)")
+        if os.environ.get(REQUIRE_PG_ENV) == "1":
+            pytest.fail(f"${REQUIRE_PG_ENV}=1 but {why}")
+        pytest.skip(why)
+    return url
+
+
+@contextmanager
+def pg_url(template: str | None = None) -> Iterator[str]:
+    """The URL of a new PostgreSQL database on the test server, for one test or fixture; dropped
+    afterwards even if connections to it are still open. `template`: the URL of a database to
+    copy (connections still open to it, e.g. pooled by an in-process CLI run, are closed first)."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.pool import NullPool
+
+    admin_url = make_url(pg_admin_url())
+    name = f"photocheck_test_{uuid.uuid4().hex[:16]}"
+    copy = f' TEMPLATE "{make_url(template).database}"' if template else ""
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    try:
+        with admin.connect() as conn:
+            if template:
+                conn.exec_driver_sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                     "WHERE datname = %(db)s AND pid <> pg_backend_pid()",
+                                     {"db": make_url(template).database})
+            for attempt in range(50):  # a terminated backend takes a moment to go
+                try:
+                    conn.exec_driver_sql(f'CREATE DATABASE "{name}"{copy}')
+                    break
+                except OperationalError as exc:
+                    if "being accessed by other users" not in str(exc) or attempt == 49:
+                        raise
+                    time.sleep(0.1)
+        try:
+            yield admin_url.set(database=name).render_as_string(hide_password=False)
+        finally:
+            with admin.connect() as conn:
+                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        admin.dispose()
 
 
 class Cli:

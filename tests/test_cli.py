@@ -23,6 +23,7 @@ def test_help_teaches(cli, args):
         assert "BLOCKED" in out and "sign-off" in out and "Exit status" in out
 
 
+@pytest.mark.backends("sqlite", "postgresql")
 def test_roster_import_and_reimport_reports_changes(cli, tmp_path: Path):
     first = tmp_path / "a.csv"
     first.write_text("student_id,first_name,last_name,campus,grade,opt_out\n"
@@ -39,6 +40,7 @@ def test_roster_import_and_reimport_reports_changes(cli, tmp_path: Path):
     assert "S4" in listing and "S3" not in listing and "UNPROTECTED" in listing
 
 
+@pytest.mark.backends("sqlite", "postgresql")
 def test_roster_import_bad_row_names_file_line_column_and_imports_nothing(cli, tmp_path: Path):
     good = tmp_path / "good.csv"
     good.write_text("student_id,first_name,last_name,campus,grade,opt_out\nS1,Ann,Lee,North,9,all\n")
@@ -53,6 +55,7 @@ def test_roster_import_bad_row_names_file_line_column_and_imports_nothing(cli, t
     assert "S1" in listing and "S7" not in listing  # nothing half-imported
 
 
+@pytest.mark.backends("sqlite", "postgresql")
 def test_roster_import_with_mapping(cli):
     result = cli("roster", "import", REPO / "roster" / "examples" / "powerschool_students.csv",
                  "--mapping", REPO / "roster" / "mappings" / "powerschool.toml")
@@ -64,6 +67,7 @@ def test_roster_import_missing_file_is_usage_error(cli, tmp_path: Path):
     assert "no such file" in cli("roster", "import", tmp_path / "nope.csv", expect=2).output
 
 
+@pytest.mark.backends("sqlite", "postgresql")
 def test_enroll_reports_rejects_and_unprotected(cli, demo_copy: Path, tmp_path: Path):
     roster = tmp_path / "r.csv"
     roster.write_text("student_id,first_name,last_name,campus,grade,opt_out\n"
@@ -104,6 +108,7 @@ def test_scan_demo_blocks_listed_student(cli, demo_copy: Path, tmp_path: Path):
     assert "data:image/jpeg;base64" in out_html.read_text()
 
 
+@pytest.mark.backends("sqlite", "postgresql")
 def test_scan_without_roster_is_configuration_error(cli, demo_copy: Path):
     result = cli("scan", demo_copy / "sample_images", expect=2)
     assert "no roster imported" in result.output

@@ -1,23 +1,31 @@
-"""The real database: migrations, SQLite settings, and biometric data going with the student."""
+"""The real database (SQLite and PostgreSQL): migrations, SQLite settings, and biometric data
+going with the student."""
 from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from sqlalchemy import inspect, select, text
 
 from photocheck.db import open_database
 from photocheck.db.models import ReferenceEncoding, ReferencePhoto, Student
 
 
-def test_migrations_create_schema_and_sqlite_pragmas(db_url: str):
+@pytest.mark.backends("sqlite", "postgresql")
+def test_migrations_create_schema_and_sqlite_pragmas(db_url: str, backend: str):
     db = open_database(db_url)
     tables = set(inspect(db.engine).get_table_names())
     assert {"students", "reference_photos", "reference_encodings", "scans", "photos", "faces",
-            "roster_imports", "alembic_version"} <= tables
-    with db.engine.connect() as c:
-        assert c.execute(text("PRAGMA journal_mode")).scalar() == "wal"
-        assert c.execute(text("PRAGMA foreign_keys")).scalar() == 1
-    open_database(db_url)  # opening again is a no-op migration
+            "roster_imports", "alembic_version", "audit_events", "audit_head", "protection_events"} <= tables
+    if backend == "sqlite":
+        with db.engine.connect() as c:
+            assert c.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+            assert c.execute(text("PRAGMA foreign_keys")).scalar() == 1
+    open_database(db_url).dispose()  # opening again is a no-op migration
+    db.dispose()
+
+
+@pytest.mark.backends("sqlite", "postgresql")
 
 
 def test_removing_a_student_deletes_their_encodings(cli, demo_copy: Path, db_url: str, tmp_path: Path):

@@ -92,6 +92,7 @@ def test_real_group_photos_of_strangers_are_not_blocked(cli, demo_copy: Path, tm
         assert images[f.name]["verdict"] == "clear", images[f.name]
 
 
+@pytest.mark.backends("sqlite", "postgresql")
 def test_scan_results_are_stored_and_queued_for_signoff(cli, demo_copy: Path, db_url: str):
     from sqlalchemy import select
 

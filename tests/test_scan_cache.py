@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 from sqlalchemy import func, select
 
 from photocheck.db import open_database
@@ -74,6 +75,7 @@ def _copies(src: Path, dest: Path, n: int) -> Path:
     return dest
 
 
+@pytest.mark.backends("sqlite", "postgresql")
 def test_killed_scan_resumes_without_losing_or_repeating_a_photo(cli, demo_copy: Path, db_url: str, tmp_path: Path):
     photos = _copies(_setup(cli, demo_copy), tmp_path / "batch", 10)
     env = dict(os.environ, PHOTOCHECK_DB=db_url, PHOTOCHECK_USER="tester")

@@ -1,28 +1,31 @@
 """Sign-off, redaction, the publish gate, per-channel consent, re-check and the audit chain.
 
-The demo is scanned once per module (by "alice", with the real engine and SQLite); each test
-gets its own copy of that database and of the photos, and acts as "bob", the second person.
+The demo is scanned once per module and backend (by "alice", with the real engine, on SQLite
+and on PostgreSQL); each test gets its own copy of that database (PostgreSQL: CREATE DATABASE
+... TEMPLATE) and of the photos, and acts as "bob", the second person.
 """
 from __future__ import annotations
 
 import json
 import shutil
-import sqlite3
 import threading
+from contextlib import ExitStack
 from datetime import date
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from photocheck import audit
 from photocheck.db import open_database
 from photocheck.db.models import AuditEvent, Photo, Publication, Redaction, Signoff
 from photocheck.review import SignoffError, sign_one
 from photocheck.screening import listed_for
-from tests.helpers import REPO, Cli
+from tests.helpers import REPO, Cli, pg_url
+
+pytestmark = pytest.mark.backends("sqlite", "postgresql")
 
 
 def said(result) -> str:
@@ -33,10 +36,8 @@ def said(result) -> str:
 HEADER = "student_id,first_name,last_name,campus,grade,opt_out,opt_out_until,strict\n"
 
 
-@pytest.fixture(scope="module")
-def golden(tmp_path_factory) -> Path:
+def _build_golden(root: Path, url: str) -> None:
     """The demo imported, enrolled and scanned by alice; obama1.jpg carries EXIF GPS and a comment."""
-    root = tmp_path_factory.mktemp("golden")
     imgs = root / "imgs"
     shutil.copytree(REPO / "sample_images", imgs)
     (imgs / "SOURCES.md").unlink()
@@ -45,31 +46,56 @@ def golden(tmp_path_factory) -> Path:
     exif[0x010E] = "Emma Smith, grade 3"             # ImageDescription naming a child
     exif.get_ifd(0x8825)[2] = (48.0, 51.0, 30.0)     # GPSLatitude
     im.save(imgs / "obama1.jpg", exif=exif, comment=b"Emma Smith at sports day")
-    cli = Cli(f"sqlite:///{root / 'db.sqlite'}", user="alice")
+    cli = Cli(url, user="alice")
     with pytest.MonkeyPatch.context() as mp:  # the encryption key travels with each copy of the demo
         mp.setenv("PHOTOCHECK_KEY_FILE", str(root / "photocheck.key"))
         cli("roster", "import", REPO / "roster" / "no_consent.csv")
         cli("enroll", REPO / "roster" / "photos")
         cli("scan", imgs, "--jobs", "1", expect=1)
-    return root
+
+
+@pytest.fixture(scope="module")
+def goldens(tmp_path_factory):
+    """backend -> (folder with the photos and key, database URL): built on first use, once per module."""
+    built: dict[str, tuple[Path, str]] = {}
+    with ExitStack() as stack:
+        def get(backend: str) -> tuple[Path, str]:
+            if backend not in built:
+                root = tmp_path_factory.mktemp(f"golden-{backend}")
+                url = (stack.enter_context(pg_url()) if backend == "postgresql"
+                       else f"sqlite:///{root / 'db.sqlite'}")
+                _build_golden(root, url)
+                built[backend] = root, url
+            return built[backend]
+        yield get
 
 
 @pytest.fixture
-def demo(golden: Path, tmp_path: Path, monkeypatch):
+def demo(goldens, backend: str, tmp_path: Path, monkeypatch):
     """A private copy of the scanned demo: (cli as bob, db, photo ids by file name, images folder)."""
+    golden, golden_url = goldens(backend)
     root = tmp_path / "demo"
     shutil.copytree(golden, root)
     monkeypatch.setenv("PHOTOCHECK_KEY_FILE", str(root / "photocheck.key"))
-    con = sqlite3.connect(root / "db.sqlite")
-    con.execute("UPDATE photos SET path = replace(path, ?, ?)", (str(golden), str(root)))
-    con.commit()
-    con.close()
-    url = f"sqlite:///{root / 'db.sqlite'}"
-    db = open_database(url)
-    with db.session() as s:
-        ids = {Path(p.path).name: p.id for p in s.scalars(select(Photo))}
-    yield Cli(url, user="bob"), db, ids, root / "imgs"
-    db.dispose()
+    with ExitStack() as stack:
+        if backend == "postgresql":
+            url = stack.enter_context(pg_url(template=golden_url))
+        else:
+            url = f"sqlite:///{root / 'db.sqlite'}"
+        db = open_database(url)
+        with db.engine.begin() as c:
+            c.execute(text("UPDATE photos SET path = replace(path, :a, :b)"), {"a": str(golden), "b": str(root)})
+        with db.session() as s:
+            ids = {Path(p.path).name: p.id for p in s.scalars(select(Photo))}
+        yield Cli(url, user="bob"), db, ids, root / "imgs"
+        db.dispose()
+
+
+def _sql(db, *statements: str, **params) -> None:
+    """Edit the database behind photocheck's back (as someone with write access could)."""
+    with db.engine.begin() as c:
+        for stmt in statements:
+            c.execute(text(stmt), params)
 
 
 def _state(db, pid: int) -> str:
@@ -238,10 +264,7 @@ def test_redaction_refused_when_a_listed_face_is_still_found(demo, tmp_path: Pat
     pid = ids["biden1.jpg"]
     # A wrong stored box (as if the detector had misplaced it): the fill misses the face, so
     # the re-scan still finds the listed student and the copy must not be accepted.
-    con = sqlite3.connect(db.url.removeprefix("sqlite:///"))
-    con.execute("UPDATE faces SET top=0, bottom=20, left=0, right=20 WHERE photo_id=?", (pid,))
-    con.commit()
-    con.close()
+    _sql(db, "UPDATE faces SET top=0, bottom=20, \"left\"=0, \"right\"=20 WHERE photo_id=:pid", pid=pid)
     out = said(cli("redact", pid, "--out", tmp_path / "red", expect=1))
     assert "redaction refused" in out and "still found" in out
     assert not list((tmp_path / "red").glob("*.jpg"))
@@ -334,10 +357,7 @@ def test_newly_listed_student_flags_approved_photos_and_recheck_lists_takedowns(
 # --- audit trail ---------------------------------------------------------------------------------
 
 def _tamper(db, sql: str) -> list[str]:
-    con = sqlite3.connect(db.url.removeprefix("sqlite:///"))
-    con.executescript(sql)
-    con.commit()
-    con.close()
+    _sql(db, *(stmt for stmt in sql.split(";") if stmt.strip()))
     return audit.verify(db).problems
 
 
@@ -388,6 +408,7 @@ def test_contact_sheet_shows_signoff_state(demo, tmp_path: Path):
     assert f"photo {ids['biden1.jpg']} · sign-off: pending" in html
 
 
+@pytest.mark.backends("sqlite")
 @pytest.mark.parametrize("args", [["review"], ["review", "sign"], ["review", "list"], ["redact"], ["publish"],
                                   ["recheck"], ["audit"], ["audit", "verify"]])
 def test_new_commands_help_teaches(cli, args):
@@ -399,15 +420,15 @@ def test_new_commands_help_teaches(cli, args):
         assert "EXIF" in out and "manifest" in out and "Exit status" in out
 
 
-def test_migration_0002_upgrades_a_database_with_scans(tmp_path: Path):
+def test_migration_0002_upgrades_a_database_with_scans(db_url: str):
     from alembic import command
     from alembic.config import Config
-    from sqlalchemy import create_engine, text
+    from sqlalchemy import create_engine
 
     from photocheck.db.session import MIGRATIONS_DIR
     from photocheck.review import queue
 
-    url = f"sqlite:///{tmp_path / 'old.db'}"
+    url = db_url
     engine = create_engine(url)
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))

@@ -19,8 +19,10 @@ keys_app = typer.Typer(help="The encryption key of reference encodings.", no_arg
 
 def _warn_busy(scrubbed: bool) -> None:
     if not scrubbed:
-        err_console.print("[yellow]warning:[/] another process is using the database, so its write-ahead log "
-                          "could not be emptied yet; it is emptied at the next idle moment (or run this again).")
+        err_console.print("[yellow]warning:[/] the rows are deleted, but another process is using the database, so "
+                          "their old bytes could not be wiped from its files yet (SQLite: its write-ahead log; "
+                          "PostgreSQL: the table files, or the database role does not own the tables). "
+                          "Run this again when it is idle.")
 
 
 @keys_app.command("rotate")
@@ -126,7 +128,10 @@ def backup(
     db: DbOption = None,
     as_user: AsOption = None,
 ) -> None:
-    """Write a consistent copy of the database to FILE (SQLite VACUUM INTO), safe while others work.
+    """Write a consistent copy of the database to FILE, safe while others work.
+
+    SQLite: a database file (VACUUM INTO). PostgreSQL: a pg_dump custom-format archive (needs
+    pg_dump and pg_restore on PATH; restore it with pg_restore).
 
     Encodings stay encrypted in the copy; the key is NOT in it. Keep the key file separately
     (restoring needs both). Backups hold personal data: keep them to the same retention period.

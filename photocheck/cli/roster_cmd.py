@@ -25,6 +25,10 @@ def import_(
         "--mapping", metavar="FILE",
         help="TOML file mapping an SIS export onto the canonical columns "
              "(shipped: roster/mappings/oneroster.toml, roster/mappings/powerschool.toml).")] = None,
+    campus: Annotated[str | None, typer.Option(
+        "--campus", metavar="NAME",
+        help="Replace only this campus's students (a database shared by several campuses, each importing "
+             "its own roster); every row must name this campus.")] = None,
     db: DbOption = None,
     as_user: Annotated[str | None, typer.Option("--as", metavar="USER", help="Who is importing "
                                                 "(default: $PHOTOCHECK_USER, else the OS user).")] = None,
@@ -34,17 +38,22 @@ def import_(
     All or nothing: a file with any bad row imports nothing and every problem is printed with
     its file, line and column. Students no longer on the list are removed together with their
     reference photos and encodings.
+
+    With --campus NAME, only that campus's part of the list is replaced: students of other
+    campuses stay as they are. Without it, the file is the whole list — on a database shared by
+    several campuses, a file with one campus's students removes everyone else's.
     """
     for path in (file, mapping):
         if path is not None and not path.is_file():
             fail(f"no such file: {path}")
     database = open_db(db)
     try:
-        changes = import_roster(database, file, mapping_path=mapping, user=current_user(as_user))
+        changes = import_roster(database, file, mapping_path=mapping, user=current_user(as_user), campus=campus)
     except RosterError as exc:
         console.print(f"[bold red]roster not imported[/] — nothing was changed:\n{escape(str(exc))}", highlight=False)
         raise typer.Exit(EXIT_ATTENTION)
-    console.print(f"Imported {changes.total} listed student(s) from {escape(str(file))}: "
+    console.print(f"Imported {changes.total} listed student(s) from {escape(str(file))}"
+                  + (f" for campus {escape(campus)}" if campus else "") + ": "
                   f"{len(changes.added)} added, {len(changes.changed)} changed, {len(changes.removed)} removed, "
                   f"{changes.unchanged} unchanged.", highlight=False)
     for label, ids in (("added", changes.added), ("changed", changes.changed), ("removed", changes.removed)):

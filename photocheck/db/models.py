@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -174,7 +175,7 @@ class Photo(Base):
     # {"web": "clear", "social": "blocked", ...}: the verdict for each channel judged.
     channel_verdicts: Mapped[str] = mapped_column(Text, default="{}", server_default="{}")
     # Set when a roster change may have made an approved photo unpublishable (see recheck).
-    needs_recheck: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    needs_recheck: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     scan: Mapped[Scan] = relationship(back_populates="photos")
     faces: Mapped[list[Face]] = relationship(
@@ -298,4 +299,4 @@ class User(Base):
     display_name: Mapped[str] = mapped_column(String(200), default="")
     password_hash: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())

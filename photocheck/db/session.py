@@ -3,6 +3,10 @@
 SQLite gets WAL (readers never block the scanner), foreign keys (cascading deletes of
 biometric data actually happen), a busy timeout (two processes on one file wait, not fail) and
 secure_delete (deleted rows are overwritten with zeros, so a forgotten encoding leaves no bytes).
+
+PostgreSQL (postgresql+psycopg://...) needs no settings: its foreign keys always cascade and
+readers never block writers. Its writers are serialised with a transaction-level advisory lock
+(see Database.session), the same one-writer-at-a-time rule SQLite's BEGIN IMMEDIATE gives.
 """
 from __future__ import annotations
 
@@ -21,6 +25,11 @@ MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 # already at head does not pay for importing Alembic (~0.2 s of every command).
 # tests/test_db.py checks it is Alembic's head: bump it with each new migration.
 HEAD_REVISION = "0005"
+
+# pg_advisory_xact_lock keys (any 64-bit numbers, fixed forever): one for read-then-write
+# transactions (sign-offs, audit appends...), one for migrations. Held until commit/rollback.
+PG_WRITE_LOCK = 0x70686F746F636B01  # "photock" + 1
+PG_MIGRATE_LOCK = 0x70686F746F636B02
 
 
 class DatabaseError(Exception):
@@ -52,14 +61,31 @@ class Database:
         read first and then tries to write after another writer committed fails with "database
         is locked" instead of waiting; an immediate one waits its turn (busy_timeout) and then
         reads the other writer's result.
+
+        On PostgreSQL it takes an exclusive transaction-level advisory lock first, so such
+        transactions run one at a time across every client of the database (two reviewers on
+        different machines included): each statement after the lock sees every earlier writer's
+        commit (READ COMMITTED), so the loser of a race reads the winner's result, and the audit
+        chain gets one event per seq. The lock goes with the commit or rollback.
         """
         with self.sessionmaker() as s, s.begin():
             if immediate and self.engine.dialect.name == "sqlite":
                 s.connection().exec_driver_sql("BEGIN IMMEDIATE")
+            elif immediate:
+                lock_for_write(s)
             yield s
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def lock_for_write(s: Session) -> None:
+    """On PostgreSQL, take the writer lock in `s`'s transaction (see Database.session); taking it
+    again in the same transaction is harmless. On SQLite the lock is BEGIN IMMEDIATE, which only
+    a session opened with `immediate=True` can issue: nothing to do here."""
+    conn = s.connection()
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({PG_WRITE_LOCK})")
 
 
 def _at_head(engine: Engine) -> bool:
@@ -81,6 +107,10 @@ def _upgrade(engine: Engine) -> bool:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            # Two clients opening a new database at once: one migrates, the other waits and
+            # then finds it at head (Alembic reads the version after the lock).
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({PG_MIGRATE_LOCK})")
         before = MigrationContext.configure(conn).get_current_heads()
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")

@@ -35,8 +35,9 @@ def upgrade() -> None:
     conn = op.get_bind()
     n = conn.execute(sa.text("SELECT count(*) FROM reference_encodings")).scalar()
     if n:
-        conn.execute(sa.text("UPDATE reference_photos SET accepted = 0, reason = :r "
-                             "WHERE id IN (SELECT reference_photo_id FROM reference_encodings)"), {"r": REENROLL})
+        conn.execute(sa.text("UPDATE reference_photos SET accepted = :no, reason = :r "
+                             "WHERE id IN (SELECT reference_photo_id FROM reference_encodings)"),
+                     {"no": False, "r": REENROLL})  # a bound False: 0 on SQLite, false on PostgreSQL
         conn.execute(sa.text("DELETE FROM reference_encodings"))
         conn.execute(sa.text("INSERT INTO protection_events (at, actor, action, detail) "
                              "VALUES (CURRENT_TIMESTAMP, 'photocheck', 'upgrade', :d)"),
