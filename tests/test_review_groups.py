@@ -19,6 +19,8 @@ from photocheck.db.models import Photo
 from photocheck.review import GroupRefused, queue, sign_group
 from tests.helpers import REPO, Cli
 
+pytestmark = pytest.mark.backends("sqlite", "postgresql")
+
 
 def _burst_copy(src: Path, dest: Path) -> None:
     a = np.asarray(Image.open(src).convert("RGB")).astype(np.int16)

@@ -369,6 +369,7 @@ def test_images_are_served_downscaled(site):
 
 # --- the CLI ------------------------------------------------------------------------------------------
 
+@pytest.mark.backends("sqlite", "postgresql")
 def test_user_commands(cli, db_url):
     from photocheck.cli import app
 
@@ -394,6 +395,7 @@ def test_user_commands(cli, db_url):
     assert actions == ["user.add", "user.disable", "user.enable", "web.signin"]
 
 
+@pytest.mark.backends("sqlite", "postgresql")
 def test_user_passwords_are_checked_and_never_arguments(cli, db_url):
     from photocheck.cli import app
 
