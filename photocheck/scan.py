@@ -10,9 +10,6 @@ import hashlib
 import json
 import multiprocessing
 import os
-import signal
-import threading
-import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,10 +20,13 @@ from sqlalchemy.orm import selectinload
 
 from photocheck.db import Database
 from photocheck.db.models import Face, Photo, RosterImport, Scan, utcnow
-from photocheck.groups import assign_groups, dhash
-from photocheck.images import ImageError, file_sha256, iter_image_files, load_image
+from photocheck.groups import assign_groups
+from photocheck.images import file_sha256, iter_image_files
 from photocheck.results import FaceResult, FaceStatus, PhotoResult, ScanSummary, Verdict, printable_path
-from photocheck.screening import ReferenceSet, classify_face, photo_verdict
+from photocheck.screening import ReferenceSet
+from photocheck.worker import init_worker, release_memory, screen_batch_in_worker, screen_photo
+
+__all__ = ["ScanOutcome", "ScanSetupError", "Skipped", "scan", "screen_photo"]
 
 
 class ScanSetupError(Exception):
@@ -45,127 +45,6 @@ class ScanOutcome:
     skipped: list[Skipped] = field(default_factory=list)
     resumed: int = 0      # photos already stored by the interrupted scan this one continued
     cached: int = 0       # photos whose stored result for the same bytes was reused
-
-
-def screen_photo(path: Path, engine, references: ReferenceSet, thresholds,
-                 channel_refs: dict[str, ReferenceSet] | None = None) -> PhotoResult:
-    """Load, detect, encode and judge one photo. Never raises: failures become `error`.
-
-    The verdict and faces are judged against `references`; each of `channel_refs` (the students
-    listed for that channel) gives a per-channel verdict from the same encodings.
-    """
-    channels = list(channel_refs or {})
-
-    def error(reason: str, **kw) -> PhotoResult:
-        return PhotoResult(path=str(path), verdict=Verdict.ERROR, reasons=[reason], error=reason,
-                           channel_verdicts={ch: Verdict.ERROR for ch in channels}, **kw)
-
-    try:
-        img = load_image(path)
-    except ImageError as exc:
-        return error(str(exc))
-    except OSError as exc:
-        return error(f"cannot read file: {exc.strerror or exc}")
-    except Exception as exc:  # a decoder bug must not turn into "no faces"
-        return error(f"cannot decode image: {type(exc).__name__}: {exc}")
-    try:
-        detections = engine.detect(img.rgb)
-        encodings = engine.encode(img.rgb, detections) if detections else []
-
-        def judge(refs: ReferenceSet):
-            return [classify_face(tuple(int(v) for v in det.box), enc, det.sharpness, refs, thresholds,
-                                  detector_score=float(det.score))
-                    for det, enc in zip(detections, encodings)]
-
-        faces = judge(references)
-        per_channel = {ch: photo_verdict(judge(refs))[0] for ch, refs in (channel_refs or {}).items()}
-    except Exception as exc:
-        return error(f"face detection failed: {type(exc).__name__}: {exc}",
-                     sha256=img.sha256, width=img.width, height=img.height)
-    verdict, reasons = photo_verdict(faces)
-    try:
-        phash = dhash(img.rgb)
-    except Exception:  # grouping is a convenience: never let it cost a verdict
-        phash = None
-    return PhotoResult(path=str(path), verdict=verdict, reasons=reasons, faces=faces, sha256=img.sha256,
-                       width=img.width, height=img.height, channel_verdicts=per_channel, phash=phash)
-
-
-# --- worker processes -------------------------------------------------------------------------
-# Each worker loads the face engine once; references and thresholds are sent once at start-up.
-_worker: dict = {}
-
-
-def _init_worker(references: ReferenceSet, thresholds, channel_refs=None, scan_pid: int | None = None) -> None:
-    # Ctrl-C is handled by the main process alone (it marks the scan interrupted and stops the
-    # pool); a worker dying mid-photo would otherwise turn its photo into a spurious `error`.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if scan_pid:
-        _start_orphan_watchdog(scan_pid)
-    from photocheck.engine import FaceEngine
-
-    _worker["engine"] = FaceEngine(thresholds.detector)
-    _worker["references"] = references
-    _worker["thresholds"] = thresholds
-    _worker["channel_refs"] = channel_refs
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            stat = fh.read()
-        return stat[stat.rindex(b")") + 2:][:1] not in (b"Z", b"X")  # a killed, unreaped parent is a zombie
-    except FileNotFoundError:
-        return False
-    except OSError:  # no /proc (not Linux): fall back to signal 0
-        try:
-            os.kill(pid, 0)
-            return True
-        except ProcessLookupError:
-            return False
-        except OSError:
-            return True
-
-
-def _start_orphan_watchdog(scan_pid: int) -> None:
-    """Exit when the scan process is gone (e.g. kill -9): forkserver workers are not its
-    children, and would otherwise wait forever on their queue, each holding a loaded engine."""
-
-    def watch() -> None:
-        while True:
-            time.sleep(0.5)
-            if not _process_alive(scan_pid):
-                os._exit(1)
-
-    threading.Thread(target=watch, name="orphan-watchdog", daemon=True).start()
-
-
-def _release_memory() -> None:
-    """Give freed decode/detection buffers back to the OS after each photo (glibc keeps them
-    otherwise: measured 300-380 MB vs a flat 147 MB per worker on 4000x3000 photos)."""
-    if _libc is not None:
-        try:
-            _libc.malloc_trim(0)
-        except Exception:  # pragma: no cover - not glibc
-            pass
-
-
-try:
-    import ctypes
-    import ctypes.util
-
-    _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-    _libc.malloc_trim  # noqa: B018  (AttributeError off glibc)
-except Exception:  # pragma: no cover - musl, macOS, Windows
-    _libc = None
-
-
-def _screen_in_worker(path: str) -> PhotoResult:
-    try:
-        return screen_photo(Path(path), _worker["engine"], _worker["references"], _worker["thresholds"],
-                            _worker.get("channel_refs"))
-    finally:
-        _release_memory()
 
 
 def face_rows(result: PhotoResult) -> list[Face]:
@@ -267,7 +146,8 @@ def scan(
 
     `channel`: judge only the opt-outs that apply to this publication channel; None judges every
     opt-out (strictest wins) and also records a verdict per school channel.
-    `jobs` worker processes (default: one per core); 1 screens in this process.
+    `jobs` photos screened at once (default: one per core), two per worker process (threads
+    sharing one engine); 1 screens in this process.
 
     Scan cache: a file whose sha256 was already screened by a scan with the same roster,
     models and thresholds (same `cache_key`) is not decoded again; its stored result is copied
@@ -387,7 +267,7 @@ def scan(
             engine = FaceEngine(thresholds.detector)
             for f in misses:
                 result = screen_photo(f, engine, references, thresholds, channel_refs)
-                _release_memory()
+                release_memory()
                 record(result)
         elif misses:
             _run_pool(misses, n_jobs, references, thresholds, record, channel_refs)
@@ -406,37 +286,55 @@ def scan(
                        cached=sum(p.cached for p in summary.photos))
 
 
+# Photos screened at once per worker process (one thread each). Two threads share one engine
+# and keep two cores busy; more would mostly queue on dlib's GIL-holding encoder.
+THREADS_PER_WORKER = 2
+# Photos per task sent to a worker: its threads share them out; a batch's results come back together.
+BATCH_PER_THREAD = 2
+
+
+def _pool_shape(jobs: int) -> tuple[int, int]:
+    """(worker processes, threads per worker) for `jobs` photos screened at once."""
+    procs = -(-jobs // THREADS_PER_WORKER)
+    return procs, -(-jobs // procs)
+
+
 def _run_pool(files: list[Path], jobs: int, references: ReferenceSet, thresholds,
               record: Callable[[PhotoResult], None], channel_refs=None) -> None:
-    # forkserver: workers start clean (no copied DB connections or threads); the engine is
-    # loaded once per worker. At most 2 photos per worker in flight keeps memory bounded.
+    # forkserver: workers start clean (no copied DB connections or threads); the engine is loaded
+    # once per worker process and shared by its photo threads (worker.py). At most 2 batches per
+    # worker in flight keeps memory bounded.
     ctx = multiprocessing.get_context("forkserver")
-    # Workers need photocheck.scan + the engine only; the default preload (__main__, i.e. the whole
+    # Workers need photocheck.worker + the engine only; the default preload (__main__, i.e. the whole
     # CLI with typer/rich) would add ~80 MB to the forkserver and every worker.
     ctx.set_forkserver_preload([])
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker,
-                             initargs=(references, thresholds, channel_refs, os.getpid())) as pool:
-        pending: dict[Future, Path] = {}
+    procs, threads = _pool_shape(jobs)
+    batch = threads * BATCH_PER_THREAD
+    with ProcessPoolExecutor(max_workers=procs, mp_context=ctx, initializer=init_worker,
+                             initargs=(references, thresholds, channel_refs, os.getpid(), threads)) as pool:
+        pending: dict[Future, list[Path]] = {}
         queue = iter(files)
         try:
             while True:
-                while len(pending) < 2 * jobs:
-                    nxt = next(queue, None)
-                    if nxt is None:
+                while len(pending) < 2 * procs:
+                    chunk = [p for p in (next(queue, None) for _ in range(batch)) if p is not None]
+                    if not chunk:
                         break
-                    pending[pool.submit(_screen_in_worker, str(nxt))] = nxt
+                    pending[pool.submit(screen_batch_in_worker, [str(p) for p in chunk])] = chunk
                 if not pending:
                     break
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in done:
-                    path = pending.pop(fut)
+                    chunk = pending.pop(fut)
                     try:
-                        result = fut.result()
-                    except Exception as exc:  # a worker died (e.g. out of memory): that photo is an error
+                        results = fut.result()
+                    except Exception as exc:  # a worker died (e.g. out of memory): its photos are errors
                         reason = f"screening crashed: {type(exc).__name__}: {exc}"
-                        result = PhotoResult(path=str(path), verdict=Verdict.ERROR, reasons=[reason], error=reason,
-                                             channel_verdicts={ch: Verdict.ERROR for ch in channel_refs or {}})
-                    record(result)
+                        results = [PhotoResult(path=str(path), verdict=Verdict.ERROR, reasons=[reason], error=reason,
+                                               channel_verdicts={ch: Verdict.ERROR for ch in channel_refs or {}})
+                                   for path in chunk]
+                    for result in results:
+                        record(result)
         except BaseException:
             for fut in pending:
                 fut.cancel()
