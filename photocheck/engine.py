@@ -170,11 +170,20 @@ def laplacian_sharpness(grey: np.ndarray) -> float:
 class FaceEngine:
     """Not thread-safe; make one per worker process."""
 
-    def __init__(self, settings: DetectorSettings | None = None, *, threads: int = 1):
-        import dlib
+    def __init__(self, settings: DetectorSettings | None = None, *, threads: int = 1,
+                 detector: bool = True, encoder: bool = True):
+        """`detector=False` / `encoder=False` skip loading that half (a scan's detect and encode
+        worker processes each load only what they run)."""
+        self.settings = settings if settings is not None else load_thresholds().detector
+        if detector:
+            self._init_detector(threads)
+        if encoder:
+            self._init_encoder()
+        _reset_truncated_images_flag()
+
+    def _init_detector(self, threads: int) -> None:
         import onnxruntime as ort
 
-        self.settings = settings if settings is not None else load_thresholds().detector
         self._cf_path = detector_model_path(self.settings)
         so = ort.SessionOptions()
         # Intra-op threads default to 1; a scan worker passes its number of photo threads.
@@ -195,12 +204,19 @@ class FaceEngine:
         self._in_dtype = np.uint8 if self._sess.get_inputs()[0].type == "tensor(uint8)" else np.float32
         self._out_names = [o.name for o in self._sess.get_outputs()]  # heatmap, scale, offset, landmarks
 
+        self._hog = None
+        if self.settings.hog_fallback:
+            import dlib
+
+            self._hog = dlib.get_frontal_face_detector()
+
+    def _init_encoder(self) -> None:
+        import dlib
+
         self._sp_path, self._rec_path = _dlib_model_paths()
         self._sp = dlib.shape_predictor(str(self._sp_path))
         self._rec = dlib.face_recognition_model_v1(str(self._rec_path))
         self._dlib = dlib
-        self._hog = dlib.get_frontal_face_detector() if self.settings.hog_fallback else None
-        _reset_truncated_images_flag()
 
     # ---- detection -------------------------------------------------------------------
 
@@ -394,13 +410,19 @@ class FaceEngine:
     def encoding_crops(rgb: np.ndarray, detections: list[Detection]) -> list[tuple[np.ndarray, Detection]]:
         """Everything encode() reads of `rgb`, one padded crop per detection (box in crop pixels):
         encode(crop, [det]) gives the same descriptor as encode(rgb, ...) for that face, so a
-        caller can drop a 12 MP photo before encoding its faces."""
+        caller can drop a 12 MP photo before encoding its faces.
+
+        Faces up to 300 px get encode()'s own padding (one face width), so their crops (and any
+        upscaling) are exactly encode()'s. Wider faces get half a face width: dlib reads nothing
+        beyond that (descriptors identical on the 8 faces > 300 px of ../shared/faces/people), and
+        a 1000 px box (e.g. a false detection on a backdrop) stays 16 instead of 36 MB."""
         rgb = _as_rgb(rgb)
         h, w = rgb.shape[:2]
         out = []
         for d in detections:
             t, r, b, l = d.box
-            pad = max(1, r - l)  # the padding encode() uses
+            fw = max(1, r - l)
+            pad = fw if fw <= 300 else -(-fw // 2)
             x0, y0 = max(0, l - pad), max(0, t - pad)
             crop = np.array(rgb[y0:min(h, b + pad), x0:min(w, r + pad)])
             out.append((crop, Detection(box=(t - y0, r - x0, b - y0, l - x0), score=d.score, sharpness=d.sharpness)))

@@ -3,10 +3,13 @@
 Kept apart from scan.py so the worker imports only what screening needs (numpy, PIL, onnxruntime,
 dlib) — never SQLAlchemy, typer or rich (measured: ~30 MB per process).
 
-One worker process screens `threads` photos at once, one per thread, with one shared FaceEngine:
-onnxruntime, PIL decoding/resizing release the GIL, so two threads keep both cores busy while
-the models and libraries are loaded once (a second worker process would cost ~140 MB more).
-dlib's encoder holds the GIL, so encodings of the two photos take turns.
+A scan screens each photo in two stages, each in its own worker process: a detect worker
+(decode + CenterFace on onnxruntime, no dlib) and an encode worker (dlib landmarks + descriptors
+on the faces' crops, then the verdict; no onnxruntime). The two run side by side on different
+photos, so two cores stay busy while each model is loaded once and only one photo at a time is
+decoded in full (a 12 MP photo costs ~200 MB while it is decoded and detected; the encode stage
+gets only its face crops). Threads could not do this: dlib holds the GIL for the whole ~90 ms
+of each face's encoding.
 """
 from __future__ import annotations
 
@@ -14,8 +17,7 @@ import os
 import signal
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from photocheck.groups import dhash
@@ -24,63 +26,83 @@ from photocheck.results import PhotoResult, Verdict
 from photocheck.screening import ReferenceSet, classify_face, photo_verdict
 
 
-def screen_photo(path: Path, engine, references: ReferenceSet, thresholds,
-                 channel_refs: dict[str, ReferenceSet] | None = None,
-                 heavy: AbstractContextManager = nullcontext()) -> PhotoResult:
-    """Load, detect, encode and judge one photo. Never raises: failures become `error`.
+@dataclass
+class Detected:
+    """A photo after decoding and detection: all that encoding and judging need (small: the
+    faces' padded crops, not the photo). `error` set = the photo is already an error result."""
+    path: str
+    error: PhotoResult | None = None
+    sha256: str | None = None
+    width: int | None = None
+    height: int | None = None
+    phash: str | None = None
+    detections: list = field(default_factory=list)
+    crops: list = field(default_factory=list)  # one (padded crop, detection in crop pixels) per face
 
-    The verdict and faces are judged against `references`; each of `channel_refs` (the students
-    listed for that channel) gives a per-channel verdict from the same encodings.
-    Decoding and detection (the memory-hungry part: ~200 MB transient for a 12 MP photo) run
-    inside `heavy`; a worker's photo threads share one lock there, see screen_batch_in_worker.
-    """
-    channels = list(channel_refs or {})
 
-    def error(reason: str, **kw) -> PhotoResult:
-        return PhotoResult(path=str(path), verdict=Verdict.ERROR, reasons=[reason], error=reason,
-                           channel_verdicts={ch: Verdict.ERROR for ch in channels}, **kw)
+def _error(path, channels, reason: str, **kw) -> PhotoResult:
+    return PhotoResult(path=str(path), verdict=Verdict.ERROR, reasons=[reason], error=reason,
+                       channel_verdicts={ch: Verdict.ERROR for ch in channels}, **kw)
 
-    with heavy:
-        try:
-            img = load_image(path)
-        except ImageError as exc:
-            return error(str(exc))
-        except OSError as exc:
-            return error(f"cannot read file: {exc.strerror or exc}")
-        except Exception as exc:  # a decoder bug must not turn into "no faces"
-            return error(f"cannot decode image: {type(exc).__name__}: {exc}")
-        try:
-            detections = engine.detect(img.rgb)
-            # Keep only what encoding reads (a padded crop per face), not the whole photo (36 MB
-            # for 12 MP) while this photo's faces wait for the encoder.
-            crops = engine.encoding_crops(img.rgb, detections)
-        except Exception as exc:
-            return error(f"face detection failed: {type(exc).__name__}: {exc}",
-                         sha256=img.sha256, width=img.width, height=img.height)
-        finally:
-            try:
-                phash = dhash(img.rgb)
-            except Exception:  # grouping is a convenience: never let it cost a verdict
-                phash = None
-            sha256, width, height = img.sha256, img.width, img.height
-            del img
-            release_memory()  # hand the decoder's and detector's buffers back before the next photo
+
+def detect_photo(path: Path, engine, channels: list[str]) -> Detected:
+    """Decode and detect one photo. Never raises: failures become an `error` result."""
     try:
-        encodings = [engine.encode(crop, [det])[0] for crop, det in crops]
+        img = load_image(path)
+    except ImageError as exc:
+        return Detected(str(path), _error(path, channels, str(exc)))
+    except OSError as exc:
+        return Detected(str(path), _error(path, channels, f"cannot read file: {exc.strerror or exc}"))
+    except Exception as exc:  # a decoder bug must not turn into "no faces"
+        return Detected(str(path), _error(path, channels, f"cannot decode image: {type(exc).__name__}: {exc}"))
+    try:
+        detections = engine.detect(img.rgb)
+        # Keep only what encoding reads (a padded crop per face), not the whole photo (36 MB for 12 MP).
+        crops = engine.encoding_crops(img.rgb, detections)
+    except Exception as exc:
+        return Detected(str(path), _error(path, channels, f"face detection failed: {type(exc).__name__}: {exc}",
+                                          sha256=img.sha256, width=img.width, height=img.height))
+    try:
+        phash = dhash(img.rgb)
+    except Exception:  # grouping is a convenience: never let it cost a verdict
+        phash = None
+    return Detected(str(path), None, img.sha256, img.width, img.height, phash, detections, crops)
+
+
+def judge_photo(det: Detected, engine, references: ReferenceSet, thresholds,
+                channel_refs: dict[str, ReferenceSet] | None = None) -> PhotoResult:
+    """Encode a detected photo's faces and judge them. Never raises: failures become `error`."""
+    if det.error is not None:
+        return det.error
+    channels = list(channel_refs or {})
+    try:
+        encodings = [engine.encode(crop, [d])[0] for crop, d in det.crops]
 
         def judge(refs: ReferenceSet):
-            return [classify_face(tuple(int(v) for v in det.box), enc, det.sharpness, refs, thresholds,
-                                  detector_score=float(det.score))
-                    for det, enc in zip(detections, encodings)]
+            return [classify_face(tuple(int(v) for v in d.box), enc, d.sharpness, refs, thresholds,
+                                  detector_score=float(d.score))
+                    for d, enc in zip(det.detections, encodings)]
 
         faces = judge(references)
         per_channel = {ch: photo_verdict(judge(refs))[0] for ch, refs in (channel_refs or {}).items()}
     except Exception as exc:
-        return error(f"face detection failed: {type(exc).__name__}: {exc}",
-                     sha256=sha256, width=width, height=height)
+        return _error(det.path, channels, f"face detection failed: {type(exc).__name__}: {exc}",
+                      sha256=det.sha256, width=det.width, height=det.height)
     verdict, reasons = photo_verdict(faces)
-    return PhotoResult(path=str(path), verdict=verdict, reasons=reasons, faces=faces, sha256=sha256,
-                       width=width, height=height, channel_verdicts=per_channel, phash=phash)
+    return PhotoResult(path=det.path, verdict=verdict, reasons=reasons, faces=faces, sha256=det.sha256,
+                       width=det.width, height=det.height, channel_verdicts=per_channel, phash=det.phash)
+
+
+def screen_photo(path: Path, engine, references: ReferenceSet, thresholds,
+                 channel_refs: dict[str, ReferenceSet] | None = None) -> PhotoResult:
+    """Load, detect, encode and judge one photo. Never raises: failures become `error`.
+
+    The verdict and faces are judged against `references`; each of `channel_refs` (the students
+    listed for that channel) gives a per-channel verdict from the same encodings.
+    """
+    det = detect_photo(path, engine, list(channel_refs or {}))
+    release_memory()  # hand the decoder's and detector's buffers back before encoding
+    return judge_photo(det, engine, references, thresholds, channel_refs)
 
 
 # --- worker processes -------------------------------------------------------------------------
@@ -88,23 +110,48 @@ def screen_photo(path: Path, engine, references: ReferenceSet, thresholds,
 _worker: dict = {}
 
 
-def init_worker(references: ReferenceSet, thresholds, channel_refs=None, scan_pid: int | None = None,
-                threads: int = 1) -> None:
+def init_detect_worker(thresholds, channels: list[str], scan_pid: int | None, threads: int) -> None:
+    """A detect worker: decodes photos and runs CenterFace (no dlib loaded)."""
+    _common_init(scan_pid)
+    from photocheck.engine import FaceEngine
+
+    _worker["engine"] = FaceEngine(thresholds.detector, threads=threads, encoder=False)
+    _worker["channels"] = channels
+
+
+def init_encode_worker(references: ReferenceSet, thresholds, channel_refs, scan_pid: int | None) -> None:
+    """An encode worker: dlib landmarks + descriptors on the detect worker's face crops, and the
+    verdict (no onnxruntime loaded)."""
+    _common_init(scan_pid)
+    from photocheck.engine import FaceEngine
+
+    _worker["engine"] = FaceEngine(thresholds.detector, detector=False)
+    _worker["references"] = references
+    _worker["thresholds"] = thresholds
+    _worker["channel_refs"] = channel_refs
+
+
+def _common_init(scan_pid: int | None) -> None:
     # Ctrl-C is handled by the main process alone (it marks the scan interrupted and stops the
     # pool); a worker dying mid-photo would otherwise turn its photo into a spurious `error`.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if scan_pid:
         _start_orphan_watchdog(scan_pid)
-    from photocheck.engine import FaceEngine
 
-    # The photo threads take turns decoding + detecting (_worker["heavy"]); the detector gets the
-    # cores meanwhile, so one photo's detection overlaps the other's (GIL-bound) dlib encoding.
-    _worker["engine"] = FaceEngine(thresholds.detector, threads=threads)
-    _worker["heavy"] = threading.Lock()
-    _worker["threads"] = ThreadPoolExecutor(max(1, threads), thread_name_prefix="photo")
-    _worker["references"] = references
-    _worker["thresholds"] = thresholds
-    _worker["channel_refs"] = channel_refs
+
+def detect_in_worker(path: str) -> Detected:
+    try:
+        return detect_photo(Path(path), _worker["engine"], _worker["channels"])
+    finally:
+        release_memory()
+
+
+def judge_in_worker(det: Detected) -> PhotoResult:
+    try:
+        return judge_photo(det, _worker["engine"], _worker["references"], _worker["thresholds"],
+                           _worker.get("channel_refs"))
+    finally:
+        release_memory()
 
 
 def _process_alive(pid: int) -> bool:
@@ -155,16 +202,3 @@ try:
     _libc.malloc_trim  # noqa: B018  (AttributeError off glibc)
 except Exception:  # pragma: no cover - musl, macOS, Windows
     _libc = None
-
-
-def _screen_one(path: str) -> PhotoResult:
-    try:
-        return screen_photo(Path(path), _worker["engine"], _worker["references"], _worker["thresholds"],
-                            _worker.get("channel_refs"), heavy=_worker["heavy"])
-    finally:
-        release_memory()
-
-
-def screen_batch_in_worker(paths: list[str]) -> list[PhotoResult]:
-    """Screen `paths` on the worker's photo threads; results in the same order."""
-    return list(_worker["threads"].map(_screen_one, paths))
