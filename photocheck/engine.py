@@ -227,38 +227,19 @@ class FaceEngine:
         return max(32, int(round(w * s / 32)) * 32), max(32, int(round(h * s / 32)) * 32)
 
     @staticmethod
-    def resize(im: Image.Image, size: tuple[int, int]) -> Image.Image:
-        """Resize for the detector. Large reductions first average k x k blocks (Image.reduce, a
-        fast box filter), then finish with a bilinear resize: ~half the CPU of one antialiased
-        bilinear resize from 4000x3000 (41 vs 77 ms to 1600x1216)."""
-        if im.size == size:
-            return im
-        k = int(min(im.size[0] / size[0], im.size[1] / size[1]))
-        if k >= 2:
-            im = im.reduce(k)
-        return im.resize(size, Image.Resampling.BILINEAR)
-
-    @classmethod
-    def resize_array(cls, rgb: np.ndarray, size: tuple[int, int], band: int = 240) -> Image.Image:
-        """resize() of an RGB array without a full-size PIL copy of it (48 MB for 12 MP).
-
-        For large reductions the k x k block average (Image.reduce) is done on bands of rows
-        (a multiple of k, so the blocks are the same as on the whole image) and pasted together."""
-        h, w = rgb.shape[:2]
-        k = int(min(w / size[0], h / size[1]))
-        if k < 2:
-            return cls.resize(Image.fromarray(rgb), size)
-        band = max(k, band - band % k)
-        small = Image.new("RGB", (-(-w // k), -(-h // k)))
-        for y in range(0, h, band):
-            small.paste(Image.fromarray(rgb[y:y + band]).reduce(k), (0, y // k))
-        return cls.resize(small, size)
+    def resize(rgb: np.ndarray, size: tuple[int, int]) -> Image.Image:
+        """The input resized for one pass (bilinear, as calibrated). Tried and not kept: averaging
+        k x k blocks first (Image.reduce) and resizing the coarse pass from the main pass's image
+        saved ~35 ms/photo but changed detections (calibration: min true-face score 0.585 vs
+        0.626, 6 vs 2 false detections)."""
+        im = Image.fromarray(rgb)
+        return im if im.size == size else im.resize(size, Image.Resampling.BILINEAR)
 
     @classmethod
     def preprocess(cls, rgb: np.ndarray, long_side: float) -> tuple[np.ndarray, Image.Image]:
         """(NCHW float32 blob of raw 0..255 RGB, resized image) for one pass on an upright RGB array."""
         h, w = rgb.shape[:2]
-        img = cls.resize_array(rgb, cls.work_size(w, h, long_side))
+        img = cls.resize(rgb, cls.work_size(w, h, long_side))
         return cls._blob(img), img
 
     @staticmethod
@@ -314,14 +295,8 @@ class FaceEngine:
         sides = [main]
         if st.coarse_long_side and st.coarse_long_side < main * 0.75:
             sides.append(st.coarse_long_side)
-        prev = None
         for side in sides:
-            size = self.work_size(w, h, int(side))
-            # The coarse pass is resized from the main pass's image (4x fewer pixels to read).
-            if prev is not None and prev.size[0] >= size[0] and prev.size[1] >= size[1]:
-                prev = self.resize(prev, size)
-            else:
-                prev = self.resize_array(rgb, size)
+            prev = self.resize(rgb, self.work_size(w, h, int(side)))
             b, m = self._run_centerface(prev, w, h)
             all_b.append(b)
             all_m.append(m)
