@@ -10,6 +10,7 @@ sign-in with an unknown username records "(unknown)", never the text typed (it m
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from dataclasses import dataclass
@@ -27,8 +28,13 @@ MIN_PASSWORD = 10
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._@-]{0,63}$")
 
 _hasher = PasswordHasher()
-# Verified against when the username is unknown, so that both cases take the same time.
-_DUMMY_HASH = _hasher.hash("photocheck: no such user")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified against when the username is unknown, so that both cases take the same time.
+    Made on first use: hashing costs ~0.1 s, which every command would pay at import."""
+    return _hasher.hash("photocheck: no such user")
 
 
 class UserError(Exception):
@@ -122,7 +128,7 @@ def authenticate(db: Database, username: str, password: str, *, via: str = "web"
         u = s.scalar(select(User).where(User.username == name)) if USERNAME_RE.match(name) else None
         ok = False
         try:
-            ok = _hasher.verify(u.password_hash if u else _DUMMY_HASH, password) and u is not None
+            ok = _hasher.verify(u.password_hash if u else _dummy_hash(), password) and u is not None
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             ok = False
         if ok and u.disabled:
