@@ -251,8 +251,9 @@ def _register_heif() -> None:
     register_heif_opener()
 
 
-def _thumbnail(path: str, px: int) -> tuple[str, tuple[int, int]]:
-    """Return a data: URI of an upright RGB JPEG thumbnail, and the upright full-size (w, h)."""
+def jpeg_thumbnail(path: str, px: int, *, quality: int = 80) -> tuple[bytes, tuple[int, int]]:
+    """An upright RGB JPEG of the photo at most px on its longer side, and its upright full-size
+    (w, h). Also serves the web review's pictures."""
     _register_heif()
     with Image.open(path) as src:
         w, h = src.size
@@ -264,8 +265,14 @@ def _thumbnail(path: str, px: int) -> tuple[str, tuple[int, int]]:
         im.thumbnail((px, px))
         im = _to_rgb(im)
     buf = io.BytesIO()
-    im.save(buf, "JPEG", quality=80, optimize=True)
-    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii"), (w, h)
+    im.save(buf, "JPEG", quality=quality, optimize=True)
+    return buf.getvalue(), (w, h)
+
+
+def _thumbnail(path: str, px: int) -> tuple[str, tuple[int, int]]:
+    """Return a data: URI of an upright RGB JPEG thumbnail, and the upright full-size (w, h)."""
+    data, full = jpeg_thumbnail(path, px)
+    return "data:image/jpeg;base64," + base64.b64encode(data).decode("ascii"), full
 
 
 def _to_rgb(im: Image.Image) -> Image.Image:

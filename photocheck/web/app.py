@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from flask import Flask, abort, flash, g, redirect, render_template, request, session, url_for
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from markupsafe import Markup
-from PIL import Image, ImageOps
+from PIL import Image
 from sqlalchemy import func, select
 
 from photocheck import audit, users
@@ -31,7 +31,7 @@ from photocheck.images import file_sha256
 from photocheck.redact import STYLES, RedactError
 from photocheck.redact import preview as redact_preview
 from photocheck.redact import redact as run_redact
-from photocheck.reports.html_report import VERDICT_ORDER, _box, _faces_text, _register_heif, _to_rgb
+from photocheck.reports.html_report import VERDICT_ORDER, _box, _faces_text, jpeg_thumbnail
 from photocheck.results import FaceResult, FaceStatus
 from photocheck.review import SignoffError, channel_verdicts, current_signoff, scan_summary, sign, strict_in_photo
 
@@ -73,19 +73,6 @@ def _safe_next(target: str | None) -> str | None:
     if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
         return None
     return target
-
-
-def _downscaled(path: str, px: int) -> bytes:
-    """An upright RGB JPEG of the photo, at most px on its longer side."""
-    _register_heif()
-    with Image.open(path) as src:
-        src.draft("RGB", (px, px))
-        im = ImageOps.exif_transpose(src)
-        im.thumbnail((px, px))
-        im = _to_rgb(im)
-    buf = io.BytesIO()
-    im.save(buf, "JPEG", quality=85)
-    return buf.getvalue()
 
 
 def _fit(width: int | None, height: int | None) -> str:
@@ -359,7 +346,7 @@ def create_app(db_url: str | None = None, *, secret_key: bytes | None = None, re
         if px is None:
             abort(404)
         try:
-            return _jpeg(_downscaled(p.path, px))
+            return _jpeg(jpeg_thumbnail(p.path, px, quality=85)[0])
         except Exception:  # gone, unreadable: the page says so in words
             abort(404, "the photo file cannot be read")
 
