@@ -189,8 +189,8 @@ class FaceEngine:
         # Intra-op threads default to 1; a scan worker passes its number of photo threads.
         so.intra_op_num_threads = max(1, int(threads))
         so.inter_op_num_threads = 1
-        # Idle detector threads sleep instead of spinning: in a scan worker the other photo
-        # thread needs that core for dlib encoding while one photo is detected.
+        # Idle detector threads sleep instead of spinning: in a scan, the encode worker process
+        # needs that core for dlib while the detect worker waits between passes.
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         so.log_severity_level = 3  # the old graph lists BN counters as inputs; ORT warns about them
         # Memory arena on, memory pattern off. Without the arena every pass maps its activation
@@ -298,8 +298,8 @@ class FaceEngine:
         if st.coarse_long_side and st.coarse_long_side < main * 0.75:
             sides.append(st.coarse_long_side)
         for side in sides:
-            prev = self.resize(rgb, self.work_size(w, h, int(side)))
-            b, m = self._run_centerface(prev, w, h)
+            img = self.resize(rgb, self.work_size(w, h, int(side)))
+            b, m = self._run_centerface(img, w, h)
             all_b.append(b)
             all_m.append(m)
         boxes = np.concatenate(all_b)

@@ -26,6 +26,7 @@ from photocheck.results import FaceResult, FaceStatus, PhotoResult, ScanSummary,
 from photocheck.screening import ReferenceSet
 from photocheck.worker import (
     detect_in_worker,
+    error_result,
     init_detect_worker,
     init_encode_worker,
     judge_in_worker,
@@ -318,9 +319,7 @@ def _run_pool(files: list[Path], jobs: int, references: ReferenceSet, thresholds
     channels = list(channel_refs or {})
 
     def crashed(path, exc: BaseException) -> PhotoResult:  # a worker died (e.g. out of memory)
-        reason = f"screening crashed: {type(exc).__name__}: {exc}"
-        return PhotoResult(path=str(path), verdict=Verdict.ERROR, reasons=[reason], error=reason,
-                           channel_verdicts={ch: Verdict.ERROR for ch in channels})
+        return error_result(path, channels, f"screening crashed: {type(exc).__name__}: {exc}")
 
     with ProcessPoolExecutor(max_workers=pairs, mp_context=ctx, initializer=init_detect_worker,
                              initargs=(thresholds, channels, os.getpid(), ort_threads)) as detect_pool, \

@@ -40,7 +40,8 @@ class Detected:
     crops: list = field(default_factory=list)  # one (padded crop, detection in crop pixels) per face
 
 
-def _error(path, channels, reason: str, **kw) -> PhotoResult:
+def error_result(path, channels, reason: str, **kw) -> PhotoResult:
+    """An `error` photo (never "no faces"), with an error verdict on every channel judged."""
     return PhotoResult(path=str(path), verdict=Verdict.ERROR, reasons=[reason], error=reason,
                        channel_verdicts={ch: Verdict.ERROR for ch in channels}, **kw)
 
@@ -50,18 +51,19 @@ def detect_photo(path: Path, engine, channels: list[str]) -> Detected:
     try:
         img = load_image(path)
     except ImageError as exc:
-        return Detected(str(path), _error(path, channels, str(exc)))
+        return Detected(str(path), error_result(path, channels, str(exc)))
     except OSError as exc:
-        return Detected(str(path), _error(path, channels, f"cannot read file: {exc.strerror or exc}"))
+        return Detected(str(path), error_result(path, channels, f"cannot read file: {exc.strerror or exc}"))
     except Exception as exc:  # a decoder bug must not turn into "no faces"
-        return Detected(str(path), _error(path, channels, f"cannot decode image: {type(exc).__name__}: {exc}"))
+        return Detected(str(path), error_result(path, channels, f"cannot decode image: {type(exc).__name__}: {exc}"))
     try:
         detections = engine.detect(img.rgb)
         # Keep only what encoding reads (a padded crop per face), not the whole photo (36 MB for 12 MP).
         crops = engine.encoding_crops(img.rgb, detections)
     except Exception as exc:
-        return Detected(str(path), _error(path, channels, f"face detection failed: {type(exc).__name__}: {exc}",
-                                          sha256=img.sha256, width=img.width, height=img.height))
+        reason = f"face detection failed: {type(exc).__name__}: {exc}"
+        return Detected(str(path), error_result(path, channels, reason, sha256=img.sha256, width=img.width,
+                                                height=img.height))
     try:
         phash = dhash(img.rgb)
     except Exception:  # grouping is a convenience: never let it cost a verdict
@@ -86,8 +88,8 @@ def judge_photo(det: Detected, engine, references: ReferenceSet, thresholds,
         faces = judge(references)
         per_channel = {ch: photo_verdict(judge(refs))[0] for ch, refs in (channel_refs or {}).items()}
     except Exception as exc:
-        return _error(det.path, channels, f"face detection failed: {type(exc).__name__}: {exc}",
-                      sha256=det.sha256, width=det.width, height=det.height)
+        return error_result(det.path, channels, f"face detection failed: {type(exc).__name__}: {exc}",
+                            sha256=det.sha256, width=det.width, height=det.height)
     verdict, reasons = photo_verdict(faces)
     return PhotoResult(path=det.path, verdict=verdict, reasons=reasons, faces=faces, sha256=det.sha256,
                        width=det.width, height=det.height, channel_verdicts=per_channel, phash=det.phash)
