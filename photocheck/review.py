@@ -49,6 +49,12 @@ class GroupRefused(SignoffError):
     """A decision refused for a whole burst group (its photos must be signed one by one)."""
 
 
+def same_person(a: str, b: str) -> bool:
+    """Whether two user names are the same person for the "second person" rule (case and
+    surrounding blanks ignored, as account names are)."""
+    return a.strip().casefold() == b.strip().casefold()
+
+
 def channel_verdicts(photo: Photo, scan: Scan) -> dict[str, str]:
     """The verdict per channel the photo was judged for.
 
@@ -268,7 +274,7 @@ def sign_one(db: Database, photo_id: int, *, reviewer: str, decision: str, chann
             who = f" by {prev.reviewer} ({prev.decision}, {prev.created_at:%Y-%m-%d %H:%M})" if prev else ""
             raise SignoffError(f"photo {photo.id} was already signed off{who}; nothing was changed "
                                f"(`photocheck review reopen {photo.id}` sends it back to the queue)")
-        if reviewer.strip().casefold() == scan.owner.strip().casefold():
+        if same_person(reviewer, scan.owner):
             raise SignoffError(f"{reviewer} ran scan {scan.id}: a second person must sign off its photos")
 
         verdicts = channel_verdicts(photo, scan)

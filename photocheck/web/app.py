@@ -33,7 +33,15 @@ from photocheck.redact import preview as redact_preview
 from photocheck.redact import redact as run_redact
 from photocheck.reports.html_report import VERDICT_ORDER, _box, _faces_text, jpeg_thumbnail
 from photocheck.results import FaceResult, FaceStatus
-from photocheck.review import SignoffError, channel_verdicts, current_signoff, scan_summary, sign, strict_in_photo
+from photocheck.review import (
+    SignoffError,
+    channel_verdicts,
+    current_signoff,
+    same_person,
+    scan_summary,
+    sign,
+    strict_in_photo,
+)
 
 SECRET_FILE = "web-secret.key"
 SESSION_HOURS = 8
@@ -201,7 +209,7 @@ def create_app(db_url: str | None = None, *, secret_key: bytes | None = None, re
                 pending = s.scalar(select(func.count()).select_from(Photo).where(
                     Photo.scan_id == scan.id, Photo.signoff_state == "pending")) or 0
                 rows.append({"scan": scan, "counts": counts, "pending": pending,
-                             "total": sum(counts.values()), "own": _same(scan.owner, g.user.username)})
+                             "total": sum(counts.values()), "own": same_person(scan.owner, g.user.username)})
         return render_template("scans.html", rows=rows, verdicts=[v.value for v in VERDICT_ORDER])
 
     def _scan_view(scan_id: int):
@@ -237,7 +245,7 @@ def create_app(db_url: str | None = None, *, secret_key: bytes | None = None, re
             blocks.append(members)
         blocks.sort(key=lambda m: rank.get(m[0]["verdict"], len(rank)))
         return dict(summary=summary, blocks=blocks, channel=channel, state=state, count=len(items),
-                    channels=school_channels(), states=STATES, own=_same(summary.owner, g.user.username))
+                    channels=school_channels(), states=STATES, own=same_person(summary.owner, g.user.username))
 
     @app.get("/scans/<int:scan_id>")
     def queue(scan_id: int):
@@ -278,7 +286,7 @@ def create_app(db_url: str | None = None, *, secret_key: bytes | None = None, re
         return render_template(
             "photo.html", p=p, scan=scan, verdicts=channel_verdicts(p, scan), faces_text=_faces_text(faces),
             boxes=boxes, so=so, strict=strict, redaction=red, changed=changed, reasons=_reasons(p),
-            own=_same(scan.owner, g.user.username), styles=STYLES, fit=_fit(p.width, p.height),
+            own=same_person(scan.owner, g.user.username), styles=STYLES, fit=_fit(p.width, p.height),
             can_redact=any(f.status.value in ("listed", "uncertain") for f in faces))
 
     @app.post("/photos/<int:photo_id>/sign")
@@ -312,7 +320,7 @@ def create_app(db_url: str | None = None, *, secret_key: bytes | None = None, re
             error = str(exc)
         return render_template("redact.html", p=p, scan=scan, style=style, styles=STYLES, error=error,
                                fit=_fit(p.width, p.height),
-                               own=_same(scan.owner, g.user.username))
+                               own=same_person(scan.owner, g.user.username))
 
     @app.post("/photos/<int:photo_id>/redact")
     def redact_confirm(photo_id: int):
@@ -384,10 +392,6 @@ def _host_name(header: str) -> str:
     if header.startswith("["):
         return header[1:header.find("]")] if "]" in header else header
     return header.partition(":")[0]
-
-
-def _same(a: str, b: str) -> bool:
-    return a.strip().casefold() == b.strip().casefold()
 
 
 def _reasons(p: Photo) -> list[str]:
