@@ -26,6 +26,7 @@ from photocheck.review import (
     PUBLISHABLE_VERDICTS,
     _current_signoff,
     channel_verdicts,
+    same_person,
     strict_in_photo,
     void_signoff,
 )
@@ -112,7 +113,7 @@ def _publish_one(db: Database, pid: int, channel: str, dest: Path, actor: str) -
             raise _Refused("a roster change may concern this photo: run `photocheck recheck` first")
         if strict_in_photo(s, pid):
             raise _Refused("shows a student who must never be published (strict in the roster)")
-        if so.reviewer.strip().casefold() == scan.owner.strip().casefold():  # pragma: no cover - sign refuses it
+        if same_person(so.reviewer, scan.owner):  # pragma: no cover - sign refuses it
             raise _Refused("signed off by the person who ran the scan")
         now = file_sha256(photo.path)
         if now != so.sha256:

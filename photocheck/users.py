@@ -37,6 +37,11 @@ def _dummy_hash() -> str:
     return _hasher.hash("photocheck: no such user")
 
 
+def _account_name(username: str) -> str:
+    """Account names are stored casefolded and compared that way (see review.same_person)."""
+    return username.strip().casefold()
+
+
 class UserError(Exception):
     """An account operation refused; the message says why."""
 
@@ -52,7 +57,7 @@ class Account:
 
 
 def normalise(username: str) -> str:
-    name = username.strip().casefold()
+    name = _account_name(username)
     if not USERNAME_RE.match(name):
         raise UserError(f"{username!r} is not a valid username: 1-64 characters, letters, digits and . _ @ - "
                         "(starting with a letter or digit)")
@@ -92,12 +97,12 @@ def list_users(db: Database) -> list[Account]:
 
 def get_user(db: Database, username: str) -> Account | None:
     with db.session() as s:
-        u = s.scalar(select(User).where(User.username == username.strip().casefold()))
+        u = s.scalar(select(User).where(User.username == _account_name(username)))
         return _account(u) if u else None
 
 
 def _require(s, username: str) -> User:
-    name = username.strip().casefold()
+    name = _account_name(username)
     u = s.scalar(select(User).where(User.username == name))
     if u is None:
         raise UserError(f"no user {name!r} (see `photocheck user list`)")
@@ -123,7 +128,7 @@ def set_password(db: Database, username: str, password: str, *, actor: str) -> A
 
 def authenticate(db: Database, username: str, password: str, *, via: str = "web") -> Account | None:
     """The account if the password is right and the account enabled, else None; audited either way."""
-    name = username.strip().casefold()
+    name = _account_name(username)
     with db.session(immediate=True) as s:
         u = s.scalar(select(User).where(User.username == name)) if USERNAME_RE.match(name) else None
         ok = False
