@@ -14,8 +14,9 @@ ONNX model (one run per photo, as FaceEngine.encode, and one run per face). Prin
 element difference and the largest change of the Euclidean distance between any two faces.
 
 speed: CPU time (time.process_time: the process's user+sys over all its threads, so other load on
-the machine matters less than for wall time) for the ResNet alone: dlib on the chip, onnxruntime
-on one thread at batch 1, 4 and 16; plus landmarks + chip (dlib, both paths need it).
+the machine matters less than for wall time), per face: the ResNet alone (dlib on the chip;
+onnxruntime on one thread at batch 1, 4 and 16), landmarks and chip (dlib, both paths need them),
+and the whole encode before/now; then per photo on --events-n event photos (encode stage only).
 """
 from __future__ import annotations
 
@@ -114,26 +115,50 @@ def speed(a) -> int:
     import onnxruntime as ort
 
     from photocheck.engine import FaceEngine
+    from photocheck.images import load_image
 
     engine = FaceEngine()
     rec = _dlib_rec()
     paths = sorted(p for p in (FACES / "people").rglob("*") if p.suffix.lower() in {".jpg", ".png"})
-    faces = [f for _, fs in _faces(engine, paths) for f in fs][:16]
-    chips = [c for _, _, c in faces]
-    print(f"{len(chips)} chips (faces of ../shared/faces/people); onnxruntime {ort.__version__}, "
+    photos = [(rgb, engine.detect(rgb)) for rgb in (load_image(p).rgb for p in paths)]
+    n_faces = sum(len(d) for _, d in photos)
+    faces = [engine.face_landmarks(rgb, d) for rgb, dets in photos for d in dets]
+    chips = [engine._dlib.get_face_chip(c, s, 150, 0.25) for c, s in faces]
+    print(f"{n_faces} faces in {len(photos)} photos of ../shared/faces/people; onnxruntime {ort.__version__}, "
           "intra_op_num_threads=1; CPU ms per face:")
-    rows = [("dlib compute_face_descriptor(chip), one face per call",
+    rows = [("ResNet: dlib compute_face_descriptor(chip)",
              _cpu_ms_per_face(lambda: [rec.compute_face_descriptor(c) for c in chips], len(chips)))]
     for b in (1, 4, 16):
         groups = [chips[i:i + b] for i in range(0, len(chips), b)]
-        rows.append((f"onnxruntime, batch {b}",
+        rows.append((f"ResNet: onnxruntime, batch {b}",
                      _cpu_ms_per_face(lambda: [engine.encode_chips(g) for g in groups], len(chips))))
-    crop_shapes = [(c, s) for c, s, _ in faces]
-    rows.append(("(both) dlib.get_face_chip",
-                 _cpu_ms_per_face(lambda: [engine._dlib.get_face_chip(c, s, 150, 0.25) for c, s in crop_shapes],
-                                  len(chips))))
+    rows.append(("landmarks (dlib 5-point, crop, upscale)",
+                 _cpu_ms_per_face(lambda: [engine.face_landmarks(rgb, d) for rgb, dets in photos for d in dets],
+                                  n_faces)))
+    rows.append(("chip (dlib.get_face_chip)",
+                 _cpu_ms_per_face(lambda: [engine._dlib.get_face_chip(c, s, 150, 0.25) for c, s in faces], n_faces)))
+    rows.append(("encode before: landmarks + dlib compute_face_descriptor",
+                 _cpu_ms_per_face(lambda: [rec.compute_face_descriptor(*engine.face_landmarks(rgb, d), 1)
+                                           for rgb, dets in photos for d in dets], n_faces)))
+    rows.append(("encode now: FaceEngine.encode(rgb, detections)",
+                 _cpu_ms_per_face(lambda: [engine.encode(rgb, dets) for rgb, dets in photos], n_faces)))
     for name, ms in rows:
-        print(f"  {name:55s} {ms:7.2f}")
+        print(f"  {name:56s} {ms:7.2f}")
+
+    ev = sorted(a.events.glob("*.jpg"))[:a.events_n] if a.events.is_dir() else []
+    if ev:
+        photos = [(rgb, engine.detect(rgb)) for rgb in (load_image(p).rgb for p in ev)]
+        n = sum(len(d) for _, d in photos)
+        print(f"{len(ev)} event photos of {a.events} ({n / len(ev):.1f} faces/photo); CPU ms per photo:")
+
+        def per_photo(fn):
+            return _cpu_ms_per_face(fn, len(photos), min_seconds=5.0)
+
+        before = per_photo(lambda: [rec.compute_face_descriptor(*engine.face_landmarks(rgb, d), 1)
+                                    for rgb, dets in photos for d in dets])
+        now = per_photo(lambda: [engine.encode(rgb, dets) for rgb, dets in photos])
+        print(f"  {'encode before (landmarks + dlib)':56s} {before:7.1f}  ({before * len(photos) / n:.1f}/face)")
+        print(f"  {'encode now (FaceEngine.encode, one run per photo)':56s} {now:7.1f}  ({now * len(photos) / n:.1f}/face)")
     return 0
 
 
