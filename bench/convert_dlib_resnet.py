@@ -23,7 +23,8 @@ dlib details the graph reproduces (checked in the dlib 20.0.1 sources):
 * affine layers (batch norm frozen to scale/shift) are folded into the preceding convolution.
 
 The source .dat's sha256 is stored in metadata_props["dlib_dat_sha256"]; photocheck's engine
-refuses an .onnx whose value differs from the installed .dat's.
+refuses an .onnx whose value differs from the installed .dat's. The output is deterministic (same
+.dat, same onnx package: same bytes). Check it against dlib with `bench/encoder_onnx.py verify`.
 
 Serialization format (dlib/serialize.h, dlib/dnn/core.h, layers.h, input.h, loss.h):
 * integers: one control byte (low 4 bits: byte count, bit 0x80: negative) + that many bytes,
@@ -280,7 +281,7 @@ def read_dlib_resnet(data: bytes) -> DlibNet:
 
 # --------------------------------------------------------------------------- the ONNX graph
 
-def build_onnx(net: DlibNet, *, dat_sha256: str | None = None, fold_affine: bool = True):
+def build_onnx(net: DlibNet, *, dat_sha256: str | None = None):
     """The ONNX model of `net`: uint8 NHWC chips in, float32 (N,128) descriptors out.
 
     Shapes are tracked here (C, H, W per tensor) to know where add_prev needs zero padding."""
@@ -326,7 +327,7 @@ def build_onnx(net: DlibNet, *, dat_sha256: str | None = None, fold_affine: bool
             w = layer.params["w"].astype(np.float64)
             b = layer.params["b"].astype(np.float64)
             nxt = layers[i + 1] if i + 1 < len(layers) else None
-            if fold_affine and nxt is not None and nxt.kind == "affine":
+            if nxt is not None and nxt.kind == "affine":   # fold the affine layer into the conv
                 g = nxt.params["gamma"].astype(np.float64)
                 w = w * g[:, None, None, None]
                 b = b * g + nxt.params["beta"].astype(np.float64)
@@ -382,29 +383,6 @@ def build_onnx(net: DlibNet, *, dat_sha256: str | None = None, fold_affine: bool
         helper.set_model_props(model, {"dlib_dat_sha256": dat_sha256, "source": "dlib_face_recognition_resnet_model_v1.dat"})
     onnx.checker.check_model(model)
     return model
-
-
-def random_net(seed: int = 0) -> DlibNet:
-    """The same architecture with random weights (speed check without the .dat)."""
-    rng = np.random.default_rng(seed)
-    layers, c = [], 3
-    for wrapper, spec in architecture():
-        if wrapper != "layer":
-            layers.append(Layer(wrapper, (spec,)))
-            continue
-        kind, *args = spec
-        params = {}
-        if kind == "con":
-            n, size, _ = args
-            params = {"w": rng.normal(0, (2 / (c * size * size)) ** 0.5, (n, c, size, size)).astype(np.float32),
-                      "b": np.zeros(n, np.float32)}
-            c = n
-        elif kind == "affine":
-            params = {"gamma": np.ones(c, np.float32), "beta": np.zeros(c, np.float32)}
-        elif kind == "fc":
-            params = {"w": rng.normal(0, 0.06, (256, args[0])).astype(np.float32)}
-        layers.append(Layer(kind, tuple(args), params))
-    return DlibNet(mean_rgb=(122.782, 117.001, 104.298), layers=layers)
 
 
 def sha256_file(path: Path) -> str:
