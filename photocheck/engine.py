@@ -204,7 +204,8 @@ def laplacian_sharpness(grey: np.ndarray) -> float:
 # --------------------------------------------------------------------------- the engine
 
 class FaceEngine:
-    """Not thread-safe; make one per worker process."""
+    """One per process. detect() and encode*() may run in different threads at once (a scan worker
+    does): onnxruntime sessions and dlib's landmark predictor keep no per-call state."""
 
     def __init__(self, settings: DetectorSettings | None = None, *, threads: int = 1,
                  detector: bool = True, encoder: bool = True):

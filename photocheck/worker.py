@@ -86,7 +86,7 @@ def judge_photo(det: Detected, engine, references: ReferenceSet, thresholds,
         return det.error
     channels = list(channel_refs or {})
     try:
-        encodings = [engine.encode(crop, [d])[0] for crop, d in det.crops]
+        encodings = engine.encode_crops(det.crops)
 
         def judge(refs: ReferenceSet):
             return [classify_face(tuple(int(v) for v in d.box), enc, d.sharpness, refs, thresholds,
