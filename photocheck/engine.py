@@ -327,9 +327,9 @@ class FaceEngine:
         Same pixels as Image.fromarray(rgb).resize(size), without its whole-photo PIL copy
         (4 bytes/pixel: 48 MB for 12 MP) and Pillow's horizontal-pass image beside it (19 MB):
         Pillow resizes in two passes, each rounded to 8 bits, horizontally first unless the height
-        shrinks by more than twice as many pixels as the width (Pillow >= 12.2, python-pillow/Pillow
-        #9549; always horizontally first before). So when both sides shrink and the height by less
-        than 1.9x the width's pixels, the horizontal pass runs on bands of `band` rows and the
+        shrinks by more than twice as many pixels as the width (newer Pillow: python-pillow/Pillow
+        #9549; always horizontally first before). So when both sides shrink and the height by at most
+        1.9x the width's pixels, the horizontal pass runs on bands of `band` rows and the
         vertical pass once; otherwise (small images upscaled, tall panoramas) Pillow resizes the
         whole photo. tests/test_engine.py checks this equality for the usual camera shapes."""
         h, w = rgb.shape[:2]
