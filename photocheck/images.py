@@ -56,6 +56,18 @@ _TRANSPOSE = {
     7: Image.Transpose.TRANSVERSE,
     8: Image.Transpose.ROTATE_90,
 }
+# The same transposes on an H x W x 3 array (views; tests/test_images.py checks them against PIL's).
+# Applied to the decoded array rather than to the PIL image: PIL's transpose would hold a second
+# 4-bytes-per-pixel image (48 MB for 12 MP) beside the first while the array is made.
+_TRANSPOSE_ARRAY = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.transpose(1, 0, 2),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: np.rot90(a, 2).transpose(1, 0, 2),
+    8: lambda a: np.rot90(a, 1),
+}
 
 # Transparent pixels are composited on mid-grey: contrasts with both light and dark
 # skin and hair, so a face cut out on a transparent background stays detectable.
@@ -283,16 +295,17 @@ def load_image(path: str | os.PathLike, *, max_side: int | None = None) -> Loade
         except Exception as e:
             raise ImageError(f"cannot convert {fmt} mode {im.mode} to RGB: {_describe(e)}") from e
 
+    del im  # `out` may be the decoded image itself: from here only `out` keeps it alive
     if target is not None and out.size != target:
         out = out.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    rgb = _to_array(out)
+    del out  # the decoded image is freed before the upright copy is made
     if not pre_rotated:
-        if orientation in _TRANSPOSE:
-            out = out.transpose(_TRANSPOSE[orientation])
+        if orientation in _TRANSPOSE_ARRAY:
+            rgb = np.ascontiguousarray(_TRANSPOSE_ARRAY[orientation](rgb))
         if orientation >= 5:
             w, h = h, w
 
-    rgb = _to_array(out)
-    del out
     if rgb.ndim != 3 or rgb.shape[2] != 3:  # pragma: no cover - defensive
         raise ImageError(f"internal: unexpected pixel array shape {rgb.shape}")
     scale = rgb.shape[1] / w if target is not None else 1.0

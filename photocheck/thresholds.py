@@ -70,6 +70,8 @@ class DetectorSettings(_Section):
     hog_fallback: bool  # also run dlib HOG and add faces CenterFace missed
     hog_long_side: int
     hog_upsample: int
+    tile_rows: int  # CenterFace's stem runs on bands of this many working-size rows (0 = whole image)
+    tile_margin: int  # rows of context above and below each band (must cover the stem's receptive field)
 
 
 @dataclass(frozen=True)
@@ -142,6 +144,10 @@ def load_thresholds(path: str | Path | None = None) -> Thresholds:
         grouping=GroupingThresholds.from_dict(data["grouping"], "grouping"),
         source=str(p),
     )
+    d = t.detector
+    if d.tile_rows < 0 or d.tile_margin < 0 or d.tile_rows % 32 or d.tile_margin % 32:
+        raise ThresholdsError(f"{p}: [detector] tile_rows and tile_margin must be multiples of 32 (>= 0), "
+                              f"got {d.tile_rows}, {d.tile_margin}")
     m = t.match
     if not (0 < m.block_distance <= m.review_distance):
         raise ThresholdsError(f"{p}: need 0 < block_distance <= review_distance, got {m}")

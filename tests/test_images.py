@@ -377,6 +377,14 @@ def test_exif_orientation_png(tmp_path, o):
     assert_upright(li.rgb)
 
 
+@pytest.mark.parametrize("o", range(2, 9))
+def test_array_transposes_are_pils(o):
+    """load_image applies the EXIF fix-up to the decoded array (_TRANSPOSE_ARRAY): PIL's transposes."""
+    a = np.random.default_rng(o).integers(0, 256, (7, 11, 3), dtype=np.uint8)
+    want = np.asarray(Image.fromarray(a).transpose(images._TRANSPOSE[o]))
+    assert np.array_equal(images._TRANSPOSE_ARRAY[o](a), want)
+
+
 def test_exif_orientation_jpeg(tmp_path):
     li = load_image(stored_with_orientation(tmp_path, 6, "JPEG", quality=95))
     assert (li.orientation, li.width, li.height) == (6, 40, 20)
