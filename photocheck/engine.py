@@ -455,24 +455,32 @@ class FaceEngine:
         marks[..., 1] *= sy
         return boxes.astype(np.float32), marks.astype(np.float32)
 
-    def detect_raw(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """CenterFace boxes (x1,y1,x2,y2,score) + landmarks merged over all passes (unmapped)."""
+    def pass_inputs(self, rgb: np.ndarray) -> list[np.ndarray]:
+        """The working-size copies of `rgb` that CenterFace runs on, one per pass (H x W x 3 uint8).
+
+        Main pass at a fixed working resolution (small faces), plus a coarse pass that catches
+        faces too big for the net's receptive field at the main resolution. Small images are
+        upscaled up to max_upscale so their small faces reach the net's range. A scan worker makes
+        these in its decode thread, so that its detect thread only runs the net."""
         rgb = _as_rgb(rgb)
         h, w = rgb.shape[:2]
-        long = max(h, w)
         st = self.settings
-        all_b, all_m = [], []
-        # Main pass at a fixed working resolution (small faces), plus a coarse pass that
-        # catches faces too big for the net's receptive field at the main resolution.
-        # Small images are upscaled up to max_upscale so their small faces reach the net's range.
-        main = min(st.long_side, long * st.max_upscale)
+        main = min(st.long_side, max(h, w) * st.max_upscale)
         sides = [main]
         if st.coarse_long_side and st.coarse_long_side < main * 0.75:
             sides.append(st.coarse_long_side)
-        for side in sides:
-            px = np.asarray(self.resize(rgb, self.work_size(w, h, int(side))))  # the PIL image is freed here
+        # np.asarray frees each PIL image at once
+        return [np.asarray(self.resize(rgb, self.work_size(w, h, int(side)))) for side in sides]
+
+    def detect_raw(self, rgb: np.ndarray, inputs: list[np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """CenterFace boxes (x1,y1,x2,y2,score) + landmarks merged over all passes (unmapped).
+        `inputs`: pass_inputs(rgb), if already made."""
+        rgb = _as_rgb(rgb)
+        h, w = rgb.shape[:2]
+        st = self.settings
+        all_b, all_m = [], []
+        for px in inputs if inputs is not None else self.pass_inputs(rgb):
             b, m = self._run_centerface(px, w, h)
-            del px
             all_b.append(b)
             all_m.append(m)
         boxes = np.concatenate(all_b)
@@ -507,10 +515,11 @@ class FaceEngine:
         bottom = int(round(min(float(h), cy + half)))
         return (top, right, bottom, left)
 
-    def detect(self, rgb: np.ndarray) -> list[Detection]:
+    def detect(self, rgb: np.ndarray, inputs: list[np.ndarray] | None = None) -> list[Detection]:
+        """The faces in `rgb`. `inputs`: pass_inputs(rgb), if already made."""
         rgb = _as_rgb(rgb)
         h, w = rgb.shape[:2]
-        boxes, marks = self.detect_raw(rgb)
+        boxes, marks = self.detect_raw(rgb, inputs)
         out: list[Detection] = []
         for b, m in zip(boxes, marks):
             box = self._to_dlib_box(b, m, h, w)

@@ -54,10 +54,11 @@ def decode_photo(path: Path, channels: list[str]):
         return None, error_result(path, channels, f"cannot decode image: {type(exc).__name__}: {exc}")
 
 
-def detect_decoded(path: Path, img, engine, channels: list[str]) -> Detected:
-    """Detect the faces of a decoded photo and cut their crops. Never raises."""
+def detect_decoded(path: Path, img, engine, channels: list[str], inputs=None) -> Detected:
+    """Detect the faces of a decoded photo and cut their crops. Never raises.
+    `inputs`: engine.pass_inputs(img.rgb), if already made."""
     try:
-        detections = engine.detect(img.rgb)
+        detections = engine.detect(img.rgb, inputs)
         # Keep only what encoding reads (a padded crop per face), not the whole photo (36 MB for 12 MP).
         crops = engine.encoding_crops(img.rgb, detections)
     except Exception as exc:
@@ -137,8 +138,8 @@ def serve(tasks, results, setup: WorkerSetup) -> None:
     on `results`; None ends it. Started by scan._run_pool.
 
     Three threads share one loaded engine, so that two cores stay busy with one copy of each
-    model: decode (PIL), detect (CenterFace on onnxruntime) and encode + judge (dlib landmarks,
-    the ResNet). Each works on a different photo; all three spend their time in C code that
+    model: decode (PIL: the photo and its working-size copies for the detector), detect
+    (CenterFace on onnxruntime) and encode + judge (dlib landmarks, the ResNet on onnxruntime). Each works on a different photo; all three spend their time in C code that
     releases the GIL. Bounded queues keep at most DECODED_AT_ONCE photos decoded in full; what
     reaches the encode thread is only each face's padded crop.
 
@@ -178,15 +179,22 @@ def serve(tasks, results, setup: WorkerSetup) -> None:
         while (path := tasks.recv()) is not None:
             decoded_slots.acquire()
             img, error = decode_photo(Path(path), channels)
-            decoded.put((path, img, error))
+            inputs = None
+            if img is not None:
+                try:
+                    inputs = engine.pass_inputs(img.rgb)
+                except Exception:  # detect_decoded makes them again and reports the failure
+                    pass
+            decoded.put((path, img, error, inputs))
         decoded.put(stop)
 
     def detect_loop() -> None:
         while (item := decoded.get()) is not stop:
-            path, img, error = item
+            path, img, error, inputs = item
             del item
-            det = Detected(path, error) if error is not None else detect_decoded(Path(path), img, engine, channels)
-            del img
+            det = (Detected(path, error) if error is not None
+                   else detect_decoded(Path(path), img, engine, channels, inputs))
+            del img, inputs
             decoded_slots.release()
             release_memory()  # hand the decoded photo's and the detector's buffers back
             detected.put(det)
