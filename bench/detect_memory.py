@@ -24,7 +24,7 @@ Usage (repo root; Linux only because of /proc):
   .venv/bin/python bench/detect_memory.py --baseline /work/main          # table, threads 1 and 2
   .venv/bin/python bench/detect_memory.py --n 8 --rounds 1 --only toml --threads 2
   .venv/bin/python bench/detect_memory.py --margins
-  .venv/bin/python bench/detect_memory.py --verify --sets /tmp/detmem/sets/*/photos
+  .venv/bin/python bench/detect_memory.py --verify --baseline /work/main --sets /tmp/detmem/sets/*/photos
 Default photos: /tmp/pc-speed/set/events/photos (bench/speed.py's 60 photos, 4000x3000, seed 31);
 --verify adds ../shared/faces.
 """
@@ -120,8 +120,9 @@ def _apply_options(opts: dict) -> None:
             super().__init__(model, so, providers=providers, **kw)
 
         def run(self, output_names, input_feed, run_options=None):
-            if opts.get("shrink") or (opts.get("release") and Session.last_run
-                                      and not any(k.startswith("input") for k in input_feed)):
+            # release: the engine's last run of a photo is the coarse pass's head (or whole-graph)
+            # run, the one that asks for the output maps by name (the stem's runs ask for None)
+            if opts.get("shrink") or (opts.get("release") and Session.last_run and output_names is not None):
                 run_options = ort.RunOptions()
                 run_options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
             return super().run(output_names, input_feed, run_options)
@@ -257,7 +258,8 @@ def table(names: list[str], threads: list[int], photos: list[Path], rounds: int,
     print(f"{len(photos)} photos from {photos[0].parent}, {rounds} round(s) in lock-step, settings in groups "
           f"of {group} + the reference; CPU s/photo of detect() (first photo left out)", file=sys.stderr)
     names = [n for n in names if n != "main"]
-    head = " | ".join(f"peak RSS MB ({t} thr) | CPU s/photo ({t} thr) | CPU vs main ({t} thr)" for t in threads)
+    vs = "main branch" if baseline else "main"
+    head = " | ".join(f"peak RSS MB ({t} thr) | CPU s/photo ({t} thr) | CPU vs {vs} ({t} thr)" for t in threads)
     rows: dict[str, dict] = {}
     for t in threads:
         for g in range(0, max(1, len(names)), group):
@@ -265,6 +267,7 @@ def table(names: list[str], threads: list[int], photos: list[Path], rounds: int,
             members += [Child(n, t) for n in names[g:g + group]]
             lockstep(members, photos, rounds)
             ref = members[0]
+            rel = members[1] if baseline else ref  # CPU relative to main's code when it is there
             for c in members:
                 same = all(compare(ref.results[:len(photos)], c.results[i:i + len(photos)])[0]
                            for i in range(0, len(c.results), len(photos)))
@@ -273,10 +276,10 @@ def table(names: list[str], threads: list[int], photos: list[Path], rounds: int,
                 row["same"] &= same
                 row.setdefault("peak", {})[t] = max(row.get("peak", {}).get(t, 0), c.info["peak_mb"])
                 row.setdefault("cpu", {}).setdefault(t, []).append(c.cpu())
-                row.setdefault("rel", {}).setdefault(t, []).append(c.cpu() / ref.cpu() - 1)
+                row.setdefault("rel", {}).setdefault(t, []).append(c.cpu() / rel.cpu() - 1)
                 print(f"  {c.name:22s} threads={t} peak {c.info['peak_mb']:6.1f} MB (engine loaded "
                       f"{c.info['rss_init_mb']:5.1f}, end {c.info['rss_end_mb']:5.1f}) detect {c.cpu():.3f} s "
-                      f"({100 * (c.cpu() / ref.cpu() - 1):+.1f}% vs main)  identical={same} "
+                      f"({100 * (c.cpu() / rel.cpu() - 1):+.1f}% vs {rel.name})  identical={same} "
                       f"({faces} faces, max diff {worst:.1e})", file=sys.stderr, flush=True)
     print(f"\n| setting | tiles (rows/margin) | {head} | detections identical |")
     print("|---|---|" + "---|---|---|" * len(threads) + "---|")
@@ -290,16 +293,18 @@ def table(names: list[str], threads: list[int], photos: list[Path], rounds: int,
         print(f"| {name} | {tiles} | {cells} | {'yes' if row['same'] else 'NO'} |")
 
 
-def verify(sets: list[Path]) -> bool:
-    """Reference (untiled) vs thresholds.toml's settings on every photo of every set, 1 thread."""
+def verify(sets: list[Path], baseline: Path | None) -> bool:
+    """Reference (untiled; with --baseline, main's code) vs thresholds.toml's settings on every photo of
+    every set, 1 thread."""
     ok = True
-    print("\n| photo set | photos | faces | peak RSS MB untiled -> thresholds.toml | identical (max diff) |")
+    before = "main branch" if baseline else "untiled"
+    print(f"\n| photo set | photos | faces | peak RSS MB {before} -> thresholds.toml | identical (max diff) |")
     print("|---|---|---|---|---|")
     for folder in sets:
         photos = photos_in(folder)
         if not photos:
             continue
-        ref, got = Child("main", 1), Child("toml", 1)
+        ref, got = Child(before, 1, baseline) if baseline else Child("main", 1), Child("toml", 1)
         lockstep([ref, got], photos, 1)
         same, worst, faces = compare(ref.results, got.results)
         ok &= same
@@ -401,7 +406,7 @@ def main() -> int:
         sets = ([SPEED_SET] if SPEED_SET.is_dir() else []) + args.sets
         if (SHARED / "faces").is_dir():
             sets += [d for d in sorted((SHARED / "faces").iterdir()) if d.is_dir()]
-        return 0 if verify(sets) else 1
+        return 0 if verify(sets, args.baseline) else 1
     photos = photos_in(args.photos)
     if not photos:
         sys.exit(f"no photos in {args.photos} (make them with bench/speed.py or pass --photos DIR)")
