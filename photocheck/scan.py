@@ -10,8 +10,9 @@ import hashlib
 import json
 import multiprocessing
 import os
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from collections import deque
 from dataclasses import dataclass, field
+from multiprocessing.connection import wait as mp_wait
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -24,15 +25,7 @@ from photocheck.groups import assign_groups
 from photocheck.images import file_sha256, iter_image_files
 from photocheck.results import FaceResult, FaceStatus, PhotoResult, ScanSummary, Verdict, printable_path
 from photocheck.screening import ReferenceSet
-from photocheck.worker import (
-    detect_in_worker,
-    error_result,
-    init_detect_worker,
-    init_encode_worker,
-    judge_in_worker,
-    release_memory,
-    screen_photo,
-)
+from photocheck.worker import WorkerSetup, error_result, release_memory, screen_photo, serve
 
 __all__ = ["ScanOutcome", "ScanSetupError", "Skipped", "scan", "screen_photo"]
 
@@ -295,69 +288,120 @@ def scan(
 
 
 def _pool_shape(jobs: int) -> tuple[int, int]:
-    """(detect+encode worker pairs, onnxruntime threads per detect worker) for `jobs` cores.
+    """(worker processes, onnxruntime threads each) for `jobs` cores: one worker per two cores.
 
-    Detection is the longer stage (~0.55 vs ~0.35 CPU s per 12 MP photo), so each detect worker's
-    onnxruntime also gets the pair's second core while its encode worker waits."""
-    pairs = max(1, jobs // 2)
-    return pairs, max(1, jobs // pairs)
+    A worker's three threads (decode, detect, encode) keep two cores busy with one copy of each
+    model; the detector gets both cores' threads to use whenever the other stages wait."""
+    workers = max(1, jobs // 2)
+    return workers, max(1, jobs // workers)
+
+
+# Photos sent ahead to a worker: one being decoded, one decoded and waiting, one being detected,
+# one being encoded. More would only wait in its queues (and be re-tried if it crashed).
+IN_FLIGHT_PER_WORKER = 4
+
+
+class _Worker:
+    """A worker process (worker.serve) and the photos sent to it whose results are not back yet."""
+
+    def __init__(self, ctx, setup: WorkerSetup):
+        task_end, self.tasks = ctx.Pipe(duplex=False)
+        self.results, result_end = ctx.Pipe(duplex=False)
+        self.proc = ctx.Process(target=serve, args=(task_end, result_end, setup), name="photocheck-worker",
+                                daemon=True)
+        self.proc.start()
+        task_end.close()  # the child's ends: a dead child then reads as EOF here
+        result_end.close()
+        self.in_flight: list[str] = []
+        self.ready = False
+
+    def send(self, path: str) -> None:
+        self.tasks.send(path)
+        self.in_flight.append(path)
+
+    def stop(self, now: bool) -> None:
+        if not now:
+            try:
+                self.tasks.send(None)
+                self.proc.join(timeout=30)
+            except OSError:
+                pass
+        if self.proc.is_alive():
+            self.proc.terminate()
+        self.proc.join(timeout=10)
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join()
+        self.tasks.close()
+        self.results.close()
 
 
 def _run_pool(files: list[Path], jobs: int, references: ReferenceSet, thresholds,
               record: Callable[[PhotoResult], None], channel_refs=None) -> None:
-    """Screen `files` in two worker pools side by side: detect workers (decode + CenterFace)
-    hand each photo's face crops to encode workers (dlib + verdict); see worker.py.
+    """Screen `files` in worker processes (worker.serve), recording each result as it arrives.
 
-    forkserver: workers start clean (no copied DB connections or threads). At most 2 photos per
-    detect worker are queued or being decoded, which keeps memory bounded; detected photos are
-    small (face crops) while they wait for an encode worker."""
+    forkserver: workers start clean (no copied DB connections or threads). A worker that dies
+    (out of memory, a decoder crash) is replaced, and the photos it had in flight are screened
+    again one at a time: the photo that kills a worker alone becomes an `error`, the others are
+    screened normally."""
     ctx = multiprocessing.get_context("forkserver")
     # Workers need photocheck.worker + the engine only; the default preload (__main__, i.e. the whole
     # CLI with typer/rich) would add ~80 MB to the forkserver and every worker.
     ctx.set_forkserver_preload([])
-    pairs, ort_threads = _pool_shape(jobs)
+    n_workers, detector_threads = _pool_shape(jobs)
+    setup = WorkerSetup(references, thresholds, channel_refs, os.getpid(), detector_threads)
     channels = list(channel_refs or {})
+    pending = deque(str(f) for f in files)
+    retry: deque[str] = deque()     # in flight in a worker that died: screened again, alone
+    retried: set[str] = set()
+    workers = [_Worker(ctx, setup) for _ in range(min(n_workers, len(files)))]
 
-    def crashed(path, exc: BaseException) -> PhotoResult:  # a worker died (e.g. out of memory)
-        return error_result(path, channels, f"screening crashed: {type(exc).__name__}: {exc}")
+    def feed(w: _Worker) -> None:
+        if not w.ready or (w.in_flight and w.in_flight[0] in retried):
+            return
+        if retry:
+            if not w.in_flight:
+                path = retry.popleft()
+                retried.add(path)
+                w.send(path)
+            return
+        while pending and len(w.in_flight) < IN_FLIGHT_PER_WORKER:
+            w.send(pending.popleft())
 
-    with ProcessPoolExecutor(max_workers=pairs, mp_context=ctx, initializer=init_detect_worker,
-                             initargs=(thresholds, channels, os.getpid(), ort_threads)) as detect_pool, \
-         ProcessPoolExecutor(max_workers=pairs, mp_context=ctx, initializer=init_encode_worker,
-                             initargs=(references, thresholds, channel_refs, os.getpid())) as encode_pool:
-        detecting: dict[Future, Path] = {}
-        encoding: dict[Future, Path] = {}
-        queue = iter(files)
-        try:
-            while True:
-                while len(detecting) < 2 * pairs:
-                    nxt = next(queue, None)
-                    if nxt is None:
-                        break
-                    detecting[detect_pool.submit(detect_in_worker, str(nxt))] = nxt
-                if not detecting and not encoding:
-                    break
-                done, _ = wait([*detecting, *encoding], return_when=FIRST_COMPLETED)
-                for fut in done:
-                    if fut in detecting:
-                        path = detecting.pop(fut)
-                        try:
-                            det = fut.result()
-                        except Exception as exc:
-                            record(crashed(path, exc))
-                            continue
-                        if det.error is not None:
-                            record(det.error)
-                        else:
-                            encoding[encode_pool.submit(judge_in_worker, det)] = path
-                    else:
-                        path = encoding.pop(fut)
-                        try:
-                            result = fut.result()
-                        except Exception as exc:
-                            result = crashed(path, exc)
-                        record(result)
-        except BaseException:
-            for fut in [*detecting, *encoding]:
-                fut.cancel()
-            raise
+    def died(w: _Worker) -> _Worker:
+        w.stop(now=True)
+        if not w.ready:
+            raise RuntimeError(f"a screening worker died while loading the face models (exit code {w.proc.exitcode})")
+        for path in w.in_flight:
+            if path in retried:  # it crashed a worker on its own: that photo is the cause
+                record(error_result(path, channels, f"screening crashed the worker (exit code {w.proc.exitcode}); "
+                                                    "the photo may be corrupt or too large to decode"))
+            else:
+                retry.append(path)
+        return _Worker(ctx, setup)
+
+    try:
+        while pending or retry or any(w.in_flight for w in workers):
+            for w in workers:
+                feed(w)
+            for conn in mp_wait([w.results for w in workers]):
+                i = next(i for i, w in enumerate(workers) if w.results is conn)
+                w = workers[i]
+                try:
+                    path, message = conn.recv()
+                except (EOFError, OSError):
+                    workers[i] = died(w)
+                    continue
+                if path == "setup-failed":
+                    raise RuntimeError(f"the screening worker could not load the face models: {message}")
+                if path == "ready":
+                    w.ready = True
+                    continue
+                w.in_flight.remove(path)
+                record(message)
+    except BaseException:
+        for w in workers:
+            w.stop(now=True)
+        raise
+    for w in workers:
+        w.stop(now=False)

@@ -3,13 +3,9 @@
 Kept apart from scan.py so the worker imports only what screening needs (numpy, PIL, onnxruntime,
 dlib) — never SQLAlchemy, typer or rich (measured: ~30 MB per process).
 
-A scan screens each photo in two stages, each in its own worker process: a detect worker
-(decode + CenterFace on onnxruntime, no dlib) and an encode worker (dlib landmarks + descriptors
-on the faces' crops, then the verdict; no onnxruntime). The two run side by side on different
-photos, so two cores stay busy while each model is loaded once and only one photo at a time is
-decoded in full (a 12 MP photo costs ~200 MB while it is decoded and detected; the encode stage
-gets only its face crops). Threads could not do this: dlib holds the GIL for the whole ~90 ms
-of each face's encoding.
+A scan's worker process (`serve`, one per two cores) loads the face engine once and screens
+photos in three threads — decode, detect, encode + judge — each on a different photo, so both
+cores stay busy with one copy of each model and at most two photos decoded in full.
 """
 from __future__ import annotations
 
@@ -46,16 +42,20 @@ def error_result(path, channels, reason: str, **kw) -> PhotoResult:
                        channel_verdicts={ch: Verdict.ERROR for ch in channels}, **kw)
 
 
-def detect_photo(path: Path, engine, channels: list[str]) -> Detected:
-    """Decode and detect one photo. Never raises: failures become an `error` result."""
+def decode_photo(path: Path, channels: list[str]):
+    """(LoadedImage, None) or (None, an `error` result). Never raises."""
     try:
-        img = load_image(path)
+        return load_image(path), None
     except ImageError as exc:
-        return Detected(str(path), error_result(path, channels, str(exc)))
+        return None, error_result(path, channels, str(exc))
     except OSError as exc:
-        return Detected(str(path), error_result(path, channels, f"cannot read file: {exc.strerror or exc}"))
+        return None, error_result(path, channels, f"cannot read file: {exc.strerror or exc}")
     except Exception as exc:  # a decoder bug must not turn into "no faces"
-        return Detected(str(path), error_result(path, channels, f"cannot decode image: {type(exc).__name__}: {exc}"))
+        return None, error_result(path, channels, f"cannot decode image: {type(exc).__name__}: {exc}")
+
+
+def detect_decoded(path: Path, img, engine, channels: list[str]) -> Detected:
+    """Detect the faces of a decoded photo and cut their crops. Never raises."""
     try:
         detections = engine.detect(img.rgb)
         # Keep only what encoding reads (a padded crop per face), not the whole photo (36 MB for 12 MP).
@@ -71,6 +71,14 @@ def detect_photo(path: Path, engine, channels: list[str]) -> Detected:
     return Detected(str(path), None, img.sha256, img.width, img.height, phash, detections, crops)
 
 
+def detect_photo(path: Path, engine, channels: list[str]) -> Detected:
+    """Decode and detect one photo. Never raises: failures become an `error` result."""
+    img, error = decode_photo(path, channels)
+    if error is not None:
+        return Detected(str(path), error)
+    return detect_decoded(path, img, engine, channels)
+
+
 def judge_photo(det: Detected, engine, references: ReferenceSet, thresholds,
                 channel_refs: dict[str, ReferenceSet] | None = None) -> PhotoResult:
     """Encode a detected photo's faces and judge them. Never raises: failures become `error`."""
@@ -78,7 +86,7 @@ def judge_photo(det: Detected, engine, references: ReferenceSet, thresholds,
         return det.error
     channels = list(channel_refs or {})
     try:
-        encodings = [engine.encode(crop, [d])[0] for crop, d in det.crops]
+        encodings = engine.encode_crops(det.crops)
 
         def judge(refs: ReferenceSet):
             return [classify_face(tuple(int(v) for v in d.box), enc, d.sharpness, refs, thresholds,
@@ -107,53 +115,102 @@ def screen_photo(path: Path, engine, references: ReferenceSet, thresholds,
     return judge_photo(det, engine, references, thresholds, channel_refs)
 
 
-# --- worker processes -------------------------------------------------------------------------
-# Each worker loads the face engine once; references and thresholds are sent once at start-up.
-_worker: dict = {}
+# --- the worker process -----------------------------------------------------------------------
+
+@dataclass
+class WorkerSetup:
+    """What a worker process needs, sent once when it starts."""
+    references: ReferenceSet
+    thresholds: object
+    channel_refs: dict | None
+    scan_pid: int | None
+    detector_threads: int = 1
 
 
-def init_detect_worker(thresholds, channels: list[str], scan_pid: int | None, threads: int) -> None:
-    """A detect worker: decodes photos and runs CenterFace (no dlib loaded)."""
-    _common_init(scan_pid)
-    from photocheck.engine import FaceEngine
-
-    _worker["engine"] = FaceEngine(thresholds.detector, threads=threads, encoder=False)
-    _worker["channels"] = channels
+# Photos decoded in full at once in a worker: the one being detected and the next one. Each 12 MP
+# photo is 36 MB; more would only add memory, the decode thread is never the slowest stage.
+DECODED_AT_ONCE = 2
 
 
-def init_encode_worker(references: ReferenceSet, thresholds, channel_refs, scan_pid: int | None) -> None:
-    """An encode worker: dlib landmarks + descriptors on the detect worker's face crops, and the
-    verdict (no onnxruntime loaded)."""
-    _common_init(scan_pid)
-    from photocheck.engine import FaceEngine
+def serve(tasks, results, setup: WorkerSetup) -> None:
+    """A scan's worker process: screen each path received on `tasks`, send (path, PhotoResult)
+    on `results`; None ends it. Started by scan._run_pool.
 
-    _worker["engine"] = FaceEngine(thresholds.detector, detector=False)
-    _worker["references"] = references
-    _worker["thresholds"] = thresholds
-    _worker["channel_refs"] = channel_refs
+    Three threads share one loaded engine, so that two cores stay busy with one copy of each
+    model: decode (PIL), detect (CenterFace on onnxruntime) and encode + judge (dlib landmarks,
+    the ResNet). Each works on a different photo; all three spend their time in C code that
+    releases the GIL. Bounded queues keep at most DECODED_AT_ONCE photos decoded in full; what
+    reaches the encode thread is only each face's padded crop.
+
+    Any unexpected exception ends the process (exit 70): the scan then retries the photos that
+    were in flight here, one at a time, to find and error out the one that crashes."""
+    import queue
+    import sys
+    import traceback
+
+    _common_init(setup.scan_pid)
+    _return_big_buffers_at_once()
+    try:
+        from photocheck.engine import FaceEngine
+
+        engine = FaceEngine(setup.thresholds.detector, threads=setup.detector_threads)
+    except BaseException as exc:  # the scan reports it and stops: nothing can be screened
+        results.send(("setup-failed", f"{type(exc).__name__}: {exc}"))
+        return
+    results.send(("ready", None))
+    channels = list(setup.channel_refs or {})
+    stop = object()
+    decoded_slots = threading.Semaphore(DECODED_AT_ONCE)
+    decoded: queue.Queue = queue.Queue(maxsize=1)
+    detected: queue.Queue = queue.Queue(maxsize=2)
+
+    def fatal(target):
+        def run() -> None:
+            try:
+                target()
+            except BaseException:  # pragma: no cover - a bug: never leave a half-working worker
+                traceback.print_exc(file=sys.stderr)
+                sys.stderr.flush()
+                os._exit(70)
+        return run
+
+    def decode_loop() -> None:
+        while (path := tasks.recv()) is not None:
+            decoded_slots.acquire()
+            img, error = decode_photo(Path(path), channels)
+            decoded.put((path, img, error))
+        decoded.put(stop)
+
+    def detect_loop() -> None:
+        while (item := decoded.get()) is not stop:
+            path, img, error = item
+            del item
+            det = Detected(path, error) if error is not None else detect_decoded(Path(path), img, engine, channels)
+            del img
+            decoded_slots.release()
+            release_memory()  # hand the decoded photo's and the detector's buffers back
+            detected.put(det)
+        detected.put(stop)
+
+    def encode_loop() -> None:
+        while (det := detected.get()) is not stop:
+            result = judge_photo(det, engine, setup.references, setup.thresholds, setup.channel_refs)
+            results.send((det.path, result))
+
+    threads = [threading.Thread(target=fatal(f), name=f.__name__, daemon=True) for f in (decode_loop, detect_loop)]
+    for t in threads:
+        t.start()
+    fatal(encode_loop)()
+    for t in threads:
+        t.join()
 
 
 def _common_init(scan_pid: int | None) -> None:
     # Ctrl-C is handled by the main process alone (it marks the scan interrupted and stops the
-    # pool); a worker dying mid-photo would otherwise turn its photo into a spurious `error`.
+    # workers); a worker dying mid-photo would otherwise turn its photo into a spurious `error`.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if scan_pid:
         _start_orphan_watchdog(scan_pid)
-
-
-def detect_in_worker(path: str) -> Detected:
-    try:
-        return detect_photo(Path(path), _worker["engine"], _worker["channels"])
-    finally:
-        release_memory()
-
-
-def judge_in_worker(det: Detected) -> PhotoResult:
-    try:
-        return judge_photo(det, _worker["engine"], _worker["references"], _worker["thresholds"],
-                           _worker.get("channel_refs"))
-    finally:
-        release_memory()
 
 
 def _process_alive(pid: int) -> bool:
@@ -194,6 +251,21 @@ def release_memory() -> None:
             _libc.malloc_trim(0)
         except Exception:  # pragma: no cover - not glibc
             pass
+
+
+def _return_big_buffers_at_once() -> None:
+    """glibc: serve every buffer of 1 MB or more (decoded photos, resized copies, detector
+    activations) with its own mmap, so freeing it returns it to the OS at once, and use one malloc
+    arena for all threads. By default glibc raises that threshold to the largest buffer freed so
+    far and gives each thread its own arena, so a worker's three threads each kept freed
+    photo-sized buffers (measured: ...)."""
+    if _libc is None:
+        return
+    try:
+        _libc.mallopt(-8, 1)        # M_ARENA_MAX
+        _libc.mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD (fixed: no dynamic raise)
+    except Exception:  # pragma: no cover - not glibc
+        pass
 
 
 try:

@@ -231,3 +231,64 @@ def test_ctrl_c_during_scan_says_how_to_resume_and_the_same_command_does(materia
     assert f"{stored} photo(s) were already screened" in out
     assert count(db, "SELECT count(*) FROM scans") == 1
     assert count(db, "SELECT count(*) FROM photos") == count(db, "SELECT count(DISTINCT path) FROM photos") == EVENTS
+
+
+def _descendants(pid: int) -> list[int]:
+    kids: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                stat = Path(f"/proc/{d}/stat").read_bytes()
+            except OSError:
+                continue
+            kids.setdefault(int(stat[stat.rindex(b")") + 2:].split()[1]), []).append(int(d))
+    out, todo = [], [pid]
+    while todo:
+        for k in kids.get(todo.pop(), []):
+            out.append(k)
+            todo.append(k)
+    return out
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return None
+    return int(stat[stat.rindex(b")") + 2:].split()[1])
+
+
+def test_a_killed_worker_is_replaced_and_its_photos_screened_again(material: Path, enrolled_db: Path,
+                                                                    tmp_path: Path):
+    """kill -9 of the worker process (as the kernel's out-of-memory killer would): the scan starts a
+    new worker, screens the photos the dead one had in flight again, and finishes with every photo
+    once and none of them an `error`."""
+    events = tmp_path / "events"
+    events.mkdir()
+    for i in range(6):
+        for p in SAMPLES:
+            im = ImageOps.exif_transpose(Image.open(p)).convert("RGB")
+            im.thumbnail((1200, 1200))
+            im.save(events / f"{p.stem}_{i}.jpg", quality=90)
+    n = len(list(events.iterdir()))
+    db = enrolled_db
+    proc = photocheck(db, "scan", str(events), "--jobs", "2")
+    try:
+        deadline = time.monotonic() + 120
+        while count(db, "SELECT count(*) FROM photos") < 1:
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        # The scan's forkserver is its child; workers are the forkserver's children.
+        workers = [pid for pid in _descendants(proc.pid) if _parent(pid) not in (proc.pid, None)]
+        assert workers, "no worker process found"
+        for pid in workers:
+            os.kill(pid, signal.SIGKILL)
+        out, _ = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode in (0, 1), out
+    assert count(db, "SELECT count(*) FROM scans WHERE status = 'finished'") == 1
+    assert count(db, "SELECT count(*) FROM photos") == count(db, "SELECT count(DISTINCT path) FROM photos") == n
+    assert count(db, "SELECT count(*) FROM photos WHERE verdict = 'error'") == 0, out
+    assert count(db, "SELECT count(*) FROM photos WHERE verdict = 'blocked'") >= 6
