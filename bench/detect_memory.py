@@ -53,8 +53,9 @@ EXTS = {".jpg", ".jpeg", ".png"}
 #   pattern: 1     enable_mem_pattern
 #   shrink: 1      run option memory.enable_memory_arena_shrinkage on every run
 #   release: 1     that run option on each photo's last run only (arena returned between photos)
-#   mmap: N        mallopt(M_MMAP_THRESHOLD, N) in the child: buffers >= N bytes are always mmapped
-#                  (glibc's default threshold moves up to 32 MB as big buffers are freed)
+#   glibc-default: 1  keep glibc's malloc defaults. Otherwise the child sets what a scan worker sets
+#                  (worker._return_big_buffers_at_once: one malloc arena, every buffer >= 1 MB its own
+#                  mmap, returned at once when freed; glibc's default threshold rises up to 32 MB)
 SETTINGS: dict[str, tuple[int | None, int | None, dict]] = {
     "main": (0, 0, {}),  # the reference: whole image, session arena (main's onnxruntime settings)
     "arena-same": (0, 0, {"arena": "same"}),
@@ -71,7 +72,8 @@ SETTINGS: dict[str, tuple[int | None, int | None, dict]] = {
     "tile192-arena-off": (192, 32, {"arena": "off"}),
     "tile128-release": (128, 32, {"release": 1}),
     "tile192-release": (192, 32, {"release": 1}),
-    "tile192-mmap1M": (192, 32, {"mmap": 1 << 20}),
+    "main-glibc-malloc": (0, 0, {"glibc-default": 1}),
+    "tile192-glibc-malloc": (192, 32, {"glibc-default": 1}),
     "toml": (None, None, {}),  # thresholds.toml and the engine's defaults
 }
 DEFAULT_TABLE = [n for n in SETTINGS if n != "toml"] + ["toml"]
@@ -93,8 +95,9 @@ def status_mb(key: str) -> float:
 def _apply_options(opts: dict) -> None:
     import ctypes
 
-    if opts.get("mmap"):
-        ctypes.CDLL("libc.so.6").mallopt(-3, int(opts["mmap"]))  # M_MMAP_THRESHOLD
+    if not opts.get("glibc-default"):  # as a scan worker does (worker._return_big_buffers_at_once)
+        ctypes.CDLL("libc.so.6").mallopt(-8, 1)  # M_ARENA_MAX
+        ctypes.CDLL("libc.so.6").mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD
     import onnxruntime as ort
 
     import photocheck.engine as engine
@@ -159,8 +162,8 @@ def child(spec: dict) -> None:
     class Engine(FaceEngine):
         last_raw = None
 
-        def detect_raw(self, rgb):
-            self.last_raw = super().detect_raw(rgb)
+        def detect_raw(self, rgb, *args, **kw):
+            self.last_raw = super().detect_raw(rgb, *args, **kw)
             return self.last_raw
 
     def say(d: dict) -> None:
