@@ -24,7 +24,7 @@ Usage (repo root; Linux only because of /proc):
   .venv/bin/python bench/detect_memory.py --baseline /work/main          # table, threads 1 and 2
   .venv/bin/python bench/detect_memory.py --n 8 --rounds 1 --only toml --threads 2
   .venv/bin/python bench/detect_memory.py --margins
-  .venv/bin/python bench/detect_memory.py --verify --sets /tmp/detmem/sets/*/photos
+  .venv/bin/python bench/detect_memory.py --verify --baseline /work/main --sets /tmp/detmem/sets/*/photos
 Default photos: /tmp/pc-speed/set/events/photos (bench/speed.py's 60 photos, 4000x3000, seed 31);
 --verify adds ../shared/faces.
 """
@@ -53,8 +53,9 @@ EXTS = {".jpg", ".jpeg", ".png"}
 #   pattern: 1     enable_mem_pattern
 #   shrink: 1      run option memory.enable_memory_arena_shrinkage on every run
 #   release: 1     that run option on each photo's last run only (arena returned between photos)
-#   mmap: N        mallopt(M_MMAP_THRESHOLD, N) in the child: buffers >= N bytes are always mmapped
-#                  (glibc's default threshold moves up to 32 MB as big buffers are freed)
+#   glibc-default: 1  keep glibc's malloc defaults. Otherwise the child sets what a scan worker sets
+#                  (worker._return_big_buffers_at_once: one malloc arena, every buffer >= 1 MB its own
+#                  mmap, returned at once when freed; glibc's default threshold rises up to 32 MB)
 SETTINGS: dict[str, tuple[int | None, int | None, dict]] = {
     "main": (0, 0, {}),  # the reference: whole image, session arena (main's onnxruntime settings)
     "arena-same": (0, 0, {"arena": "same"}),
@@ -71,7 +72,8 @@ SETTINGS: dict[str, tuple[int | None, int | None, dict]] = {
     "tile192-arena-off": (192, 32, {"arena": "off"}),
     "tile128-release": (128, 32, {"release": 1}),
     "tile192-release": (192, 32, {"release": 1}),
-    "tile192-mmap1M": (192, 32, {"mmap": 1 << 20}),
+    "main-glibc-malloc": (0, 0, {"glibc-default": 1}),
+    "tile192-glibc-malloc": (192, 32, {"glibc-default": 1}),
     "toml": (None, None, {}),  # thresholds.toml and the engine's defaults
 }
 DEFAULT_TABLE = [n for n in SETTINGS if n != "toml"] + ["toml"]
@@ -93,8 +95,9 @@ def status_mb(key: str) -> float:
 def _apply_options(opts: dict) -> None:
     import ctypes
 
-    if opts.get("mmap"):
-        ctypes.CDLL("libc.so.6").mallopt(-3, int(opts["mmap"]))  # M_MMAP_THRESHOLD
+    if not opts.get("glibc-default"):  # as a scan worker does (worker._return_big_buffers_at_once)
+        ctypes.CDLL("libc.so.6").mallopt(-8, 1)  # M_ARENA_MAX
+        ctypes.CDLL("libc.so.6").mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD
     import onnxruntime as ort
 
     import photocheck.engine as engine
@@ -120,8 +123,9 @@ def _apply_options(opts: dict) -> None:
             super().__init__(model, so, providers=providers, **kw)
 
         def run(self, output_names, input_feed, run_options=None):
-            if opts.get("shrink") or (opts.get("release") and Session.last_run
-                                      and not any(k.startswith("input") for k in input_feed)):
+            # release: the engine's last run of a photo is the coarse pass's head (or whole-graph)
+            # run, the one that asks for the output maps by name (the stem's runs ask for None)
+            if opts.get("shrink") or (opts.get("release") and Session.last_run and output_names is not None):
                 run_options = ort.RunOptions()
                 run_options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
             return super().run(output_names, input_feed, run_options)
@@ -158,8 +162,8 @@ def child(spec: dict) -> None:
     class Engine(FaceEngine):
         last_raw = None
 
-        def detect_raw(self, rgb):
-            self.last_raw = super().detect_raw(rgb)
+        def detect_raw(self, rgb, *args, **kw):
+            self.last_raw = super().detect_raw(rgb, *args, **kw)
             return self.last_raw
 
     def say(d: dict) -> None:
@@ -257,7 +261,8 @@ def table(names: list[str], threads: list[int], photos: list[Path], rounds: int,
     print(f"{len(photos)} photos from {photos[0].parent}, {rounds} round(s) in lock-step, settings in groups "
           f"of {group} + the reference; CPU s/photo of detect() (first photo left out)", file=sys.stderr)
     names = [n for n in names if n != "main"]
-    head = " | ".join(f"peak RSS MB ({t} thr) | CPU s/photo ({t} thr) | CPU vs main ({t} thr)" for t in threads)
+    vs = "main branch" if baseline else "main"
+    head = " | ".join(f"peak RSS MB ({t} thr) | CPU s/photo ({t} thr) | CPU vs {vs} ({t} thr)" for t in threads)
     rows: dict[str, dict] = {}
     for t in threads:
         for g in range(0, max(1, len(names)), group):
@@ -265,6 +270,7 @@ def table(names: list[str], threads: list[int], photos: list[Path], rounds: int,
             members += [Child(n, t) for n in names[g:g + group]]
             lockstep(members, photos, rounds)
             ref = members[0]
+            rel = members[1] if baseline else ref  # CPU relative to main's code when it is there
             for c in members:
                 same = all(compare(ref.results[:len(photos)], c.results[i:i + len(photos)])[0]
                            for i in range(0, len(c.results), len(photos)))
@@ -273,10 +279,10 @@ def table(names: list[str], threads: list[int], photos: list[Path], rounds: int,
                 row["same"] &= same
                 row.setdefault("peak", {})[t] = max(row.get("peak", {}).get(t, 0), c.info["peak_mb"])
                 row.setdefault("cpu", {}).setdefault(t, []).append(c.cpu())
-                row.setdefault("rel", {}).setdefault(t, []).append(c.cpu() / ref.cpu() - 1)
+                row.setdefault("rel", {}).setdefault(t, []).append(c.cpu() / rel.cpu() - 1)
                 print(f"  {c.name:22s} threads={t} peak {c.info['peak_mb']:6.1f} MB (engine loaded "
                       f"{c.info['rss_init_mb']:5.1f}, end {c.info['rss_end_mb']:5.1f}) detect {c.cpu():.3f} s "
-                      f"({100 * (c.cpu() / ref.cpu() - 1):+.1f}% vs main)  identical={same} "
+                      f"({100 * (c.cpu() / rel.cpu() - 1):+.1f}% vs {rel.name})  identical={same} "
                       f"({faces} faces, max diff {worst:.1e})", file=sys.stderr, flush=True)
     print(f"\n| setting | tiles (rows/margin) | {head} | detections identical |")
     print("|---|---|" + "---|---|---|" * len(threads) + "---|")
@@ -290,16 +296,18 @@ def table(names: list[str], threads: list[int], photos: list[Path], rounds: int,
         print(f"| {name} | {tiles} | {cells} | {'yes' if row['same'] else 'NO'} |")
 
 
-def verify(sets: list[Path]) -> bool:
-    """Reference (untiled) vs thresholds.toml's settings on every photo of every set, 1 thread."""
+def verify(sets: list[Path], baseline: Path | None) -> bool:
+    """Reference (untiled; with --baseline, main's code) vs thresholds.toml's settings on every photo of
+    every set, 1 thread."""
     ok = True
-    print("\n| photo set | photos | faces | peak RSS MB untiled -> thresholds.toml | identical (max diff) |")
+    before = "main branch" if baseline else "untiled"
+    print(f"\n| photo set | photos | faces | peak RSS MB {before} -> thresholds.toml | identical (max diff) |")
     print("|---|---|---|---|---|")
     for folder in sets:
         photos = photos_in(folder)
         if not photos:
             continue
-        ref, got = Child("main", 1), Child("toml", 1)
+        ref, got = Child(before, 1, baseline) if baseline else Child("main", 1), Child("toml", 1)
         lockstep([ref, got], photos, 1)
         same, worst, faces = compare(ref.results, got.results)
         ok &= same
@@ -401,7 +409,7 @@ def main() -> int:
         sets = ([SPEED_SET] if SPEED_SET.is_dir() else []) + args.sets
         if (SHARED / "faces").is_dir():
             sets += [d for d in sorted((SHARED / "faces").iterdir()) if d.is_dir()]
-        return 0 if verify(sets) else 1
+        return 0 if verify(sets, args.baseline) else 1
     photos = photos_in(args.photos)
     if not photos:
         sys.exit(f"no photos in {args.photos} (make them with bench/speed.py or pass --photos DIR)")

@@ -408,13 +408,18 @@ class FaceEngine:
         for one band."""
         if self._stem is None:
             return self._sess.run(self._out_names, {self._in_name: self._blob_array(px, self._in_dtype)})
-        hn = px.shape[0]
+        hn, wn = px.shape[:2]
         rows, margin = self.settings.tile_rows, self.settings.tile_margin
+        # One input buffer for all bands (a scan worker serves buffers >= 1 MB with their own mmap:
+        # a new one per band would be page-faulted in afresh each time).
+        buf = np.empty(3 * min(hn, rows + 2 * margin) * wn, self._in_dtype)
         feats: list[np.ndarray] = []
         for y0 in range(0, hn, rows):
             y1 = min(hn, y0 + rows)
             lo, hi = max(0, y0 - margin), min(hn, y1 + margin)
-            out = self._stem.run(None, {self._in_name: self._blob_array(px[lo:hi], self._in_dtype)})
+            band = buf[:3 * (hi - lo) * wn].reshape(1, 3, hi - lo, wn)
+            np.copyto(band, px[lo:hi].transpose(2, 0, 1)[None], casting="unsafe")  # uint8 -> float32
+            out = self._stem.run(None, {self._in_name: band})
             feats = feats or [np.empty((1, f.shape[1], hn // s, f.shape[3]), f.dtype) for f, s in zip(out, _STEM_STRIDES)]
             for dst, src, s in zip(feats, out, _STEM_STRIDES):
                 dst[:, :, y0 // s:y1 // s] = src[:, :, (y0 - lo) // s:(y1 - lo) // s]
