@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import signal
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -124,7 +123,6 @@ class WorkerSetup:
     references: ReferenceSet
     thresholds: object
     channel_refs: dict | None
-    scan_pid: int | None
     detector_threads: int = 1
 
 
@@ -149,7 +147,6 @@ def serve(tasks, results, setup: WorkerSetup) -> None:
     import sys
     import traceback
 
-    _common_init(setup.scan_pid)
     _return_big_buffers_at_once()
     try:
         from photocheck.engine import FaceEngine
@@ -158,6 +155,7 @@ def serve(tasks, results, setup: WorkerSetup) -> None:
     except BaseException as exc:  # the scan reports it and stops: nothing can be screened
         results.send(("setup-failed", f"{type(exc).__name__}: {exc}"))
         return
+    release_memory()  # what loading the models left behind (the ONNX graph surgery: ~40 MB)
     results.send(("ready", None))
     channels = list(setup.channel_refs or {})
     stop = object()
@@ -176,7 +174,7 @@ def serve(tasks, results, setup: WorkerSetup) -> None:
         return run
 
     def decode_loop() -> None:
-        while (path := tasks.recv()) is not None:
+        while (path := _receive(tasks)) is not None:
             decoded_slots.acquire()
             img, error = decode_photo(Path(path), channels)
             inputs = None
@@ -203,7 +201,10 @@ def serve(tasks, results, setup: WorkerSetup) -> None:
     def encode_loop() -> None:
         while (det := detected.get()) is not stop:
             result = judge_photo(det, engine, setup.references, setup.thresholds, setup.channel_refs)
-            results.send((det.path, result))
+            try:
+                results.send((det.path, result))
+            except OSError:  # the scan is gone (kill -9): nobody to tell
+                os._exit(0)
 
     threads = [threading.Thread(target=fatal(f), name=f.__name__, daemon=True) for f in (decode_loop, detect_loop)]
     for t in threads:
@@ -213,42 +214,26 @@ def serve(tasks, results, setup: WorkerSetup) -> None:
         t.join()
 
 
-def _common_init(scan_pid: int | None) -> None:
-    # Ctrl-C is handled by the main process alone (it marks the scan interrupted and stops the
-    # workers); a worker dying mid-photo would otherwise turn its photo into a spurious `error`.
+def main() -> None:
+    """Entry point of a worker process started by scan._Worker: `python -c ... TASK_FD RESULT_FD`."""
+    import sys
+    from multiprocessing.connection import Connection
+
+    # Ctrl-C is handled by the scan alone (it marks the scan interrupted and stops its workers).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if scan_pid:
-        _start_orphan_watchdog(scan_pid)
+    tasks = Connection(int(sys.argv[1]), writable=False)
+    results = Connection(int(sys.argv[2]), readable=False)
+    setup = _receive(tasks)
+    if setup is not None:
+        serve(tasks, results, setup)
 
 
-def _process_alive(pid: int) -> bool:
+def _receive(tasks):
+    """The next message from the scan; None at the end, or when the scan is gone (kill -9)."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            stat = fh.read()
-        return stat[stat.rindex(b")") + 2:][:1] not in (b"Z", b"X")  # a killed, unreaped parent is a zombie
-    except FileNotFoundError:
-        return False
-    except OSError:  # no /proc (not Linux): fall back to signal 0
-        try:
-            os.kill(pid, 0)
-            return True
-        except ProcessLookupError:
-            return False
-        except OSError:
-            return True
-
-
-def _start_orphan_watchdog(scan_pid: int) -> None:
-    """Exit when the scan process is gone (e.g. kill -9): forkserver workers are not its
-    children, and would otherwise wait forever on their queue, each holding a loaded engine."""
-
-    def watch() -> None:
-        while True:
-            time.sleep(0.5)
-            if not _process_alive(scan_pid):
-                os._exit(1)
-
-    threading.Thread(target=watch, name="orphan-watchdog", daemon=True).start()
+        return tasks.recv()
+    except (EOFError, OSError):
+        return None
 
 
 def release_memory() -> None:
