@@ -129,11 +129,8 @@ def check_encoder_source(onnx_meta: dict[str, str], onnx_path: Path, dat_path: P
 
 @lru_cache(maxsize=None)
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def _dynamic_centerface_bytes(path: Path) -> bytes:

@@ -12,7 +12,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 import pytest
+from PIL import Image, ImageOps
 from typer.testing import CliRunner
 
 from photocheck.cli import app
@@ -20,6 +22,12 @@ from photocheck.cli import app
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 FACES = SHARED / "faces"
+
+
+def load_face(rel: str) -> np.ndarray:
+    """../shared/faces/<rel> as an upright RGB array."""
+    with Image.open(FACES / rel) as im:
+        return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
 TOOLS = SHARED / "tools"
 
 
