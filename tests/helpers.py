@@ -70,15 +70,18 @@ def pg_url(template: str | None = None) -> Iterator[str]:
     try:
         with admin.connect() as conn:
             if template:
+                # Our own connections only: an autovacuum worker on the template runs as a
+                # superuser (terminating it fails); it is gone within the retries below.
                 conn.exec_driver_sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                     "WHERE datname = %(db)s AND pid <> pg_backend_pid()",
+                                     "WHERE datname = %(db)s AND pid <> pg_backend_pid() "
+                                     "AND usename = current_user",
                                      {"db": make_url(template).database})
-            for attempt in range(50):  # a terminated backend takes a moment to go
+            for attempt in range(300):  # a terminated backend (or autovacuum) takes a moment to go
                 try:
                     conn.exec_driver_sql(f'CREATE DATABASE "{name}"{copy}')
                     break
                 except OperationalError as exc:
-                    if "being accessed by other users" not in str(exc) or attempt == 49:
+                    if "being accessed by other users" not in str(exc) or attempt == 299:
                         raise
                     time.sleep(0.1)
         try:
