@@ -133,13 +133,14 @@ DECODED_AT_ONCE = 2
 
 def serve(tasks, results, setup: WorkerSetup) -> None:
     """A scan's worker process: screen each path received on `tasks`, send (path, PhotoResult)
-    on `results`; None ends it. Started by scan._run_pool.
+    on `results`; None ends it. Run by main() in a process started by scan._Worker.
 
     Three threads share one loaded engine, so that two cores stay busy with one copy of each
     model: decode (PIL: the photo and its working-size copies for the detector), detect
-    (CenterFace on onnxruntime) and encode + judge (dlib landmarks, the ResNet on onnxruntime). Each works on a different photo; all three spend their time in C code that
-    releases the GIL. Bounded queues keep at most DECODED_AT_ONCE photos decoded in full; what
-    reaches the encode thread is only each face's padded crop.
+    (CenterFace on onnxruntime) and encode + judge (dlib landmarks, the ResNet on onnxruntime).
+    Each works on a different photo; all three spend their time in C code that releases the GIL.
+    Bounded queues keep at most DECODED_AT_ONCE photos decoded in full; what reaches the encode
+    thread is only each face's padded crop.
 
     Any unexpected exception ends the process (exit 70): the scan then retries the photos that
     were in flight here, one at a time, to find and error out the one that crashes."""
@@ -251,7 +252,8 @@ def _return_big_buffers_at_once() -> None:
     activations) with its own mmap, so freeing it returns it to the OS at once, and use one malloc
     arena for all threads. By default glibc raises that threshold to the largest buffer freed so
     far and gives each thread its own arena, so a worker's three threads each kept freed
-    photo-sized buffers (measured: ...)."""
+    photo-sized buffers (measured on 12 photos of seed 31: worker peak 738 MB without, 680 with,
+    before the detector's stem ran on bands)."""
     if _libc is None:
         return
     try:
