@@ -354,10 +354,9 @@ def _run_pool(files: list[Path], jobs: int, references: ReferenceSet, thresholds
               record: Callable[[PhotoResult], None], channel_refs=None) -> None:
     """Screen `files` in worker processes (worker.serve), recording each result as it arrives.
 
-    A worker that dies
-    (out of memory, a decoder crash) is replaced, and the photos it had in flight are screened
-    again one at a time: the photo that kills a worker alone becomes an `error`, the others are
-    screened normally."""
+    A worker that dies (out of memory, a decoder crash) is replaced, and the photos it had in
+    flight are screened again one at a time: the photo that kills a worker alone becomes an
+    `error`, the others are screened normally."""
     n_workers, detector_threads = _pool_shape(jobs)
     setup = WorkerSetup(references, thresholds, channel_refs, detector_threads)
     channels = list(channel_refs or {})
@@ -398,17 +397,18 @@ def _run_pool(files: list[Path], jobs: int, references: ReferenceSet, thresholds
                 i = next(i for i, w in enumerate(workers) if w.results is conn)
                 w = workers[i]
                 try:
-                    path, message = conn.recv()
+                    kind, *message = conn.recv()
                 except (EOFError, OSError):
                     workers[i] = died(w)
                     continue
-                if path == "setup-failed":
-                    raise RuntimeError(f"the screening worker could not load the face models: {message}")
-                if path == "ready":
+                if kind == "setup-failed":
+                    raise RuntimeError(f"the screening worker could not load the face models: {message[0]}")
+                if kind == "ready":
                     w.ready = True
                     continue
+                path, result = message
                 w.in_flight.remove(path)
-                record(message)
+                record(result)
     except BaseException:
         for w in workers:
             w.stop(now=True)

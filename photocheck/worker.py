@@ -132,8 +132,8 @@ DECODED_AT_ONCE = 2
 
 
 def serve(tasks, results, setup: WorkerSetup) -> None:
-    """A scan's worker process: screen each path received on `tasks`, send (path, PhotoResult)
-    on `results`; None ends it. Run by main() in a process started by scan._Worker.
+    """A scan's worker process: screen each path received on `tasks`, send ("photo", path,
+    PhotoResult) on `results`; None ends it. ("ready",) or ("setup-failed", why) come first. Run by main() in a process started by scan._Worker.
 
     Three threads share one loaded engine, so that two cores stay busy with one copy of each
     model: decode (PIL: the photo and its working-size copies for the detector), detect
@@ -157,7 +157,7 @@ def serve(tasks, results, setup: WorkerSetup) -> None:
         results.send(("setup-failed", f"{type(exc).__name__}: {exc}"))
         return
     release_memory()  # what loading the models left behind (the ONNX graph surgery: ~40 MB)
-    results.send(("ready", None))
+    results.send(("ready",))
     channels = list(setup.channel_refs or {})
     stop = object()
     decoded_slots = threading.Semaphore(DECODED_AT_ONCE)
@@ -203,7 +203,7 @@ def serve(tasks, results, setup: WorkerSetup) -> None:
         while (det := detected.get()) is not stop:
             result = judge_photo(det, engine, setup.references, setup.thresholds, setup.channel_refs)
             try:
-                results.send((det.path, result))
+                results.send(("photo", det.path, result))
             except OSError:  # the scan is gone (kill -9): nobody to tell
                 os._exit(0)
 
