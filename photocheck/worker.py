@@ -133,7 +133,8 @@ DECODED_AT_ONCE = 2
 
 def serve(tasks, results, setup: WorkerSetup) -> None:
     """A scan's worker process: screen each path received on `tasks`, send ("photo", path,
-    PhotoResult) on `results`; None ends it. ("ready",) or ("setup-failed", why) come first. Run by main() in a process started by scan._Worker.
+    PhotoResult) on `results`; None ends it. ("ready",) or ("setup-failed", why) come first.
+    Run by main() in a process started by scan._Worker.
 
     Three threads share one loaded engine, so that two cores stay busy with one copy of each
     model: decode (PIL: the photo and its working-size copies for the detector), detect
