@@ -59,12 +59,17 @@ def count(db: Path, sql: str) -> int:
         return 0
 
 
-def kill_when(proc: subprocess.Popen, db: Path, sql: str, at_least: int, timeout: float = 120) -> None:
+def wait_until(proc: subprocess.Popen, db: Path, sql: str, at_least: int, timeout: float = 120) -> None:
+    """Wait until `sql` counts at least `at_least` in `db`, while `proc` is still running."""
     deadline = time.monotonic() + timeout
     while count(db, sql) < at_least:
-        assert proc.poll() is None, f"finished before it could be killed:\n{proc.stdout.read()}"
+        assert proc.poll() is None, f"finished before it could be interrupted:\n{proc.stdout.read()}"
         assert time.monotonic() < deadline, "timed out waiting for progress"
         time.sleep(0.05)
+
+
+def kill_when(proc: subprocess.Popen, db: Path, sql: str, at_least: int, timeout: float = 120) -> None:
+    wait_until(proc, db, sql, at_least, timeout)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
@@ -124,10 +129,7 @@ def test_kill_9_during_scan_then_scan_again_while_other_commands_run(material: P
     # database (WAL + busy timeout).
     proc = photocheck(db, "scan", str(material / "events"), "--jobs", "1")
     try:
-        deadline = time.monotonic() + 120
-        while count(db, "SELECT count(*) FROM photos WHERE scan_id = 1") <= first:
-            assert proc.poll() is None and time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_until(proc, db, "SELECT count(*) FROM photos WHERE scan_id = 1", first + 1)
         cli("roster", "import", REPO / "roster" / "no_consent.csv")
         cli("backup", tmp_path / "during-scan.db")
         cli("forget", "NOBODY")
@@ -193,10 +195,7 @@ def test_scan_and_signoff_at_the_same_time_both_succeed(material: Path, enrolled
         im.save(big / f"{p.stem}.jpg", quality=92)
     scanning = photocheck(db, "scan", str(big), "--jobs", "1")
     try:
-        deadline = time.monotonic() + 120
-        while count(db, "SELECT count(*) FROM scans WHERE id = 2") < 1:
-            assert scanning.poll() is None and time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_until(scanning, db, "SELECT count(*) FROM scans WHERE id = 2", 1)
         signing = photocheck(db, "review", "sign", "--scan", "1", "--decision", "reject", user="reviewer")
         sign_out, _ = signing.communicate(timeout=300)
         overlapped = scanning.poll() is None
@@ -215,10 +214,7 @@ def test_scan_and_signoff_at_the_same_time_both_succeed(material: Path, enrolled
 def test_ctrl_c_during_scan_says_how_to_resume_and_the_same_command_does(material: Path, enrolled_db: Path):
     db = enrolled_db
     proc = photocheck(db, "scan", str(material / "events"), "--jobs", "1")
-    deadline = time.monotonic() + 120
-    while count(db, "SELECT count(*) FROM photos") < 2:
-        assert proc.poll() is None and time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_until(proc, db, "SELECT count(*) FROM photos", 2)
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, out
@@ -271,10 +267,7 @@ def test_a_killed_worker_is_replaced_and_its_photos_screened_again(bigger_events
     db = enrolled_db
     proc = photocheck(db, "scan", str(events), "--jobs", "2")
     try:
-        deadline = time.monotonic() + 120
-        while count(db, "SELECT count(*) FROM photos") < 1:
-            assert proc.poll() is None and time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_until(proc, db, "SELECT count(*) FROM photos", 1)
         workers = _descendants(proc.pid)  # the scan's worker process(es)
         assert workers, "no worker process found"
         for pid in workers:
@@ -301,10 +294,9 @@ def test_kill_9_of_a_scan_with_workers_leaves_no_worker_behind(bigger_events: Pa
     """A worker whose scan is killed stops by itself (its task pipe closes), instead of holding a
     loaded engine forever."""
     proc = photocheck(enrolled_db, "scan", str(bigger_events), "--jobs", "2")
-    deadline = time.monotonic() + 120
-    while not (workers := _descendants(proc.pid)) or count(enrolled_db, "SELECT count(*) FROM photos") < 1:
-        assert proc.poll() is None and time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_until(proc, enrolled_db, "SELECT count(*) FROM photos", 1)
+    workers = _descendants(proc.pid)
+    assert workers, "no worker process found"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     deadline = time.monotonic() + 30
