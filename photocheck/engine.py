@@ -272,8 +272,8 @@ class FaceEngine:
 
     def __init__(self, settings: DetectorSettings | None = None, *, threads: int = 1,
                  detector: bool = True, encoder: bool = True):
-        """`detector=False` / `encoder=False` skip loading that half (a scan's detect and encode
-        worker processes each load only what they run)."""
+        """`detector=False` / `encoder=False` skip loading that half (for tests and benchmarks of
+        one half; a scan worker loads both)."""
         self.settings = settings if settings is not None else load_thresholds().detector
         if detector:
             self._init_detector(threads)
@@ -389,18 +389,16 @@ class FaceEngine:
 
     @classmethod
     def preprocess(cls, rgb: np.ndarray, long_side: float) -> tuple[np.ndarray, Image.Image]:
-        """(NCHW float32 blob of raw 0..255 RGB, resized image) for one pass on an upright RGB array."""
+        """(NCHW uint8 blob of raw 0..255 RGB, resized image) for one pass on an upright RGB array
+        (bench/quantize_centerface.py's calibration input)."""
         h, w = rgb.shape[:2]
         img = cls.resize(rgb, cls.work_size(w, h, long_side))
-        return cls._blob(img), img
-
-    @staticmethod
-    def _blob(img: Image.Image, dtype=np.uint8) -> np.ndarray:
-        """NCHW raw 0..255 RGB. The int8 model takes uint8 (bench/quantize_centerface.py), the float one float32."""
-        return FaceEngine._blob_array(np.asarray(img), dtype)
+        return cls._blob_array(np.asarray(img)), img
 
     @staticmethod
     def _blob_array(px: np.ndarray, dtype=np.uint8) -> np.ndarray:
+        """NCHW raw 0..255 RGB of an H x W x 3 array. The int8 model takes uint8
+        (bench/quantize_centerface.py), the float one float32."""
         return np.ascontiguousarray(px.transpose(2, 0, 1)[None], dtype=dtype)
 
     def _run_net(self, px: np.ndarray) -> list[np.ndarray]:
