@@ -392,7 +392,7 @@ def margins(photos: list[Path]) -> None:
 
     for margin in (32, 64, 128, 192, 256, 320):
         report("whole graph", 256, margin, lambda px, m=margin: whole_graph_bands(px, 256, m))
-    for rows in (128, 256):
+    for rows in (128, 192, 256):
         for margin in (8, 16, 24, 32, 64):
             eng = FaceEngine(dataclasses.replace(st, tile_rows=rows, tile_margin=margin), encoder=False)
             report("stem bands (engine)", rows, margin, eng._run_net)
