@@ -12,7 +12,7 @@ One run:
      under new names with a few distinct trailing bytes after the JPEG end marker, so every file
      has its own sha256 and nothing is served from the cache), each scanned into a fresh database.
 Every command runs as a subprocess; peak RSS is the peak of the *sum* of VmRSS over the whole
-process tree (the scan process, its forkserver and workers), sampled from /proc every 50 ms.
+process tree (the scan process and its workers), sampled from /proc every 50 ms.
 Prints photos/s, peak RSS and score_scan's figures for both tools, and a Markdown table.
 
 Usage (from the repo root; Linux only because of /proc):
@@ -81,7 +81,7 @@ def _pss_kb(pid: int) -> int:
 
 def tree_mem_kb(root: int) -> tuple[int, int]:
     """(sum of VmRSS, sum of PSS) over root and all its descendants. VmRSS counts pages shared
-    between processes (libraries, the forkserver's copy-on-write pages) once per process: the
+    between processes (libraries, a forked process's copy-on-write pages) once per process: the
     conservative figure. PSS splits shared pages between their users: what the tree really costs."""
     kids = _children_map()
     rss = pss = 0

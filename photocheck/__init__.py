@@ -1,5 +1,16 @@
 """photocheck: stop school photos of students without photo consent from being published."""
+import os
 from importlib.metadata import PackageNotFoundError, version
+
+# onnxruntime for Linux (since 1.24) carries Microsoft's telemetry (1DS), on by default: it keeps a
+# device id and an event queue under ~/.cache/Microsoft/DeveloperTools/.onnxruntime and may upload
+# them. photocheck screens children's photos and never talks to the network, so the opt-out is set
+# before onnxruntime can load, here, and so in every process photocheck starts (workers inherit
+# it). ORT_TELEMETRY_DISABLED is the name onnxruntime's source reads; ORT_DISABLE_TELEMETRY the one
+# its first release of the feature documented. Measured with onnxruntime 1.32.0: the two files are
+# still written either way (README.md, "Data protection").
+os.environ["ORT_TELEMETRY_DISABLED"] = "1"
+os.environ["ORT_DISABLE_TELEMETRY"] = "1"
 
 try:
     __version__ = version("photocheck")

@@ -129,11 +129,8 @@ def check_encoder_source(onnx_meta: dict[str, str], onnx_path: Path, dat_path: P
 
 @lru_cache(maxsize=None)
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def _dynamic_centerface_bytes(path: Path) -> bytes:
@@ -359,9 +356,9 @@ class FaceEngine:
     @staticmethod
     def resize(rgb: np.ndarray, size: tuple[int, int], band: int | None = None) -> Image.Image:
         """The input resized for one pass (bilinear, as calibrated). Tried and not kept: averaging
-        k x k blocks first (Image.reduce) and resizing the coarse pass from the main pass's image
-        saved ~35 ms/photo but changed detections (calibration: min true-face score 0.585 vs
-        0.626, 6 vs 2 false detections).
+        k x k blocks first (Image.reduce) for the main pass changed detections (calibration, with
+        the coarse pass also made from the main pass's copy: min true-face score 0.585 vs 0.626,
+        6 vs 2 false detections).
 
         Same pixels as Image.fromarray(rgb).resize(size), without its whole-photo PIL copy
         (4 bytes/pixel: 48 MB for 12 MP) and Pillow's horizontal-pass image beside it (19 MB):
@@ -478,24 +475,38 @@ class FaceEngine:
         marks[..., 1] *= sy
         return boxes.astype(np.float32), marks.astype(np.float32)
 
-    def detect_raw(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """CenterFace boxes (x1,y1,x2,y2,score) + landmarks merged over all passes (unmapped)."""
+    def pass_inputs(self, rgb: np.ndarray) -> list[np.ndarray]:
+        """The working-size copies of `rgb` that CenterFace runs on, one per pass (H x W x 3 uint8).
+
+        Main pass at a fixed working resolution (small faces), plus a coarse pass that catches
+        faces too big for the net's receptive field at the main resolution. Small images are
+        upscaled up to max_upscale so their small faces reach the net's range. A scan worker makes
+        these in its decode thread, so that its detect thread only runs the net."""
         rgb = _as_rgb(rgb)
         h, w = rgb.shape[:2]
+        st = self.settings
         long = max(h, w)
+        main = min(st.long_side, long * st.max_upscale)
+        # np.asarray frees each PIL image at once
+        inputs = [np.asarray(self.resize(rgb, self.work_size(w, h, int(main))))]
+        if st.coarse_long_side and st.coarse_long_side < main * 0.75:
+            # From the main pass's copy when that is a reduction: 14 instead of 55 ms for a 12 MP
+            # photo. Measured on the 60 photos of bench/speed.py (seed 31, 222 faces): the same
+            # faces in 59 photos, boxes within 1 px, scores within 0.004; one more weak detection
+            # (0.351) in the 60th.
+            src = inputs[0] if main <= long else rgb
+            inputs.append(np.asarray(self.resize(src, self.work_size(w, h, st.coarse_long_side))))
+        return inputs
+
+    def detect_raw(self, rgb: np.ndarray, inputs: list[np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """CenterFace boxes (x1,y1,x2,y2,score) + landmarks merged over all passes (unmapped).
+        `inputs`: pass_inputs(rgb), if already made."""
+        rgb = _as_rgb(rgb)
+        h, w = rgb.shape[:2]
         st = self.settings
         all_b, all_m = [], []
-        # Main pass at a fixed working resolution (small faces), plus a coarse pass that
-        # catches faces too big for the net's receptive field at the main resolution.
-        # Small images are upscaled up to max_upscale so their small faces reach the net's range.
-        main = min(st.long_side, long * st.max_upscale)
-        sides = [main]
-        if st.coarse_long_side and st.coarse_long_side < main * 0.75:
-            sides.append(st.coarse_long_side)
-        for side in sides:
-            px = np.asarray(self.resize(rgb, self.work_size(w, h, int(side))))  # the PIL image is freed here
+        for px in inputs if inputs is not None else self.pass_inputs(rgb):
             b, m = self._run_centerface(px, w, h)
-            del px
             all_b.append(b)
             all_m.append(m)
         boxes = np.concatenate(all_b)
@@ -530,10 +541,11 @@ class FaceEngine:
         bottom = int(round(min(float(h), cy + half)))
         return (top, right, bottom, left)
 
-    def detect(self, rgb: np.ndarray) -> list[Detection]:
+    def detect(self, rgb: np.ndarray, inputs: list[np.ndarray] | None = None) -> list[Detection]:
+        """The faces in `rgb`. `inputs`: pass_inputs(rgb), if already made."""
         rgb = _as_rgb(rgb)
         h, w = rgb.shape[:2]
-        boxes, marks = self.detect_raw(rgb)
+        boxes, marks = self.detect_raw(rgb, inputs)
         out: list[Detection] = []
         for b, m in zip(boxes, marks):
             box = self._to_dlib_box(b, m, h, w)

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing
 import os
+import subprocess
+import sys
 from collections import deque
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from multiprocessing.connection import wait as mp_wait
 from pathlib import Path
 from typing import Callable, Iterable
@@ -25,7 +27,7 @@ from photocheck.groups import assign_groups
 from photocheck.images import file_sha256, iter_image_files
 from photocheck.results import FaceResult, FaceStatus, PhotoResult, ScanSummary, Verdict, printable_path
 from photocheck.screening import ReferenceSet
-from photocheck.worker import WorkerSetup, error_result, release_memory, screen_photo, serve
+from photocheck.worker import WorkerSetup, error_result, release_memory, screen_photo
 
 __all__ = ["ScanOutcome", "ScanSetupError", "Skipped", "scan", "screen_photo"]
 
@@ -302,16 +304,27 @@ IN_FLIGHT_PER_WORKER = 4
 
 
 class _Worker:
-    """A worker process (worker.serve) and the photos sent to it whose results are not back yet."""
+    """A worker process (worker.main, then worker.serve) and the photos sent to it whose results
+    are not back yet.
 
-    def __init__(self, ctx, setup: WorkerSetup):
-        task_end, self.tasks = ctx.Pipe(duplex=False)
-        self.results, result_end = ctx.Pipe(duplex=False)
-        self.proc = ctx.Process(target=serve, args=(task_end, result_end, setup), name="photocheck-worker",
-                                daemon=True)
-        self.proc.start()
-        task_end.close()  # the child's ends: a dead child then reads as EOF here
-        result_end.close()
+    Started with subprocess, not multiprocessing: no forkserver or resource-tracker process beside
+    it (~25 MB), it starts clean (no copied database connections or threads), and it is in its
+    own session, so Ctrl-C reaches only the scan, which stops it. It ends by itself when the
+    scan is gone (kill -9): its task pipe then reads as closed."""
+
+    def __init__(self, setup: WorkerSetup):
+        task_r, task_w = os.pipe()
+        result_r, result_w = os.pipe()
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", "from photocheck.worker import main; main()", str(task_r), str(result_w)],
+                pass_fds=(task_r, result_w), stdin=subprocess.DEVNULL, start_new_session=True)
+        finally:
+            os.close(task_r)  # the child's ends: a dead child then reads as EOF here
+            os.close(result_w)
+        self.tasks = Connection(task_w, readable=False)
+        self.results = Connection(result_r, writable=False)
+        self.tasks.send(setup)
         self.in_flight: list[str] = []
         self.ready = False
 
@@ -323,15 +336,16 @@ class _Worker:
         if not now:
             try:
                 self.tasks.send(None)
-                self.proc.join(timeout=30)
-            except OSError:
+                self.proc.wait(timeout=30)
+            except (OSError, subprocess.TimeoutExpired):
                 pass
-        if self.proc.is_alive():
+        if self.proc.poll() is None:
             self.proc.terminate()
-        self.proc.join(timeout=10)
-        if self.proc.is_alive():
-            self.proc.kill()
-            self.proc.join()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
         self.tasks.close()
         self.results.close()
 
@@ -340,21 +354,16 @@ def _run_pool(files: list[Path], jobs: int, references: ReferenceSet, thresholds
               record: Callable[[PhotoResult], None], channel_refs=None) -> None:
     """Screen `files` in worker processes (worker.serve), recording each result as it arrives.
 
-    forkserver: workers start clean (no copied DB connections or threads). A worker that dies
-    (out of memory, a decoder crash) is replaced, and the photos it had in flight are screened
-    again one at a time: the photo that kills a worker alone becomes an `error`, the others are
-    screened normally."""
-    ctx = multiprocessing.get_context("forkserver")
-    # Workers need photocheck.worker + the engine only; the default preload (__main__, i.e. the whole
-    # CLI with typer/rich) would add ~80 MB to the forkserver and every worker.
-    ctx.set_forkserver_preload([])
+    A worker that dies (out of memory, a decoder crash) is replaced, and the photos it had in
+    flight are screened again one at a time: the photo that kills a worker alone becomes an
+    `error`, the others are screened normally."""
     n_workers, detector_threads = _pool_shape(jobs)
-    setup = WorkerSetup(references, thresholds, channel_refs, os.getpid(), detector_threads)
+    setup = WorkerSetup(references, thresholds, channel_refs, detector_threads)
     channels = list(channel_refs or {})
     pending = deque(str(f) for f in files)
     retry: deque[str] = deque()     # in flight in a worker that died: screened again, alone
     retried: set[str] = set()
-    workers = [_Worker(ctx, setup) for _ in range(min(n_workers, len(files)))]
+    workers = [_Worker(setup) for _ in range(min(n_workers, len(files)))]
 
     def feed(w: _Worker) -> None:
         if not w.ready or (w.in_flight and w.in_flight[0] in retried):
@@ -371,14 +380,14 @@ def _run_pool(files: list[Path], jobs: int, references: ReferenceSet, thresholds
     def died(w: _Worker) -> _Worker:
         w.stop(now=True)
         if not w.ready:
-            raise RuntimeError(f"a screening worker died while loading the face models (exit code {w.proc.exitcode})")
+            raise RuntimeError(f"a screening worker died while loading the face models (exit code {w.proc.returncode})")
         for path in w.in_flight:
             if path in retried:  # it crashed a worker on its own: that photo is the cause
-                record(error_result(path, channels, f"screening crashed the worker (exit code {w.proc.exitcode}); "
+                record(error_result(path, channels, f"screening crashed the worker (exit code {w.proc.returncode}); "
                                                     "the photo may be corrupt or too large to decode"))
             else:
                 retry.append(path)
-        return _Worker(ctx, setup)
+        return _Worker(setup)
 
     try:
         while pending or retry or any(w.in_flight for w in workers):
@@ -388,17 +397,18 @@ def _run_pool(files: list[Path], jobs: int, references: ReferenceSet, thresholds
                 i = next(i for i, w in enumerate(workers) if w.results is conn)
                 w = workers[i]
                 try:
-                    path, message = conn.recv()
+                    kind, *message = conn.recv()
                 except (EOFError, OSError):
                     workers[i] = died(w)
                     continue
-                if path == "setup-failed":
-                    raise RuntimeError(f"the screening worker could not load the face models: {message}")
-                if path == "ready":
+                if kind == "setup-failed":
+                    raise RuntimeError(f"the screening worker could not load the face models: {message[0]}")
+                if kind == "ready":
                     w.ready = True
                     continue
+                path, result = message
                 w.in_flight.remove(path)
-                record(message)
+                record(result)
     except BaseException:
         for w in workers:
             w.stop(now=True)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import signal
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,10 +53,11 @@ def decode_photo(path: Path, channels: list[str]):
         return None, error_result(path, channels, f"cannot decode image: {type(exc).__name__}: {exc}")
 
 
-def detect_decoded(path: Path, img, engine, channels: list[str]) -> Detected:
-    """Detect the faces of a decoded photo and cut their crops. Never raises."""
+def detect_decoded(path: Path, img, engine, channels: list[str], inputs=None) -> Detected:
+    """Detect the faces of a decoded photo and cut their crops. Never raises.
+    `inputs`: engine.pass_inputs(img.rgb), if already made."""
     try:
-        detections = engine.detect(img.rgb)
+        detections = engine.detect(img.rgb, inputs)
         # Keep only what encoding reads (a padded crop per face), not the whole photo (36 MB for 12 MP).
         crops = engine.encoding_crops(img.rgb, detections)
     except Exception as exc:
@@ -123,7 +123,6 @@ class WorkerSetup:
     references: ReferenceSet
     thresholds: object
     channel_refs: dict | None
-    scan_pid: int | None
     detector_threads: int = 1
 
 
@@ -133,14 +132,15 @@ DECODED_AT_ONCE = 2
 
 
 def serve(tasks, results, setup: WorkerSetup) -> None:
-    """A scan's worker process: screen each path received on `tasks`, send (path, PhotoResult)
-    on `results`; None ends it. Started by scan._run_pool.
+    """A scan's worker process: screen each path received on `tasks`, send ("photo", path,
+    PhotoResult) on `results`; None ends it. ("ready",) or ("setup-failed", why) come first. Run by main() in a process started by scan._Worker.
 
     Three threads share one loaded engine, so that two cores stay busy with one copy of each
-    model: decode (PIL), detect (CenterFace on onnxruntime) and encode + judge (dlib landmarks,
-    the ResNet). Each works on a different photo; all three spend their time in C code that
-    releases the GIL. Bounded queues keep at most DECODED_AT_ONCE photos decoded in full; what
-    reaches the encode thread is only each face's padded crop.
+    model: decode (PIL: the photo and its working-size copies for the detector), detect
+    (CenterFace on onnxruntime) and encode + judge (dlib landmarks, the ResNet on onnxruntime).
+    Each works on a different photo; all three spend their time in C code that releases the GIL.
+    Bounded queues keep at most DECODED_AT_ONCE photos decoded in full; what reaches the encode
+    thread is only each face's padded crop.
 
     Any unexpected exception ends the process (exit 70): the scan then retries the photos that
     were in flight here, one at a time, to find and error out the one that crashes."""
@@ -148,7 +148,6 @@ def serve(tasks, results, setup: WorkerSetup) -> None:
     import sys
     import traceback
 
-    _common_init(setup.scan_pid)
     _return_big_buffers_at_once()
     try:
         from photocheck.engine import FaceEngine
@@ -157,7 +156,8 @@ def serve(tasks, results, setup: WorkerSetup) -> None:
     except BaseException as exc:  # the scan reports it and stops: nothing can be screened
         results.send(("setup-failed", f"{type(exc).__name__}: {exc}"))
         return
-    results.send(("ready", None))
+    release_memory()  # what loading the models left behind (the ONNX graph surgery: ~40 MB)
+    results.send(("ready",))
     channels = list(setup.channel_refs or {})
     stop = object()
     decoded_slots = threading.Semaphore(DECODED_AT_ONCE)
@@ -175,18 +175,25 @@ def serve(tasks, results, setup: WorkerSetup) -> None:
         return run
 
     def decode_loop() -> None:
-        while (path := tasks.recv()) is not None:
+        while (path := _receive(tasks)) is not None:
             decoded_slots.acquire()
             img, error = decode_photo(Path(path), channels)
-            decoded.put((path, img, error))
+            inputs = None
+            if img is not None:
+                try:
+                    inputs = engine.pass_inputs(img.rgb)
+                except Exception:  # detect_decoded makes them again and reports the failure
+                    pass
+            decoded.put((path, img, error, inputs))
         decoded.put(stop)
 
     def detect_loop() -> None:
         while (item := decoded.get()) is not stop:
-            path, img, error = item
+            path, img, error, inputs = item
             del item
-            det = Detected(path, error) if error is not None else detect_decoded(Path(path), img, engine, channels)
-            del img
+            det = (Detected(path, error) if error is not None
+                   else detect_decoded(Path(path), img, engine, channels, inputs))
+            del img, inputs
             decoded_slots.release()
             release_memory()  # hand the decoded photo's and the detector's buffers back
             detected.put(det)
@@ -195,7 +202,10 @@ def serve(tasks, results, setup: WorkerSetup) -> None:
     def encode_loop() -> None:
         while (det := detected.get()) is not stop:
             result = judge_photo(det, engine, setup.references, setup.thresholds, setup.channel_refs)
-            results.send((det.path, result))
+            try:
+                results.send(("photo", det.path, result))
+            except OSError:  # the scan is gone (kill -9): nobody to tell
+                os._exit(0)
 
     threads = [threading.Thread(target=fatal(f), name=f.__name__, daemon=True) for f in (decode_loop, detect_loop)]
     for t in threads:
@@ -205,42 +215,26 @@ def serve(tasks, results, setup: WorkerSetup) -> None:
         t.join()
 
 
-def _common_init(scan_pid: int | None) -> None:
-    # Ctrl-C is handled by the main process alone (it marks the scan interrupted and stops the
-    # workers); a worker dying mid-photo would otherwise turn its photo into a spurious `error`.
+def main() -> None:
+    """Entry point of a worker process started by scan._Worker: `python -c ... TASK_FD RESULT_FD`."""
+    import sys
+    from multiprocessing.connection import Connection
+
+    # Ctrl-C is handled by the scan alone (it marks the scan interrupted and stops its workers).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if scan_pid:
-        _start_orphan_watchdog(scan_pid)
+    tasks = Connection(int(sys.argv[1]), writable=False)
+    results = Connection(int(sys.argv[2]), readable=False)
+    setup = _receive(tasks)
+    if setup is not None:
+        serve(tasks, results, setup)
 
 
-def _process_alive(pid: int) -> bool:
+def _receive(tasks):
+    """The next message from the scan; None at the end, or when the scan is gone (kill -9)."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            stat = fh.read()
-        return stat[stat.rindex(b")") + 2:][:1] not in (b"Z", b"X")  # a killed, unreaped parent is a zombie
-    except FileNotFoundError:
-        return False
-    except OSError:  # no /proc (not Linux): fall back to signal 0
-        try:
-            os.kill(pid, 0)
-            return True
-        except ProcessLookupError:
-            return False
-        except OSError:
-            return True
-
-
-def _start_orphan_watchdog(scan_pid: int) -> None:
-    """Exit when the scan process is gone (e.g. kill -9): forkserver workers are not its
-    children, and would otherwise wait forever on their queue, each holding a loaded engine."""
-
-    def watch() -> None:
-        while True:
-            time.sleep(0.5)
-            if not _process_alive(scan_pid):
-                os._exit(1)
-
-    threading.Thread(target=watch, name="orphan-watchdog", daemon=True).start()
+        return tasks.recv()
+    except (EOFError, OSError):
+        return None
 
 
 def release_memory() -> None:
@@ -258,7 +252,8 @@ def _return_big_buffers_at_once() -> None:
     activations) with its own mmap, so freeing it returns it to the OS at once, and use one malloc
     arena for all threads. By default glibc raises that threshold to the largest buffer freed so
     far and gives each thread its own arena, so a worker's three threads each kept freed
-    photo-sized buffers (measured: ...)."""
+    photo-sized buffers (measured on 12 photos of seed 31: worker peak 738 MB without, 680 with,
+    before the detector's stem ran on bands)."""
     if _libc is None:
         return
     try:

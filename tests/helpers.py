@@ -12,7 +12,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 import pytest
+from PIL import Image, ImageOps
 from typer.testing import CliRunner
 
 from photocheck.cli import app
@@ -20,6 +22,12 @@ from photocheck.cli import app
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 FACES = SHARED / "faces"
+
+
+def load_face(rel: str) -> np.ndarray:
+    """../shared/faces/<rel> as an upright RGB array."""
+    with Image.open(FACES / rel) as im:
+        return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
 TOOLS = SHARED / "tools"
 
 
@@ -62,15 +70,18 @@ def pg_url(template: str | None = None) -> Iterator[str]:
     try:
         with admin.connect() as conn:
             if template:
+                # Our own connections only: an autovacuum worker on the template runs as a
+                # superuser (terminating it fails); it is gone within the retries below.
                 conn.exec_driver_sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                     "WHERE datname = %(db)s AND pid <> pg_backend_pid()",
+                                     "WHERE datname = %(db)s AND pid <> pg_backend_pid() "
+                                     "AND usename = current_user",
                                      {"db": make_url(template).database})
-            for attempt in range(50):  # a terminated backend takes a moment to go
+            for attempt in range(300):  # a terminated backend (or autovacuum) takes a moment to go
                 try:
                     conn.exec_driver_sql(f'CREATE DATABASE "{name}"{copy}')
                     break
                 except OperationalError as exc:
-                    if "being accessed by other users" not in str(exc) or attempt == 49:
+                    if "being accessed by other users" not in str(exc) or attempt == 299:
                         raise
                     time.sleep(0.1)
         try:

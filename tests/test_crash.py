@@ -250,26 +250,23 @@ def _descendants(pid: int) -> list[int]:
     return out
 
 
-def _parent(pid: int) -> int | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_bytes()
-    except OSError:
-        return None
-    return int(stat[stat.rindex(b")") + 2:].split()[1])
-
-
-def test_a_killed_worker_is_replaced_and_its_photos_screened_again(material: Path, enrolled_db: Path,
-                                                                    tmp_path: Path):
-    """kill -9 of the worker process (as the kernel's out-of-memory killer would): the scan starts a
-    new worker, screens the photos the dead one had in flight again, and finishes with every photo
-    once and none of them an `error`."""
-    events = tmp_path / "events"
-    events.mkdir()
+@pytest.fixture(scope="module")
+def bigger_events(tmp_path_factory) -> Path:
+    """18 photos of 1200 px: a scan with workers takes long enough to be interrupted mid-way."""
+    events = tmp_path_factory.mktemp("bigger")
     for i in range(6):
         for p in SAMPLES:
             im = ImageOps.exif_transpose(Image.open(p)).convert("RGB")
             im.thumbnail((1200, 1200))
             im.save(events / f"{p.stem}_{i}.jpg", quality=90)
+    return events
+
+
+def test_a_killed_worker_is_replaced_and_its_photos_screened_again(bigger_events: Path, enrolled_db: Path):
+    """kill -9 of the worker process (as the kernel's out-of-memory killer would): the scan starts a
+    new worker, screens the photos the dead one had in flight again, and finishes with every photo
+    once and none of them an `error`."""
+    events = bigger_events
     n = len(list(events.iterdir()))
     db = enrolled_db
     proc = photocheck(db, "scan", str(events), "--jobs", "2")
@@ -278,8 +275,7 @@ def test_a_killed_worker_is_replaced_and_its_photos_screened_again(material: Pat
         while count(db, "SELECT count(*) FROM photos") < 1:
             assert proc.poll() is None and time.monotonic() < deadline
             time.sleep(0.05)
-        # The scan's forkserver is its child; workers are the forkserver's children.
-        workers = [pid for pid in _descendants(proc.pid) if _parent(pid) not in (proc.pid, None)]
+        workers = _descendants(proc.pid)  # the scan's worker process(es)
         assert workers, "no worker process found"
         for pid in workers:
             os.kill(pid, signal.SIGKILL)
@@ -292,3 +288,26 @@ def test_a_killed_worker_is_replaced_and_its_photos_screened_again(material: Pat
     assert count(db, "SELECT count(*) FROM photos") == count(db, "SELECT count(DISTINCT path) FROM photos") == n
     assert count(db, "SELECT count(*) FROM photos WHERE verdict = 'error'") == 0, out
     assert count(db, "SELECT count(*) FROM photos WHERE verdict = 'blocked'") >= 6
+
+
+def _running(pid: int) -> bool:
+    try:
+        return b") Z" not in Path(f"/proc/{pid}/stat").read_bytes()  # a zombie has exited
+    except OSError:
+        return False
+
+
+def test_kill_9_of_a_scan_with_workers_leaves_no_worker_behind(bigger_events: Path, enrolled_db: Path):
+    """A worker whose scan is killed stops by itself (its task pipe closes), instead of holding a
+    loaded engine forever."""
+    proc = photocheck(enrolled_db, "scan", str(bigger_events), "--jobs", "2")
+    deadline = time.monotonic() + 120
+    while not (workers := _descendants(proc.pid)) or count(enrolled_db, "SELECT count(*) FROM photos") < 1:
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    deadline = time.monotonic() + 30
+    while any(_running(pid) for pid in workers):
+        assert time.monotonic() < deadline, "a worker outlived its scan"
+        time.sleep(0.1)

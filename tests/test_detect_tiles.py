@@ -75,7 +75,8 @@ def test_tiled_equals_whole_int8_model():
 
 
 @pytest.mark.parametrize("size", [(4000, 3000), (3000, 4000), (6000, 4000), (4000, 6000), (4032, 3024),
-                                  (3840, 2160), (2160, 3840), (1200, 900), (700, 2200), (500, 375)])
+                                  (3840, 2160), (2160, 3840), (1200, 900), (700, 2200), (500, 375),
+                                  (1600, 1216), (1216, 1600)])  # the last two: the 640 px copy from the 1600 px one
 def test_banded_resize_gives_pillows_pixels(size):
     """engine.resize runs Pillow's horizontal pass on bands; the pixels must be Pillow's own."""
     w, h = size

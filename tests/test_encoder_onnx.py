@@ -10,11 +10,11 @@ import threading
 
 import numpy as np
 import pytest
-from PIL import Image, ImageOps
 
 import photocheck.engine as engine_mod
 from photocheck.engine import EncoderModelError, FaceEngine, encoder_onnx_path, model_info
 from tests.helpers import FACES
+from tests.helpers import load_face as load
 
 pytestmark = pytest.mark.skipif(not FACES.is_dir(), reason=f"shared test photos not found at {FACES}")
 
@@ -23,11 +23,6 @@ PHOTOS = ["people/obama/obama1.jpg", "people/biden/biden2.jpg", "people/kit_hari
           "people/rose_leslie/rose1.jpg", "people/alex_lacamoire/alex3.png",
           "people/lin_manuel_miranda/lin1.png", "groups/obama_and_biden.jpg", "groups/kit_with_rose.jpg",
           "groups/2008_002079.jpg", "edge/obama_partial_face.jpg"]
-
-
-def load(rel: str) -> np.ndarray:
-    with Image.open(FACES / rel) as im:
-        return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
 
 
 @pytest.fixture(scope="module")

@@ -6,18 +6,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageOps
+from PIL import Image
 
 from photocheck.engine import Detection, FaceEngine, box_iou, centerface_path, quantized_centerface_path
 from photocheck.thresholds import load_thresholds
 from tests.helpers import FACES
+from tests.helpers import load_face as load
 
 pytestmark = pytest.mark.skipif(not FACES.is_dir(), reason=f"shared test photos not found at {FACES}")
-
-
-def load(rel: str) -> np.ndarray:
-    with Image.open(FACES / rel) as im:
-        return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
 
 
 @pytest.fixture(scope="module")
