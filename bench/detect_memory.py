@@ -266,9 +266,19 @@ def table(names: list[str], threads: list[int], photos: list[Path], rounds: int,
     rows: dict[str, dict] = {}
     for t in threads:
         for g in range(0, max(1, len(names)), group):
-            members = [Child("main", t)] + ([Child("main branch", t, baseline)] if baseline else [])
-            members += [Child(n, t) for n in names[g:g + group]]
-            lockstep(members, photos, rounds)
+            for attempt in (1, 2):  # once more if a child is killed from outside (a shared machine)
+                members = [Child("main", t)] + ([Child("main branch", t, baseline)] if baseline else [])
+                members += [Child(n, t) for n in names[g:g + group]]
+                try:
+                    lockstep(members, photos, rounds)
+                    break
+                except RuntimeError as exc:
+                    for c in members:
+                        c.proc.kill()
+                        c.proc.wait()
+                    if attempt == 2:
+                        raise
+                    print(f"  {exc}: group run again", file=sys.stderr, flush=True)
             ref = members[0]
             rel = members[1] if baseline else ref  # CPU relative to main's code when it is there
             for c in members:
@@ -382,7 +392,7 @@ def margins(photos: list[Path]) -> None:
 
     for margin in (32, 64, 128, 192, 256, 320):
         report("whole graph", 256, margin, lambda px, m=margin: whole_graph_bands(px, 256, m))
-    for rows in (128, 256):
+    for rows in (128, 192, 256):
         for margin in (8, 16, 24, 32, 64):
             eng = FaceEngine(dataclasses.replace(st, tile_rows=rows, tile_margin=margin), encoder=False)
             report("stem bands (engine)", rows, margin, eng._run_net)

@@ -182,7 +182,10 @@ def _register_shared_arena(ort) -> None:
     if _SHARED_ARENA:
         return
     mem = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
-    ort.create_and_register_allocator(mem, ort.OrtArenaCfg({}))
+    try:
+        ort.create_and_register_allocator(mem, ort.OrtArenaCfg({}))
+    except Exception:  # one is registered already (by other code in this process): the sessions share that
+        pass
     _SHARED_ARENA = True
 
 
