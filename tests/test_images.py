@@ -377,12 +377,15 @@ def test_exif_orientation_png(tmp_path, o):
     assert_upright(li.rgb)
 
 
-@pytest.mark.parametrize("o", range(2, 9))
-def test_array_transposes_are_pils(o):
-    """load_image applies the EXIF fix-up to the decoded array (_TRANSPOSE_ARRAY): PIL's transposes."""
-    a = np.random.default_rng(o).integers(0, 256, (7, 11, 3), dtype=np.uint8)
-    want = np.asarray(Image.fromarray(a).transpose(images._TRANSPOSE[o]))
-    assert np.array_equal(images._TRANSPOSE_ARRAY[o](a), want)
+@pytest.mark.parametrize("o", range(1, 9))
+@pytest.mark.parametrize("band", [3, 4, 256])
+def test_banded_upright_copy_is_pils_transpose(o, band):
+    """load_image turns the photo upright band by band (_to_array): the same pixels as PIL's
+    transpose of the whole image, for bands that divide the height and bands that do not."""
+    a = np.random.default_rng(o).integers(0, 256, (12, 17, 3), dtype=np.uint8)
+    im = Image.fromarray(a)
+    want = np.asarray(im.transpose(images._TRANSPOSE[o]) if o > 1 else im)
+    assert np.array_equal(images._to_array(im, o, band=band), want)
 
 
 def test_exif_orientation_jpeg(tmp_path):
