@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import subprocess
 import sys
@@ -95,7 +96,9 @@ def tree_mem_kb(root: int) -> tuple[int, int]:
 
 
 def run_measured(cmd: list, env: dict | None = None) -> dict:
-    """Run cmd; return wall seconds, peak process-tree RSS (MB), exit code, stdout, stderr."""
+    """Run cmd; return wall seconds, user and system CPU seconds of the whole tree (every process
+    the command waited for), peak process-tree RSS (MB), exit code, stdout, stderr."""
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=env or base_env())
@@ -113,9 +116,10 @@ def run_measured(cmd: list, env: dict | None = None) -> dict:
     th.start()
     out, err = proc.communicate()
     secs = time.perf_counter() - t0
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     stop.set()
     th.join()
-    return {"secs": secs, "peak_mb": peak / 1024, "peak_pss_mb": peak_pss / 1024, "rc": proc.returncode, "stdout": out, "stderr": err}
+    return {"secs": secs, "user": ru1.ru_utime - ru0.ru_utime, "sys": ru1.ru_stime - ru0.ru_stime, "peak_mb": peak / 1024, "peak_pss_mb": peak_pss / 1024, "rc": proc.returncode, "stdout": out, "stderr": err}
 
 
 # --------------------------------------------------------------------------- helpers
@@ -235,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     fig = score(truth, report=work / "report.json")
     rows.append({"tool": "photocheck scan", **first, "fig": fig})
     print(f"photocheck: {first['secs']:.1f} s, {n / first['secs']:.2f} photos/s, peak RSS {first['peak_mb']:.0f} MB "
-          f"(PSS {first['peak_pss_mb']:.0f} MB); "
+          f"(PSS {first['peak_pss_mb']:.0f} MB), CPU {first['user']:.1f} s user + {first['sys']:.1f} s system; "
           f"{fmt_score(fig)}", file=sys.stderr)
     again = scan(env, photos, work / "report2.json", args.cpus)
     fig2 = score(truth, report=work / "report2.json")
