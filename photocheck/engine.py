@@ -69,6 +69,30 @@ def detector_model_path(settings: DetectorSettings) -> Path:
     return quantized_centerface_path() if settings.quantized else centerface_path()
 
 
+def split_centerface_paths() -> tuple[Path, Path]:
+    """models/centerface_int8_{stem,head}.onnx: centerface_int8.onnx cut in two by
+    _split_centerface (written by bench/split_centerface.py), shipped so that a scan worker does not
+    import onnx (12 MB of its memory) only to cut the graph at every start."""
+    d = quantized_centerface_path().parent
+    return d / "centerface_int8_stem.onnx", d / "centerface_int8_head.onnx"
+
+
+# metadata_props key of the shipped stem/head files: the sha256 of the model they were cut from.
+SPLIT_SOURCE_KEY = "centerface_sha256"
+
+
+def _shipped_split(model_path: Path) -> tuple[bytes, bytes] | None:
+    """The bytes of split_centerface_paths() when `model_path` is the int8 model they are cut from;
+    None if they are missing. The engine still checks the source sha256 they record."""
+    try:
+        if model_path != quantized_centerface_path():
+            return None
+        stem, head = (p.read_bytes() for p in split_centerface_paths())
+    except OSError:
+        return None
+    return stem, head
+
+
 def _reset_truncated_images_flag() -> None:
     """Undo face_recognition's process-wide side effect if anything imported it.
 
@@ -189,9 +213,10 @@ def _register_shared_arena(ort) -> None:
     _SHARED_ARENA = True
 
 
-def _split_centerface(model_bytes: bytes) -> tuple[bytes, bytes]:
+def _split_centerface(model_bytes: bytes, source_sha256: str | None = None) -> tuple[bytes, bytes]:
     """(stem, head): CenterFace (as loaded by the engine) cut at _STEM_OUTPUTS into two ONNX models;
-    head(stem(x)) computes exactly what the whole graph does."""
+    head(stem(x)) computes exactly what the whole graph does. `source_sha256` is recorded in both
+    (metadata_props[SPLIT_SOURCE_KEY]) for the shipped files (_shipped_split)."""
     import onnx
     from onnx import helper
 
@@ -224,7 +249,10 @@ def _split_centerface(model_bytes: bytes) -> tuple[bytes, bytes]:
 
         graph = helper.make_graph(nodes, f"centerface_{name}", [info(i) for i in inputs],
                                   [info(o) for o in outputs], [i for i in g.initializer if i.name in used])
-        return helper.make_model(graph, opset_imports=model.opset_import, ir_version=model.ir_version).SerializeToString()
+        out = helper.make_model(graph, opset_imports=model.opset_import, ir_version=model.ir_version)
+        if source_sha256:
+            helper.set_model_props(out, {SPLIT_SOURCE_KEY: source_sha256})
+        return out.SerializeToString()
 
     return part("stem", [inp], cut), part("head", cut, list(g.output))
 
@@ -289,11 +317,12 @@ class FaceEngine:
 
         self._cf_path = detector_model_path(self.settings)
         so = ort.SessionOptions()
-        # Intra-op threads default to 1; a scan worker passes its number of photo threads.
+        # Intra-op threads default to 1, as in a scan worker, whose detect threads each run one
+        # photo on one thread (two photos side by side beat one photo on two threads).
         so.intra_op_num_threads = max(1, int(threads))
         so.inter_op_num_threads = 1
-        # Idle detector threads sleep instead of spinning: in a scan, the encode worker process
-        # needs that core for dlib while the detect worker waits between passes.
+        # Idle detector threads sleep instead of spinning: with threads > 1, other work (decoding,
+        # encoding) needs the cores while the detector waits between passes.
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         so.log_severity_level = 3  # the old graph lists BN counters as inputs; ORT warns about them
         # Memory arena on, memory pattern off. Without the arena every pass maps its activation
@@ -310,11 +339,18 @@ class FaceEngine:
             # they share one arena: it holds the larger part's activations, not both.
             _register_shared_arena(ort)
             so.add_session_config_entry("session.use_env_allocators", "1")
-            stem, model = _split_centerface(model)
-            self._stem = ort.InferenceSession(stem, so, providers=["CPUExecutionProvider"])
+            sha = hashlib.sha256(model).hexdigest()
+            sessions = None
+            if shipped := _shipped_split(self._cf_path):
+                sessions = [ort.InferenceSession(part, so, providers=["CPUExecutionProvider"]) for part in shipped]
+                if any(x.get_modelmeta().custom_metadata_map.get(SPLIT_SOURCE_KEY) != sha for x in sessions):
+                    sessions = None  # cut from another model: cut this one here
+            if sessions is None:
+                sessions = [ort.InferenceSession(part, so, providers=["CPUExecutionProvider"])
+                            for part in _split_centerface(model)]
+            self._stem, self._sess = sessions
             self._stem_out = [o.name for o in self._stem.get_outputs()]
-            self._sess = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
-            del stem
+            del shipped
         else:
             self._sess = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
         del model
@@ -357,29 +393,35 @@ class FaceEngine:
         return max(32, int(round(w * s / 32)) * 32), max(32, int(round(h * s / 32)) * 32)
 
     @staticmethod
-    def resize(rgb: np.ndarray, size: tuple[int, int], band: int | None = None) -> Image.Image:
-        """The input resized for one pass (bilinear, as calibrated). Tried and not kept: averaging
-        k x k blocks first (Image.reduce) for the main pass changed detections (calibration, with
-        the coarse pass also made from the main pass's copy: min true-face score 0.585 vs 0.626,
-        6 vs 2 false detections).
+    def resize(rgb: np.ndarray, size: tuple[int, int], band: int | None = None,
+               block_average: bool = True) -> Image.Image:
+        """The input resized for one pass. With block_average, when it shrinks by k >= 2 on both
+        sides (a camera photo for the 1600 px pass: k = 2), k x k blocks are averaged first
+        (Image.reduce), then bilinear does the rest; otherwise bilinear alone. The detector
+        thresholds are calibrated on these pixels. A 12 MP photo's 1600 px copy costs about half the
+        CPU of bilinear alone (bench/stage_cpu.py; models/README.md, "Speed").
 
-        Same pixels as Image.fromarray(rgb).resize(size), without its whole-photo PIL copy
-        (4 bytes/pixel: 48 MB for 12 MP) and Pillow's horizontal-pass image beside it (19 MB):
-        Pillow resizes in two passes, each rounded to 8 bits, horizontally first unless the height
-        shrinks by more than twice as many pixels as the width (newer Pillow: python-pillow/Pillow
-        #9549; always horizontally first before). So when both sides shrink and the height by at most
-        1.9x the width's pixels, the horizontal pass runs on bands of `band` rows and the
-        vertical pass once; otherwise (small images upscaled, tall panoramas) Pillow resizes the
-        whole photo. tests/test_detect_tiles.py checks this equality for the usual camera shapes.
+        Same pixels as Image.fromarray(rgb).reduce(k).resize(size) without its whole-photo PIL
+        copy (4 bytes/pixel: 48 MB for 12 MP): the blocks are averaged on bands of `band` rows (a
+        multiple of k, so no block straddles two bands) into one 1/k-size image.
+        tests/test_detect_tiles.py checks this equality for the usual camera shapes.
 
-        Bands default to < 1 MB of PIL pixels (60 rows of a 4000 px photo): a scan worker serves
-        buffers >= 1 MB with their own mmap (worker._return_big_buffers_at_once), which would be
-        page-faulted in afresh for every band. Measured, both passes of a 4000x3000 photo, CPU s
-        with the worker's malloc: 0.175 (these bands), 0.24 (256-row bands), 0.225 (whole-photo
-        resize, as before); with glibc's defaults 0.15-0.17 for bands of either size, 0.20 whole."""
+        Otherwise Pillow resizes in two passes, each rounded to 8 bits, horizontally first unless
+        the height shrinks by more than twice as many pixels as the width (newer Pillow:
+        python-pillow/Pillow #9549; always horizontally first before). So when both sides shrink
+        and the height by at most 1.9x the width's pixels, the horizontal pass runs on bands and
+        the vertical pass once; otherwise (small images upscaled, tall panoramas) Pillow resizes
+        the whole photo."""
         h, w = rgb.shape[:2]
         wn, hn = size
-        band = band or max(16, 960_000 // (4 * w))
+        band = band or max(16, 960_000 // (4 * w))  # < 1 MB of PIL pixels a band
+        k = min(w // wn, h // hn)
+        if k >= 2 and block_average:
+            rows = k * max(1, band // k)
+            small = Image.new("RGB", (-(-w // k), -(-h // k)))
+            for y in range(0, h, rows):
+                small.paste(Image.fromarray(rgb[y:y + rows]).reduce(k), (0, y // k))
+            return small if small.size == (wn, hn) else small.resize((wn, hn), Image.Resampling.BILINEAR)
         if not (wn < w and hn < h and (h - hn) <= 1.9 * (w - wn)):
             im = Image.fromarray(rgb)
             return im if im.size == (wn, hn) else im.resize((wn, hn), Image.Resampling.BILINEAR)
@@ -417,8 +459,8 @@ class FaceEngine:
             return self._sess.run(self._out_names, {self._in_name: self._blob_array(px, self._in_dtype)})
         hn, wn = px.shape[:2]
         rows, margin = self.settings.tile_rows, self.settings.tile_margin
-        # One input and one output buffer per stem output for all bands: a scan worker serves
-        # buffers >= 1 MB with their own mmap, so new ones per band would be page-faulted in afresh.
+        # One input and one output buffer per stem output for all bands, not new ones per band
+        # (big buffers may be fresh mmaps, page-faulted in afresh each time).
         dt = self._in_dtype  # the int8 model's activations are uint8 like its input
         rmax = min(hn, rows + 2 * margin)
         buf = np.empty(3 * rmax * wn, dt)
@@ -495,8 +537,11 @@ class FaceEngine:
             # photo. Measured on the 60 photos of bench/speed.py (seed 31, 222 faces): the same
             # faces in 59 photos, boxes within 1 px, scores within 0.004; one more weak detection
             # (0.351) in the 60th.
+            # Bilinear alone: block averaging saved ~5 ms here and gave the int8 model a false
+            # detection on blurred lights (sample_images/obama3.jpg).
             src = inputs[0] if main <= long else rgb
-            inputs.append(np.asarray(self.resize(src, self.work_size(w, h, st.coarse_long_side))))
+            inputs.append(np.asarray(self.resize(src, self.work_size(w, h, st.coarse_long_side),
+                                                 block_average=False)))
         return inputs
 
     def detect_raw(self, rgb: np.ndarray, inputs: list[np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:

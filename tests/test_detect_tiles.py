@@ -6,13 +6,16 @@ absent); the banded resize is checked on synthetic photos of the usual camera sh
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from photocheck.engine import FaceEngine
+from photocheck.engine import FaceEngine, _split_centerface, quantized_centerface_path, split_centerface_paths
 from photocheck.images import load_image
 from photocheck.thresholds import ThresholdsError, load_thresholds
 from tests.helpers import FACES
@@ -78,13 +81,19 @@ def test_tiled_equals_whole_int8_model():
                                   (3840, 2160), (2160, 3840), (1200, 900), (700, 2200), (500, 375),
                                   (1600, 1216), (1216, 1600)])  # the last two: the 640 px copy from the 1600 px one
 def test_banded_resize_gives_pillows_pixels(size):
-    """engine.resize runs Pillow's horizontal pass on bands; the pixels must be Pillow's own."""
+    """engine.resize averages k x k blocks (k = whole shrink factor >= 2) and runs Pillow's
+    horizontal pass on bands; the pixels must be Pillow's own whole-image reduce + resize."""
     w, h = size
     rgb = np.random.default_rng(w * h).integers(0, 256, (h, w, 3), dtype=np.uint8)
-    for side in (1600, 640):
+    for side, block_average in [(1600, True), (640, True), (640, False)]:
         target = FaceEngine.work_size(w, h, min(side, 2 * max(w, h)))
-        want = np.asarray(Image.fromarray(rgb).resize(target, Image.Resampling.BILINEAR))
-        assert np.array_equal(np.asarray(FaceEngine.resize(rgb, target)), want), (size, target)
+        k = min(w // target[0], h // target[1])
+        im = Image.fromarray(rgb)
+        im = im.reduce(k) if k >= 2 and block_average else im
+        want = np.asarray(im if im.size == target else im.resize(target, Image.Resampling.BILINEAR))
+        for band in (None, 7, 100):  # bands that are not multiples of k are rounded down to one
+            got = FaceEngine.resize(rgb, target, band, block_average)
+            assert np.array_equal(np.asarray(got), want), (size, target, band, block_average)
 
 
 @pytest.mark.parametrize("key,value", [("tile_rows", 100), ("tile_margin", 16), ("tile_rows", -32)])
@@ -95,3 +104,36 @@ def test_tile_settings_must_be_multiples_of_32(tmp_path: Path, key, value):
     p.write_text(src.replace(line, f"{key} = {value}"))
     with pytest.raises(ThresholdsError, match="multiples of 32"):
         load_thresholds(p)
+
+
+def test_shipped_int8_parts_are_current():
+    """models/centerface_int8_{stem,head}.onnx are centerface_int8.onnx cut as the engine cuts it
+    (bench/split_centerface.py): byte for byte, with the source's sha256 recorded."""
+    source = quantized_centerface_path().read_bytes()
+    want = _split_centerface(source, hashlib.sha256(source).hexdigest())
+    got = tuple(p.read_bytes() for p in split_centerface_paths())
+    assert got == want, "re-run bench/split_centerface.py"
+
+
+def test_worker_engine_does_not_import_onnx():
+    """A tiled int8 engine loads the shipped parts: the onnx package (12 MB) stays out of the
+    scan worker. The check runs in a fresh interpreter, as a worker starts."""
+    code = ("import sys; from photocheck.engine import FaceEngine; e = FaceEngine(encoder=False); "
+            "assert e.settings.quantized and e.settings.tile_rows; print('onnx' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_stale_int8_parts_are_not_used(tmp_path, monkeypatch):
+    """Parts cut from another model are ignored: the engine cuts the model it loads itself."""
+    import photocheck.engine as engine_mod
+
+    stem, head = (tmp_path / "stem.onnx", tmp_path / "head.onnx")
+    for part, path in zip(_split_centerface(quantized_centerface_path().read_bytes(), "0" * 64), (stem, head)):
+        path.write_bytes(part)
+    monkeypatch.setattr(engine_mod, "split_centerface_paths", lambda: (stem, head))
+    calls = []
+    real = engine_mod._split_centerface
+    monkeypatch.setattr(engine_mod, "_split_centerface", lambda *a: calls.append(1) or real(*a))
+    FaceEngine(encoder=False)
+    assert calls == [1]
