@@ -149,8 +149,8 @@ def scan(
 
     `channel`: judge only the opt-outs that apply to this publication channel; None judges every
     opt-out (strictest wins) and also records a verdict per school channel.
-    `jobs` cores to use (default: one per core): 1 screens in this process; 2+ runs detect and
-    encode worker processes side by side (see worker.py).
+    `jobs` cores to use (default: one per core): 1 screens in this process; 2+ runs one worker
+    process per two cores (see worker.py).
 
     Scan cache: a file whose sha256 was already screened by a scan with the same roster,
     models and thresholds (same `cache_key`) is not decoded again; its stored result is copied
@@ -290,17 +290,18 @@ def scan(
 
 
 def _pool_shape(jobs: int) -> tuple[int, int]:
-    """(worker processes, onnxruntime threads each) for `jobs` cores: one worker per two cores.
+    """(worker processes, detect threads each) for `jobs` cores: one worker per two cores.
 
-    A worker's three threads (decode, detect, encode) keep two cores busy with one copy of each
-    model; the detector gets both cores' threads to use whenever the other stages wait."""
+    A worker's threads (decode, one detect thread per core, encode) keep two cores busy with one
+    copy of each model; each detect thread runs CenterFace on one onnxruntime thread."""
     workers = max(1, jobs // 2)
     return workers, max(1, jobs // workers)
 
 
-# Photos sent ahead to a worker: one being decoded, one decoded and waiting, one being detected,
-# one being encoded. More would only wait in its queues (and be re-tried if it crashed).
-IN_FLIGHT_PER_WORKER = 4
+def _in_flight_per_worker(detect_threads: int) -> int:
+    """Photos sent ahead to a worker: one being decoded, one decoded and waiting, one per detect
+    thread, one being encoded. More would only wait in its queues (and be re-tried if it crashed)."""
+    return detect_threads + 3
 
 
 class _Worker:
@@ -357,8 +358,9 @@ def _run_pool(files: list[Path], jobs: int, references: ReferenceSet, thresholds
     A worker that dies (out of memory, a decoder crash) is replaced, and the photos it had in
     flight are screened again one at a time: the photo that kills a worker alone becomes an
     `error`, the others are screened normally."""
-    n_workers, detector_threads = _pool_shape(jobs)
-    setup = WorkerSetup(references, thresholds, channel_refs, detector_threads)
+    n_workers, detect_threads = _pool_shape(jobs)
+    setup = WorkerSetup(references, thresholds, channel_refs, detect_threads)
+    in_flight = _in_flight_per_worker(detect_threads)
     channels = list(channel_refs or {})
     pending = deque(str(f) for f in files)
     retry: deque[str] = deque()     # in flight in a worker that died: screened again, alone
@@ -374,7 +376,7 @@ def _run_pool(files: list[Path], jobs: int, references: ReferenceSet, thresholds
                 retried.add(path)
                 w.send(path)
             return
-        while pending and len(w.in_flight) < IN_FLIGHT_PER_WORKER:
+        while pending and len(w.in_flight) < in_flight:
             w.send(pending.popleft())
 
     def died(w: _Worker) -> _Worker:

@@ -4,8 +4,8 @@ Kept apart from scan.py so the worker imports only what screening needs (numpy, 
 dlib) — never SQLAlchemy, typer or rich (measured: ~30 MB per process).
 
 A scan's worker process (`serve`, one per two cores) loads the face engine once and screens
-photos in three threads — decode, detect, encode + judge — each on a different photo, so both
-cores stay busy with one copy of each model and at most two photos decoded in full.
+photos in threads — decode, one detect thread per core, encode + judge — each on a different
+photo, so both cores stay busy with one copy of each model and at most two photos decoded in full.
 """
 from __future__ import annotations
 
@@ -123,11 +123,12 @@ class WorkerSetup:
     references: ReferenceSet
     thresholds: object
     channel_refs: dict | None
-    detector_threads: int = 1
+    detect_threads: int = 1  # photos detected at once, each on one onnxruntime thread
 
 
-# Photos decoded in full at once in a worker: the one being detected and the next one. Each 12 MP
-# photo is 36 MB; more would only add memory, the decode thread is never the slowest stage.
+# Photos decoded in full at once in a worker: those being detected, or one being detected and the
+# next one being decoded. Each 12 MP photo is 36 MB; three at once (measured with two detect
+# threads) cost ~70 MB more for no clear gain in speed.
 DECODED_AT_ONCE = 2
 
 
@@ -136,10 +137,13 @@ def serve(tasks, results, setup: WorkerSetup) -> None:
     PhotoResult) on `results`; None ends it. ("ready",) or ("setup-failed", why) come first.
     Run by main() in a process started by scan._Worker.
 
-    Three threads share one loaded engine, so that two cores stay busy with one copy of each
-    model: decode (PIL: the photo and its working-size copies for the detector), detect
-    (CenterFace on onnxruntime) and encode + judge (dlib landmarks, the ResNet on onnxruntime).
-    Each works on a different photo; all three spend their time in C code that releases the GIL.
+    Threads share one loaded engine, so that two cores stay busy with one copy of each model:
+    decode (PIL: the photo and its working-size copies for the detector), `detect_threads`
+    detect threads (CenterFace on onnxruntime, one onnxruntime thread each) and encode + judge
+    (dlib landmarks, the ResNet on onnxruntime). Each works on a different photo; all spend their
+    time in C code that releases the GIL. Two photos detected side by side on one onnxruntime
+    thread each beat one photo on two threads, which wait for each other inside every layer
+    (measured: models/README.md, "Scan process layout").
     Bounded queues keep at most DECODED_AT_ONCE photos decoded in full; what reaches the encode
     thread is only each face's padded crop.
 
@@ -153,13 +157,14 @@ def serve(tasks, results, setup: WorkerSetup) -> None:
     try:
         from photocheck.engine import FaceEngine
 
-        engine = FaceEngine(setup.thresholds.detector, threads=setup.detector_threads)
+        engine = FaceEngine(setup.thresholds.detector, threads=1)
     except BaseException as exc:  # the scan reports it and stops: nothing can be screened
         results.send(("setup-failed", f"{type(exc).__name__}: {exc}"))
         return
-    release_memory()  # what loading the models left behind (the ONNX graph surgery: ~40 MB)
+    release_memory()  # what loading the models left behind
     results.send(("ready",))
     channels = list(setup.channel_refs or {})
+    n_detect = max(1, setup.detect_threads)
     stop = object()
     decoded_slots = threading.Semaphore(DECODED_AT_ONCE)
     decoded: queue.Queue = queue.Queue(maxsize=1)
@@ -198,7 +203,14 @@ def serve(tasks, results, setup: WorkerSetup) -> None:
             decoded_slots.release()
             release_memory()  # hand the decoded photo's and the detector's buffers back
             detected.put(det)
-        detected.put(stop)
+        decoded.put(stop)  # for the next detect thread
+        with finished_lock:
+            finished[0] += 1
+            if finished[0] == n_detect:
+                detected.put(stop)
+
+    finished_lock = threading.Lock()
+    finished = [0]  # detect threads done
 
     def encode_loop() -> None:
         while (det := detected.get()) is not stop:
@@ -208,7 +220,8 @@ def serve(tasks, results, setup: WorkerSetup) -> None:
             except OSError:  # the scan is gone (kill -9): nobody to tell
                 os._exit(0)
 
-    threads = [threading.Thread(target=fatal(f), name=f.__name__, daemon=True) for f in (decode_loop, detect_loop)]
+    loops = (decode_loop,) + (detect_loop,) * n_detect
+    threads = [threading.Thread(target=fatal(f), name=f.__name__, daemon=True) for f in loops]
     for t in threads:
         t.start()
     fatal(encode_loop)()
@@ -248,18 +261,24 @@ def release_memory() -> None:
             pass
 
 
+# Buffers from this size up get their own mmap in a worker (_return_big_buffers_at_once).
+MMAP_THRESHOLD = 4 << 20
+
+
 def _return_big_buffers_at_once() -> None:
-    """glibc: serve every buffer of 1 MB or more (decoded photos, resized copies, detector
-    activations) with its own mmap, so freeing it returns it to the OS at once, and use one malloc
-    arena for all threads. By default glibc raises that threshold to the largest buffer freed so
-    far and gives each thread its own arena, so a worker's three threads each kept freed
-    photo-sized buffers (measured on 12 photos of seed 31: worker peak 738 MB without, 680 with,
-    before the detector's stem ran on bands)."""
+    """glibc: serve every buffer of MMAP_THRESHOLD or more (decoded photos, the detector's
+    working copies) with its own mmap, so freeing it returns it to the OS at once, and use one
+    malloc arena for all threads. By default glibc raises that threshold to the largest buffer
+    freed so far and gives each thread its own arena, so each of a worker's threads kept freed
+    photo-sized buffers. Smaller buffers (resize bands, the detector's band buffers) come from the
+    heap and are reused. Measured (models/README.md, "Scan process layout"): 1 MB page-faulted
+    those in afresh each time (~0.1 CPU s of system time a photo); 16 MB let the heap fragment
+    over a long scan (2,000 photos: 506 MB against 478 MB with 4 MB, in the same time)."""
     if _libc is None:
         return
     try:
-        _libc.mallopt(-8, 1)        # M_ARENA_MAX
-        _libc.mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD (fixed: no dynamic raise)
+        _libc.mallopt(-8, 1)               # M_ARENA_MAX
+        _libc.mallopt(-3, MMAP_THRESHOLD)  # M_MMAP_THRESHOLD (fixed: no dynamic raise)
     except Exception:  # pragma: no cover - not glibc
         pass
 
