@@ -21,10 +21,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def main() -> int:
-    from photocheck.engine import _split_centerface, quantized_centerface_path, split_centerface_paths
+    from photocheck.engine import _sha256, _split_centerface, quantized_centerface_path, split_centerface_paths
 
-    source = quantized_centerface_path().read_bytes()
-    parts = _split_centerface(source, hashlib.sha256(source).hexdigest())
+    source = quantized_centerface_path()
+    parts = _split_centerface(source.read_bytes(), _sha256(source))
     for path, data in zip(split_centerface_paths(), parts):
         path.write_bytes(data)
         print(f"{path}: {len(data)} bytes, sha256 {hashlib.sha256(data).hexdigest()}")

@@ -339,9 +339,9 @@ class FaceEngine:
             # they share one arena: it holds the larger part's activations, not both.
             _register_shared_arena(ort)
             so.add_session_config_entry("session.use_env_allocators", "1")
-            sha = hashlib.sha256(model).hexdigest()
             sessions = None
-            if shipped := _shipped_split(self._cf_path):
+            if shipped := _shipped_split(self._cf_path):  # only the int8 model, whose bytes are the file's
+                sha = _sha256(self._cf_path)
                 sessions = [ort.InferenceSession(part, so, providers=["CPUExecutionProvider"]) for part in shipped]
                 if any(x.get_modelmeta().custom_metadata_map.get(SPLIT_SOURCE_KEY) != sha for x in sessions):
                     sessions = None  # cut from another model: cut this one here
