@@ -191,7 +191,8 @@ def serve(tasks, results, setup: WorkerSetup) -> None:
                 except Exception:  # detect_decoded makes them again and reports the failure
                     pass
             decoded.put((path, img, error, inputs))
-        decoded.put(stop)
+        for _ in range(n_detect):  # one stop for each detect thread
+            decoded.put(stop)
 
     def detect_loop() -> None:
         while (item := decoded.get()) is not stop:
@@ -203,17 +204,14 @@ def serve(tasks, results, setup: WorkerSetup) -> None:
             decoded_slots.release()
             release_memory()  # hand the decoded photo's and the detector's buffers back
             detected.put(det)
-        decoded.put(stop)  # for the next detect thread
-        with finished_lock:
-            finished[0] += 1
-            if finished[0] == n_detect:
-                detected.put(stop)
-
-    finished_lock = threading.Lock()
-    finished = [0]  # detect threads done
+        detected.put(stop)
 
     def encode_loop() -> None:
-        while (det := detected.get()) is not stop:
+        running = n_detect  # detect threads that have not sent their stop yet
+        while running:
+            if (det := detected.get()) is stop:
+                running -= 1
+                continue
             result = judge_photo(det, engine, setup.references, setup.thresholds, setup.channel_refs)
             try:
                 results.send(("photo", det.path, result))
