@@ -7,11 +7,12 @@
 Runs the scan worker's stages one after the other on each photo, with the thresholds of
 models/thresholds.toml ([detector] overrides with --set), and prints the mean CPU ms a photo
 (`time.process_time`: user + system of this process, so other load on the machine matters less
-than for wall time). The stages are those of photocheck/worker.py: load (read, sha256, decode,
-upright array), working-size copies (engine.pass_inputs), detect (CenterFace passes, boxes,
-sharpness), crops, dHash, encode (landmarks, chips, ResNet); two rows in parentheses time the
-main-pass copy with and without its block averaging (engine.resize). A scan runs them in several
-threads, so its CPU a photo is a little higher (models/README.md, "Scan process layout").
+than for wall time). The stages are those of photocheck/worker.py, which reads each photo through
+its UprightView (never an upright array): load (read, sha256, decode), working-size copies
+(engine.pass_inputs), detect (CenterFace passes, boxes, sharpness), crops, dHash, encode
+(landmarks, chips, ResNet); two rows in parentheses time the main-pass copy with and without its
+block averaging (UprightView.resized). A scan runs them in several threads, so its CPU a photo is
+a little higher (models/README.md, "Scan process layout").
 """
 from __future__ import annotations
 
@@ -58,20 +59,19 @@ def main(argv: list[str] | None = None) -> int:
         return out
 
     faces = 0
-    engine.detect(load_image(files[0]).rgb)  # warm-up: onnxruntime's first run allocates its arena
+    engine.detect(load_image(files[0]).view)  # warm-up: onnxruntime's first run allocates its arena
     for f in files:
-        img = timed("load (decode, upright)", load_image, f)
-        inputs = timed("working-size copies", engine.pass_inputs, img.rgb)
-        dets = timed("detect (both passes)", engine.detect, img.rgb, inputs)
-        crops = timed("face crops", engine.encoding_crops, img.rgb, dets)
-        timed("dHash", dhash, img.rgb)
+        img = timed("load (read, sha256, decode)", load_image, f)
+        inputs = timed("working-size copies", engine.pass_inputs, img.view)
+        dets = timed("detect (both passes)", engine.detect, img.view, inputs)
+        crops = timed("face crops", engine.encoding_crops, img.view, dets)
+        timed("dHash", dhash, inputs[0])
         timed("encode", engine.encode_crops, crops)
         faces += len(dets)
-        # Not a stage: the main-pass copy without block averaging (engine.resize), for comparison.
-        h, w = img.rgb.shape[:2]
-        size = FaceEngine.work_size(w, h, settings.long_side)
-        timed("(main copy, block-averaged)", FaceEngine.resize, img.rgb, size)
-        timed("(main copy, bilinear alone)", FaceEngine.resize, img.rgb, size, None, False)
+        # Not a stage: the main-pass copy without block averaging, for comparison.
+        size = FaceEngine.work_size(img.view.width, img.view.height, settings.long_side)
+        timed("(main copy, block-averaged)", img.view.resized, size)
+        timed("(main copy, bilinear alone)", img.view.resized, size, False)
     n = len(files)
     print(f"{n} photos, {faces / n:.1f} faces a photo; detector: "
           f"{'int8' if settings.quantized else 'float'}, tile_rows {settings.tile_rows}")

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from photocheck.images import UprightView, resize_rows
 from photocheck.thresholds import DetectorSettings, load_thresholds
 
 Box = tuple[int, int, int, int]  # top, right, bottom, left (dlib / face_recognition order)
@@ -395,42 +396,11 @@ class FaceEngine:
     @staticmethod
     def resize(rgb: np.ndarray, size: tuple[int, int], band: int | None = None,
                block_average: bool = True) -> Image.Image:
-        """The input resized for one pass. With block_average, when it shrinks by k >= 2 on both
-        sides (a camera photo for the 1600 px pass: k = 2), k x k blocks are averaged first
-        (Image.reduce), then bilinear does the rest; otherwise bilinear alone. The detector
-        thresholds are calibrated on these pixels. A 12 MP photo's 1600 px copy costs about half the
-        CPU of bilinear alone (bench/stage_cpu.py; models/README.md, "Speed").
-
-        Same pixels as Image.fromarray(rgb).reduce(k).resize(size) without its whole-photo PIL
-        copy (4 bytes/pixel: 48 MB for 12 MP): the blocks are averaged on bands of `band` rows (a
-        multiple of k, so no block straddles two bands) into one 1/k-size image.
-        tests/test_detect_tiles.py checks this equality for the usual camera shapes.
-
-        Otherwise Pillow resizes in two passes, each rounded to 8 bits, horizontally first unless
-        the height shrinks by more than twice as many pixels as the width (newer Pillow:
-        python-pillow/Pillow #9549; always horizontally first before). So when both sides shrink
-        and the height by at most 1.9x the width's pixels, the horizontal pass runs on bands and
-        the vertical pass once; otherwise (small images upscaled, tall panoramas) Pillow resizes
-        the whole photo."""
+        """An RGB array resized for one pass: images.resize_rows() on bands of the array (no
+        whole-photo PIL copy, 4 bytes/pixel: 48 MB for 12 MP, unless Pillow must resize it whole)."""
         h, w = rgb.shape[:2]
-        wn, hn = size
-        band = band or max(16, 960_000 // (4 * w))  # < 1 MB of PIL pixels a band
-        k = min(w // wn, h // hn)
-        if k >= 2 and block_average:
-            rows = k * max(1, band // k)
-            small = Image.new("RGB", (-(-w // k), -(-h // k)))
-            for y in range(0, h, rows):
-                small.paste(Image.fromarray(rgb[y:y + rows]).reduce(k), (0, y // k))
-            return small if small.size == (wn, hn) else small.resize((wn, hn), Image.Resampling.BILINEAR)
-        if not (wn < w and hn < h and (h - hn) <= 1.9 * (w - wn)):
-            im = Image.fromarray(rgb)
-            return im if im.size == (wn, hn) else im.resize((wn, hn), Image.Resampling.BILINEAR)
-        wide = Image.new("RGB", (wn, h))
-        for y in range(0, h, band):
-            strip = Image.fromarray(rgb[y:y + band])
-            wide.paste(strip.resize((wn, strip.height), Image.Resampling.BILINEAR), (0, y))
-            del strip
-        return wide.resize((wn, hn), Image.Resampling.BILINEAR)
+        return resize_rows(lambda y0, y1: Image.fromarray(rgb[y0:y1]), lambda: Image.fromarray(rgb), w, h,
+                           size, band=band, block_average=block_average)
 
     @classmethod
     def preprocess(cls, rgb: np.ndarray, long_side: float) -> tuple[np.ndarray, Image.Image]:
@@ -518,20 +488,32 @@ class FaceEngine:
         marks[..., 1] *= sy
         return boxes.astype(np.float32), marks.astype(np.float32)
 
-    def pass_inputs(self, rgb: np.ndarray) -> list[np.ndarray]:
-        """The working-size copies of `rgb` that CenterFace runs on, one per pass (H x W x 3 uint8).
+    def pass_inputs(self, image: np.ndarray | UprightView) -> list[np.ndarray]:
+        """The working-size copies of `image` that CenterFace runs on, one per pass (H x W x 3 uint8).
 
         Main pass at a fixed working resolution (small faces), plus a coarse pass that catches
         faces too big for the net's receptive field at the main resolution. Small images are
         upscaled up to max_upscale so their small faces reach the net's range. A scan worker makes
         these in its decode thread, so that its detect thread only runs the net."""
-        rgb = _as_rgb(rgb)
-        h, w = rgb.shape[:2]
+        src = _source(image)
+        h, w = src.shape[:2]
         st = self.settings
         long = max(h, w)
         main = min(st.long_side, long * st.max_upscale)
+        size = self.work_size(w, h, int(main))
+        if isinstance(src, UprightView):
+            main_img = src.resized(size)
+            inputs = [np.asarray(main_img)]
+            if st.coarse_long_side and st.coarse_long_side < main * 0.75:
+                # As below, from the main copy when that is a reduction.
+                coarse = self.work_size(w, h, st.coarse_long_side)
+                img = (main_img.resize(coarse, Image.Resampling.BILINEAR) if main <= long
+                       else src.resized(coarse, block_average=False))
+                inputs.append(np.asarray(img))
+            return inputs
+        rgb = src
         # np.asarray frees each PIL image at once
-        inputs = [np.asarray(self.resize(rgb, self.work_size(w, h, int(main))))]
+        inputs = [np.asarray(self.resize(rgb, size))]
         if st.coarse_long_side and st.coarse_long_side < main * 0.75:
             # From the main pass's copy when that is a reduction: 14 instead of 55 ms for a 12 MP
             # photo. Measured on the 60 photos of bench/speed.py (seed 31, 222 faces): the same
@@ -544,14 +526,15 @@ class FaceEngine:
                                                  block_average=False)))
         return inputs
 
-    def detect_raw(self, rgb: np.ndarray, inputs: list[np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def detect_raw(self, image: np.ndarray | UprightView,
+                   inputs: list[np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """CenterFace boxes (x1,y1,x2,y2,score) + landmarks merged over all passes (unmapped).
-        `inputs`: pass_inputs(rgb), if already made."""
-        rgb = _as_rgb(rgb)
-        h, w = rgb.shape[:2]
+        `inputs`: pass_inputs(image), if already made."""
+        src = _source(image)
+        h, w = src.shape[:2]
         st = self.settings
         all_b, all_m = [], []
-        for px in inputs if inputs is not None else self.pass_inputs(rgb):
+        for px in inputs if inputs is not None else self.pass_inputs(src):
             b, m = self._run_centerface(px, w, h)
             all_b.append(b)
             all_m.append(m)
@@ -587,17 +570,18 @@ class FaceEngine:
         bottom = int(round(min(float(h), cy + half)))
         return (top, right, bottom, left)
 
-    def detect(self, rgb: np.ndarray, inputs: list[np.ndarray] | None = None) -> list[Detection]:
-        """The faces in `rgb`. `inputs`: pass_inputs(rgb), if already made."""
-        rgb = _as_rgb(rgb)
-        h, w = rgb.shape[:2]
-        boxes, marks = self.detect_raw(rgb, inputs)
+    def detect(self, image: np.ndarray | UprightView, inputs: list[np.ndarray] | None = None) -> list[Detection]:
+        """The faces in `image` (an RGB array, or a photo's UprightView). `inputs`:
+        pass_inputs(image), if already made."""
+        src = _source(image)
+        h, w = src.shape[:2]
+        boxes, marks = self.detect_raw(src, inputs)
         out: list[Detection] = []
         for b, m in zip(boxes, marks):
             box = self._to_dlib_box(b, m, h, w)
             if box[1] - box[3] < 4 or box[2] - box[0] < 4:
                 continue
-            out.append(Detection(box=box, score=float(b[4]), sharpness=self._sharpness(rgb, box)))
+            out.append(Detection(box=box, score=float(b[4]), sharpness=self._sharpness(src, box)))
         # Two CenterFace peaks on one face (e.g. one per pass) can survive NMS on the tall
         # boxes yet overlap once squared; keep the higher-scoring one (detect_raw is score-sorted).
         kept: list[Detection] = []
@@ -606,7 +590,7 @@ class FaceEngine:
                 kept.append(d)
         out = kept
         if self._hog is not None:
-            out.extend(self._hog_extra(rgb, out))
+            out.extend(self._hog_extra(src.array() if isinstance(src, UprightView) else src, out))
         # Deterministic order: top-to-bottom, left-to-right.
         out.sort(key=lambda d: (d.box[0], d.box[3]))
         return out
@@ -626,9 +610,8 @@ class FaceEngine:
         return extra
 
     @staticmethod
-    def _sharpness(rgb: np.ndarray, box: Box) -> float:
-        t, r, b, l = box
-        crop = rgb[t:b, l:r]
+    def _sharpness(src: np.ndarray | UprightView, box: Box) -> float:
+        crop = _crop(src, box)
         if crop.size == 0:
             return 0.0
         grey = Image.fromarray(crop).convert("L").resize((SHARPNESS_SIZE, SHARPNESS_SIZE),
@@ -638,7 +621,8 @@ class FaceEngine:
     # ---- encoding --------------------------------------------------------------------
 
     @staticmethod
-    def encoding_crops(rgb: np.ndarray, detections: list[Detection]) -> list[tuple[np.ndarray, Detection]]:
+    def encoding_crops(image: np.ndarray | UprightView,
+                       detections: list[Detection]) -> list[tuple[np.ndarray, Detection]]:
         """Everything encode() reads of `rgb`, one padded crop per detection (box in crop pixels):
         encode(crop, [det]) gives the same descriptor as encode(rgb, ...) for that face, so a
         caller can drop a 12 MP photo before encoding its faces.
@@ -647,15 +631,15 @@ class FaceEngine:
         upscaling) are exactly encode()'s. Wider faces get half a face width: dlib reads nothing
         beyond that (descriptors identical on the 8 faces > 300 px of ../shared/faces/people), and
         a 1000 px box (e.g. a false detection on a backdrop) stays 16 instead of 36 MB."""
-        rgb = _as_rgb(rgb)
-        h, w = rgb.shape[:2]
+        src = _source(image)
+        h, w = src.shape[:2]
         out = []
         for d in detections:
             t, r, b, l = d.box
             fw = max(1, r - l)
             pad = fw if fw <= 300 else -(-fw // 2)
             x0, y0 = max(0, l - pad), max(0, t - pad)
-            crop = np.array(rgb[y0:min(h, b + pad), x0:min(w, r + pad)])
+            crop = np.array(_crop(src, (y0, min(w, r + pad), min(h, b + pad), x0)))
             out.append((crop, Detection(box=(t - y0, r - x0, b - y0, l - x0), score=d.score, sharpness=d.sharpness)))
         return out
 
@@ -772,6 +756,20 @@ def model_info(settings: DetectorSettings | None = None) -> dict:
         },
         "settings": settings.as_dict(),
     }
+
+
+def _source(image: np.ndarray | UprightView) -> np.ndarray | UprightView:
+    """A photo's UprightView as it is; anything else as an RGB uint8 array (_as_rgb)."""
+    return image if isinstance(image, UprightView) else _as_rgb(image)
+
+
+def _crop(src: np.ndarray | UprightView, box: Box) -> np.ndarray:
+    """The upright pixels inside box (top, right, bottom, left), clipped to the image (for an
+    array, a view of it)."""
+    t, r, b, l = box
+    if isinstance(src, UprightView):
+        return src.crop(t, r, b, l)
+    return src[max(0, t):b, max(0, l):r]
 
 
 def _as_rgb(a: np.ndarray) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Decode photos into upright 8-bit RGB arrays, or fail loudly.
+"""Decode photos into upright 8-bit RGB images, or fail loudly.
 
 Safety rule: a file that cannot be decoded completely and unambiguously raises
 ImageError with a human reason. It must never come back as an empty or partial
@@ -7,6 +7,7 @@ has looked at.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import logging
@@ -68,15 +69,117 @@ class ImageError(Exception):
     """The file cannot be screened; str(error) is the human reason."""
 
 
+class UprightView:
+    """A decoded RGB image as seen upright (its EXIF orientation applied), without an upright copy
+    of the whole: crops and resized copies are cut from the stored pixels, then turned.
+
+    A scan reads photos only through this, so a 12 MP photo's upright array (36 MB, and ~70 CPU ms
+    to fill it) is never made (models/README.md, "Scan process layout"). Coordinates are upright
+    ones, as for the array; tests/test_images.py checks every orientation against `array()`."""
+
+    def __init__(self, image: Image.Image, orientation: int = 1):
+        if image.mode != "RGB":
+            raise ValueError(f"UprightView needs an RGB image, not {image.mode}")
+        self.image = image  # as stored (decoded), not turned
+        self.orientation = orientation if orientation in _TRANSPOSE else 1
+        self._op = _TRANSPOSE.get(self.orientation)
+        sw, sh = image.size
+        self.width, self.height = (sh, sw) if self.orientation >= 5 else (sw, sh)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(height, width, 3), as the upright array's."""
+        return self.height, self.width, 3
+
+    def array(self) -> np.ndarray:
+        """The whole image upright, as a writable H x W x 3 uint8 array (a copy)."""
+        return _to_array(self.image, self.orientation)
+
+    def _stored_point(self, x: int, y: int) -> tuple[int, int]:
+        """Upright pixel-edge coordinates -> stored ones (edges, not pixel centres: a box's two
+        corners map to the stored box's two corners)."""
+        sw, sh = self.image.size
+        return {1: (x, y), 2: (sw - x, y), 3: (sw - x, sh - y), 4: (x, sh - y),
+                5: (y, x), 6: (y, sh - x), 7: (sw - y, sh - x), 8: (sw - y, x)}[self.orientation]
+
+    def crop(self, top: int, right: int, bottom: int, left: int) -> np.ndarray:
+        """Upright rows top..bottom and columns left..right, clipped to the image like a numpy
+        slice of the upright array: a writable uint8 copy."""
+        top, left = max(0, top), max(0, left)
+        bottom, right = min(self.height, bottom), min(self.width, right)
+        if bottom <= top or right <= left:
+            return np.zeros((max(0, bottom - top), max(0, right - left), 3), np.uint8)
+        (x0, y0), (x1, y1) = self._stored_point(left, top), self._stored_point(right, bottom)
+        part = self.image.crop((min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)))
+        return np.array(part.transpose(self._op) if self._op is not None else part)
+
+    def resized(self, size: tuple[int, int], block_average: bool = True) -> Image.Image:
+        """The image upright at `size` (upright width, height), by resize_rows(): resized as
+        stored, then turned. The same pixels as FaceEngine.resize(array(), size, ...) for upright
+        photos; for turned ones Pillow's two bilinear passes run in the other order, so pixels
+        may differ by a grey level."""
+        wn, hn = size
+        im = self.image
+        sw, sh = im.size
+        out = resize_rows(lambda y0, y1: im.crop((0, y0, sw, y1)), lambda: im, sw, sh,
+                          (hn, wn) if self.orientation >= 5 else (wn, hn), block_average=block_average)
+        return out.transpose(self._op) if self._op is not None else out
+
+
+def resize_rows(rows: Callable[[int, int], Image.Image], whole: Callable[[], Image.Image], w: int, h: int,
+                size: tuple[int, int], *, band: int | None = None, block_average: bool = True) -> Image.Image:
+    """A w x h RGB image resized to `size`, reading it a band of rows at a time where it can:
+    rows(y0, y1) gives rows y0..y1 as a PIL image, whole() the whole image.
+
+    With block_average, when it shrinks by k >= 2 on both sides (a camera photo for the detector's
+    1600 px pass: k = 2), k x k blocks are averaged first (Image.reduce), then bilinear does the
+    rest; otherwise bilinear alone. The detector thresholds are calibrated on these pixels, and
+    block averaging costs about half the CPU of bilinear alone (bench/stage_cpu.py).
+
+    Same pixels as whole().reduce(k).resize(size) (or whole().resize(size)), with less memory:
+    Pillow resizes in two passes, each rounded to 8 bits, horizontally first unless the height
+    shrinks by more than twice as many pixels as the width (newer Pillow: python-pillow/Pillow
+    #9549; always horizontally first before). So when both sides shrink and the height by at most
+    1.9x the width's pixels, the averaging and the horizontal pass run on bands of `band` rows (a
+    multiple of k, so no block straddles two bands; default < 1 MB of PIL pixels) and only the
+    vertical pass sees a whole (narrower) image; otherwise (small images upscaled, tall panoramas)
+    Pillow resizes whole(). tests/test_detect_tiles.py checks this equality for the usual camera
+    shapes."""
+    wn, hn = size
+    k = min(w // wn, h // hn) if block_average else 1
+    k = k if k >= 2 else 1
+    rw, rh = -(-w // k), -(-h // k)  # size after averaging (reduce keeps a partial last block)
+    if not (wn < rw and hn < rh and (rh - hn) <= 1.9 * (rw - wn)):
+        im = whole()
+        if k > 1:
+            im = im.reduce(k)
+        return im if im.size == (wn, hn) else im.resize((wn, hn), Image.Resampling.BILINEAR)
+    band = band or max(16, 960_000 // (4 * w))
+    band = k * max(1, band // k)
+    wide = Image.new("RGB", (wn, rh))
+    for y in range(0, h, band):
+        strip = rows(y, min(h, y + band))
+        if k > 1:
+            strip = strip.reduce(k)
+        wide.paste(strip.resize((wn, strip.height), Image.Resampling.BILINEAR), (0, y // k))
+        del strip
+    return wide.resize((wn, hn), Image.Resampling.BILINEAR)
+
+
 @dataclass
 class LoadedImage:
-    rgb: np.ndarray      # upright H x W x 3 uint8 (possibly reduced, see scale)
+    view: UprightView    # the decoded pixels, upright (possibly reduced, see scale)
     width: int           # upright width of the full-resolution image
     height: int          # upright height of the full-resolution image
     format: str          # PIL format: JPEG, MPO, PNG, WEBP, TIFF, HEIF, AVIF, GIF, BMP
     orientation: int     # EXIF orientation applied (1 if none)
     sha256: str          # hex digest of the file bytes
-    scale: float = 1.0   # rgb pixels per original pixel; rgb coords / scale = original upright coords
+    scale: float = 1.0   # pixels per original pixel; pixel coords / scale = original upright coords
+
+    @functools.cached_property
+    def rgb(self) -> np.ndarray:
+        """Upright H x W x 3 uint8 array, made on first use (a scan never makes it: `view`)."""
+        return self.view.array()
 
 
 # --------------------------------------------------------------------------- sniffing
@@ -285,15 +388,14 @@ def load_image(path: str | os.PathLike, *, max_side: int | None = None) -> Loade
     del im  # `out` may be the decoded image itself: from here only `out` keeps it alive
     if target is not None and out.size != target:
         out = out.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
-    rgb = _to_array(out, 1 if pre_rotated else orientation)
+    if out.mode != "RGB":  # pragma: no cover - defensive (_to_rgb returns RGB)
+        raise ImageError(f"internal: unexpected pixel mode {out.mode}")
+    view = UprightView(out, 1 if pre_rotated else orientation)
     del out
     if not pre_rotated and orientation >= 5:
         w, h = h, w
-
-    if rgb.ndim != 3 or rgb.shape[2] != 3:  # pragma: no cover - defensive
-        raise ImageError(f"internal: unexpected pixel array shape {rgb.shape}")
-    scale = rgb.shape[1] / w if target is not None else 1.0
-    return LoadedImage(rgb=rgb, width=w, height=h, format=fmt, orientation=orientation,
+    scale = view.width / w if target is not None else 1.0
+    return LoadedImage(view=view, width=w, height=h, format=fmt, orientation=orientation,
                        sha256=sha, scale=scale)
 
 

@@ -55,17 +55,20 @@ def decode_photo(path: Path, channels: list[str]):
 
 def detect_decoded(path: Path, img, engine, channels: list[str], inputs=None) -> Detected:
     """Detect the faces of a decoded photo and cut their crops. Never raises.
-    `inputs`: engine.pass_inputs(img.rgb), if already made."""
+    `inputs`: engine.pass_inputs(img.view), if already made. Reads the photo only through
+    img.view: its upright array is never made."""
     try:
-        detections = engine.detect(img.rgb, inputs)
-        # Keep only what encoding reads (a padded crop per face), not the whole photo (36 MB for 12 MP).
-        crops = engine.encoding_crops(img.rgb, detections)
+        if inputs is None:
+            inputs = engine.pass_inputs(img.view)
+        detections = engine.detect(img.view, inputs)
+        # Keep only what encoding reads (a padded crop per face), not the whole photo (48 MB for 12 MP).
+        crops = engine.encoding_crops(img.view, detections)
     except Exception as exc:
         reason = f"face detection failed: {type(exc).__name__}: {exc}"
         return Detected(str(path), error_result(path, channels, reason, sha256=img.sha256, width=img.width,
                                                 height=img.height))
     try:
-        phash = dhash(img.rgb)
+        phash = dhash(inputs[0])  # the main pass's copy: plenty for a 9x8 hash
     except Exception:  # grouping is a convenience: never let it cost a verdict
         phash = None
     return Detected(str(path), None, img.sha256, img.width, img.height, phash, detections, crops)
@@ -187,7 +190,7 @@ def serve(tasks, results, setup: WorkerSetup) -> None:
             inputs = None
             if img is not None:
                 try:
-                    inputs = engine.pass_inputs(img.rgb)
+                    inputs = engine.pass_inputs(img.view)
                 except Exception:  # detect_decoded makes them again and reports the failure
                     pass
             decoded.put((path, img, error, inputs))

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from photocheck.engine import FaceEngine, _split_centerface, quantized_centerface_path, split_centerface_paths
-from photocheck.images import load_image
+from photocheck.images import UprightView, load_image
 from photocheck.thresholds import ThresholdsError, load_thresholds
 from tests.helpers import FACES
 
@@ -94,6 +94,9 @@ def test_banded_resize_gives_pillows_pixels(size):
         for band in (None, 7, 100):  # bands that are not multiples of k are rounded down to one
             got = FaceEngine.resize(rgb, target, band, block_average)
             assert np.array_equal(np.asarray(got), want), (size, target, band, block_average)
+        # A scan's working copies come from the decoded PIL image (images.UprightView), not an array.
+        got = UprightView(Image.fromarray(rgb)).resized(target, block_average)
+        assert np.array_equal(np.asarray(got), want), (size, target, "UprightView", block_average)
 
 
 @pytest.mark.parametrize("key,value", [("tile_rows", 100), ("tile_margin", 16), ("tile_rows", -32)])
