@@ -121,6 +121,10 @@ def _dlib_model_paths() -> tuple[Path, Path]:
 ENCODER_ONNX = "dlib_face_recognition_resnet_model_v1.onnx"
 CHIP_SIZE = 150         # the ResNet's input: dlib.get_face_chip(img, shape, CHIP_SIZE, CHIP_PADDING)
 CHIP_PADDING = 0.25     # dlib's compute_face_descriptor default
+# Faces encoded in one ResNet run. onnxruntime's arena keeps what the largest run needed, ~2.6 MB a
+# face (one thread): a class photo's 30 faces in one run would keep ~80 MB for the rest of the
+# scan. Measured (ms a face / arena): 1: 7.2 / 5 MB, 4: 6.7 / 13 MB, 16: 6.5 / 44 MB.
+ENCODE_BATCH = 4
 
 
 class EncoderModelError(RuntimeError):
@@ -500,20 +504,13 @@ class FaceEngine:
         st = self.settings
         long = max(h, w)
         main = min(st.long_side, long * st.max_upscale)
-        size = self.work_size(w, h, int(main))
-        if isinstance(src, UprightView):
-            main_img = src.resized(size)
-            inputs = [np.asarray(main_img)]
-            if st.coarse_long_side and st.coarse_long_side < main * 0.75:
-                # As below, from the main copy when that is a reduction.
-                coarse = self.work_size(w, h, st.coarse_long_side)
-                img = (main_img.resize(coarse, Image.Resampling.BILINEAR) if main <= long
-                       else src.resized(coarse, block_average=False))
-                inputs.append(np.asarray(img))
-            return inputs
-        rgb = src
-        # np.asarray frees each PIL image at once
-        inputs = [np.asarray(self.resize(rgb, size))]
+        if isinstance(src, UprightView):  # a scan's photo: copies cut from the decoded image
+            resized = src.resized
+        else:
+            def resized(size: tuple[int, int], block_average: bool = True) -> Image.Image:
+                return self.resize(src, size, block_average=block_average)
+        main_img = resized(self.work_size(w, h, int(main)))
+        inputs = [np.asarray(main_img)]
         if st.coarse_long_side and st.coarse_long_side < main * 0.75:
             # From the main pass's copy when that is a reduction: 14 instead of 55 ms for a 12 MP
             # photo. Measured on the 60 photos of bench/speed.py (seed 31, 222 faces): the same
@@ -521,9 +518,9 @@ class FaceEngine:
             # (0.351) in the 60th.
             # Bilinear alone: block averaging saved ~5 ms here and gave the int8 model a false
             # detection on blurred lights (sample_images/obama3.jpg).
-            src = inputs[0] if main <= long else rgb
-            inputs.append(np.asarray(self.resize(src, self.work_size(w, h, st.coarse_long_side),
-                                                 block_average=False)))
+            size = self.work_size(w, h, st.coarse_long_side)
+            inputs.append(np.asarray(main_img.resize(size, Image.Resampling.BILINEAR) if main <= long
+                                     else resized(size, block_average=False)))
         return inputs
 
     def detect_raw(self, image: np.ndarray | UprightView,
@@ -673,12 +670,13 @@ class FaceEngine:
         return self._dlib.get_face_chip(crop, shape, CHIP_SIZE, CHIP_PADDING)
 
     def encode_chips(self, chips: list[np.ndarray]) -> list[np.ndarray]:
-        """150x150x3 uint8 chips (face_chip()) -> one 128-d float64 descriptor each, one run."""
-        if len(chips) == 0:
-            return []
-        batch = np.ascontiguousarray(np.stack(chips), dtype=np.uint8)
-        out = self._enc.run([self._enc_out], {self._enc_in: batch})[0]
-        return [v.astype(np.float64) for v in out]
+        """150x150x3 uint8 chips (face_chip()) -> one 128-d float64 descriptor each, in runs of
+        up to ENCODE_BATCH chips."""
+        out = []
+        for i in range(0, len(chips), ENCODE_BATCH):
+            batch = np.ascontiguousarray(np.stack(chips[i:i + ENCODE_BATCH]), dtype=np.uint8)
+            out.extend(v.astype(np.float64) for v in self._enc.run([self._enc_out], {self._enc_in: batch})[0])
+        return out
 
     def encode(self, rgb: np.ndarray, detections: list[Detection]) -> list[np.ndarray]:
         """One 128-d float64 dlib descriptor per detection (same order), all faces in one run.

@@ -110,8 +110,7 @@ class UprightView:
         if bottom <= top or right <= left:
             return np.zeros((max(0, bottom - top), max(0, right - left), 3), np.uint8)
         (x0, y0), (x1, y1) = self._stored_point(left, top), self._stored_point(right, bottom)
-        part = self.image.crop((min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)))
-        return np.array(part.transpose(self._op) if self._op is not None else part)
+        return _to_array(self.image, self.orientation, box=(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)))
 
     def resized(self, size: tuple[int, int], block_average: bool = True) -> Image.Image:
         """The image upright at `size` (upright width, height), by resize_rows(): resized as
@@ -399,8 +398,10 @@ def load_image(path: str | os.PathLike, *, max_side: int | None = None) -> Loade
                        sha256=sha, scale=scale)
 
 
-def _to_array(im: Image.Image, orientation: int = 1, band: int = 256) -> np.ndarray:
-    """A writable H x W x 3 uint8 copy of an RGB image, turned upright for its EXIF `orientation`
+def _to_array(im: Image.Image, orientation: int = 1, band: int = 256,
+              box: tuple[int, int, int, int] | None = None) -> np.ndarray:
+    """A writable H x W x 3 uint8 copy of an RGB image, or of its `box` (left, top, right,
+    bottom, stored pixels, inside the image), turned upright for its EXIF `orientation`
     (_TRANSPOSE), filled band by band.
 
     np.array(im) goes through im.tobytes(), which joins the encoded chunks into one bytes object
@@ -409,13 +410,17 @@ def _to_array(im: Image.Image, orientation: int = 1, band: int = 256) -> np.ndar
     turned by PIL and lands as a band of rows (orientations 2-4) or columns (5-8) of the output:
     a numpy rotation of the whole array cost 98 ms for 12 MP against ~5 ms for these bands (its
     strided reads miss the cache), and PIL's transpose of the whole image would hold a second
-    48 MB image. tests/test_images.py checks every orientation against PIL's whole-image one."""
-    w, h = im.size
+    48 MB image. The same for a face's crop (UprightView.crop): a 1000 px false detection's padded
+    crop would otherwise be three whole copies (PIL's crop and its turned copy at 4 bytes a pixel,
+    then the array), ~45 MB at once. tests/test_images.py checks every orientation against PIL's
+    whole-image one."""
+    x0, top, x1, bottom = box if box is not None else (0, 0, *im.size)
+    w, h = x1 - x0, bottom - top
     op = _TRANSPOSE.get(orientation)
     out = np.empty((w, h, 3) if orientation >= 5 else (h, w, 3), dtype=np.uint8)
     for y0 in range(0, h, band):
         y1 = min(h, y0 + band)
-        part = im.crop((0, y0, w, y1))
+        part = im.crop((x0, top + y0, x1, top + y1))
         if op is not None:
             part = part.transpose(op)
         # Where source rows y0..y1 land: rows (2-4) or columns (5-8), counted from the far end
