@@ -11,8 +11,11 @@ One run:
   5. a scaling run: folders of e.g. 100/500/2000 photos made from the event set's files (copied
      under new names with a few distinct trailing bytes after the JPEG end marker, so every file
      has its own sha256 and nothing is served from the cache), each scanned into a fresh database.
-Every command runs as a subprocess; peak RSS is the peak of the *sum* of VmRSS over the whole
-process tree (the scan process and its workers), sampled from /proc every 50 ms.
+Every command runs as a subprocess. Peak RSS is the sum, over the whole process tree (the scan
+process and its workers), of each process's own peak (VmHWM, kept by the kernel, read from /proc
+every 50 ms): never below the tree's real peak, which sampling the current RSS can miss between
+two samples. Peak PSS is sampled every 0.5 s (reading it walks the page tables, which slows the
+measured process if done often).
 Prints photos/s, peak RSS and score_scan's figures for both tools, and a Markdown table.
 
 Usage (from the repo root; Linux only because of /proc):
@@ -58,15 +61,19 @@ def _children_map() -> dict[int, list[int]]:
     return kids
 
 
-def _rss_kb(pid: int) -> int:
+def _status_kb(pid: int, field: str = "VmRSS") -> int:
     try:
         with open(f"/proc/{pid}/status") as fh:
             for line in fh:
-                if line.startswith("VmRSS:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1])
     except OSError:
         pass
     return 0
+
+
+def _rss_kb(pid: int) -> int:
+    return _status_kb(pid, "VmRSS")
 
 
 def _pss_kb(pid: int) -> int:
@@ -80,36 +87,39 @@ def _pss_kb(pid: int) -> int:
     return 0
 
 
-def tree_mem_kb(root: int) -> tuple[int, int]:
-    """(sum of VmRSS, sum of PSS) over root and all its descendants. VmRSS counts pages shared
-    between processes (libraries, a forked process's copy-on-write pages) once per process: the
-    conservative figure. PSS splits shared pages between their users: what the tree really costs."""
+def tree_pids(root: int) -> list[int]:
+    """root and all its descendants."""
     kids = _children_map()
-    rss = pss = 0
-    stack = [root]
+    pids, stack = [], [root]
     while stack:
         pid = stack.pop()
-        rss += _rss_kb(pid)
-        pss += _pss_kb(pid)
+        pids.append(pid)
         stack.extend(kids.get(pid, []))
-    return rss, pss
+    return pids
 
 
 def run_measured(cmd: list, env: dict | None = None) -> dict:
     """Run cmd; return wall seconds, user and system CPU seconds of the whole tree (every process
-    the command waited for), peak process-tree RSS (MB), exit code, stdout, stderr."""
+    the command waited for), peak RSS (MB: each process's VmHWM, summed over the tree), peak PSS
+    (MB, sampled), exit code, stdout, stderr."""
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=env or base_env())
-    peak = peak_pss = 0
+    hwm: dict[int, int] = {}
+    peak_pss = 0
     stop = threading.Event()
 
     def sample() -> None:
-        nonlocal peak, peak_pss
+        nonlocal peak_pss
+        n = 0
         while not stop.is_set():
-            rss, pss = tree_mem_kb(proc.pid)
-            peak, peak_pss = max(peak, rss), max(peak_pss, pss)
+            pids = tree_pids(proc.pid)
+            for pid in pids:
+                hwm[pid] = max(hwm.get(pid, 0), _status_kb(pid, "VmHWM"))
+            if n % 10 == 0:
+                peak_pss = max(peak_pss, sum(_pss_kb(p) for p in pids))
+            n += 1
             stop.wait(0.05)
 
     th = threading.Thread(target=sample, daemon=True)
@@ -119,7 +129,9 @@ def run_measured(cmd: list, env: dict | None = None) -> dict:
     ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     stop.set()
     th.join()
-    return {"secs": secs, "user": ru1.ru_utime - ru0.ru_utime, "sys": ru1.ru_stime - ru0.ru_stime, "peak_mb": peak / 1024, "peak_pss_mb": peak_pss / 1024, "rc": proc.returncode, "stdout": out, "stderr": err}
+    return {"secs": secs, "user": ru1.ru_utime - ru0.ru_utime, "sys": ru1.ru_stime - ru0.ru_stime,
+            "peak_mb": sum(hwm.values()) / 1024, "peak_pss_mb": peak_pss / 1024, "rc": proc.returncode,
+            "stdout": out, "stderr": err}
 
 
 # --------------------------------------------------------------------------- helpers
@@ -287,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
         pass
     print(f"Machine: {cpu}, {os.cpu_count()} cores, Python {platform.python_version()}; --cpus {args.cpus}; "
           f"{n} photos {args.size or '4000x3000'}, faces {args.face_px} px, seed {args.seed}\n")
-    print("| tool | time | photos/s | peak RSS (tree, sum) | peak PSS (tree) | missed photos | false blocks | review | errors "
+    print("| tool | time | photos/s | peak RSS (tree, sum of VmHWM) | peak PSS (tree) | missed photos | false blocks | review | errors "
           "| faces detected | listed faces identified | consenting faces named |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
@@ -299,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(rows) >= 2:
         print(f"\nRescan of the unchanged folder: {rows[0]['secs'] / rows[1]['secs']:.0f}x faster than the first scan.")
     if scale_rows:
-        print("\n| photos in folder | time | s/photo | photos/s | peak RSS (tree, sum) | peak PSS (tree) | photos in report |")
+        print("\n| photos in folder | time | s/photo | photos/s | peak RSS (tree, sum of VmHWM) | peak PSS (tree) | photos in report |")
         print("|---|---|---|---|---|---|---|")
         for r in scale_rows:
             print(f"| {r['photos']} | {r['secs']:.0f} s | {r['secs'] / r['photos']:.2f} | {r['photos'] / r['secs']:.2f} "
