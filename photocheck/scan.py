@@ -290,10 +290,13 @@ def scan(
 
 
 def _pool_shape(jobs: int) -> tuple[int, int]:
-    """(worker processes, detect threads each) for `jobs` cores: one worker per two cores.
+    """(worker processes, onnxruntime threads of each one's detector) for `jobs` cores: one worker
+    per two cores.
 
-    A worker's threads (decode, one detect thread per core, encode) keep two cores busy with one
-    copy of each model; each detect thread runs CenterFace on one onnxruntime thread."""
+    A worker's threads (decode, detect, encode) keep two cores busy with one copy of each model;
+    its one detect thread runs CenterFace on both cores. Two detect threads on one core each were
+    ~5% faster but raised the peak by ~55 MB (a second photo and a second set of activations:
+    models/README.md, "Scan process layout")."""
     workers = max(1, jobs // 2)
     return workers, max(1, jobs // workers)
 
@@ -358,9 +361,9 @@ def _run_pool(files: list[Path], jobs: int, references: ReferenceSet, thresholds
     A worker that dies (out of memory, a decoder crash) is replaced, and the photos it had in
     flight are screened again one at a time: the photo that kills a worker alone becomes an
     `error`, the others are screened normally."""
-    n_workers, detect_threads = _pool_shape(jobs)
-    setup = WorkerSetup(references, thresholds, channel_refs, detect_threads)
-    in_flight = _in_flight_per_worker(detect_threads)
+    n_workers, onnx_threads = _pool_shape(jobs)
+    setup = WorkerSetup(references, thresholds, channel_refs, detect_threads=1, onnx_threads=onnx_threads)
+    in_flight = _in_flight_per_worker(setup.detect_threads)
     channels = list(channel_refs or {})
     pending = deque(str(f) for f in files)
     retry: deque[str] = deque()     # in flight in a worker that died: screened again, alone

@@ -4,8 +4,9 @@ Kept apart from scan.py so the worker imports only what screening needs (numpy, 
 dlib) — never SQLAlchemy, typer or rich (measured: ~30 MB per process).
 
 A scan's worker process (`serve`, one per two cores) loads the face engine once and screens
-photos in threads — decode, one detect thread per core, encode + judge — each on a different
-photo, so both cores stay busy with one copy of each model and at most two photos decoded in full.
+photos in threads — decode, detect (onnxruntime on both cores), encode + judge — each on a
+different photo, so both cores stay busy with one copy of each model and at most two photos
+decoded in full.
 """
 from __future__ import annotations
 
@@ -126,12 +127,13 @@ class WorkerSetup:
     references: ReferenceSet
     thresholds: object
     channel_refs: dict | None
-    detect_threads: int = 1  # photos detected at once, each on one onnxruntime thread
+    detect_threads: int = 1  # photos detected at once (scan._pool_shape: one)
+    onnx_threads: int = 1    # onnxruntime threads of the detector (scan._pool_shape: the worker's cores)
 
 
-# Photos decoded in full at once in a worker: those being detected, or one being detected and the
-# next one being decoded. Each 12 MP photo is 36 MB; three at once (measured with two detect
-# threads) cost ~70 MB more for no clear gain in speed.
+# Photos decoded in full at once in a worker: one being detected and the next one being decoded
+# (or two being detected, with two detect threads). Each 12 MP photo is 48 MB as decoded; three at
+# once (measured with two detect threads) cost ~70 MB more for no clear gain in speed.
 DECODED_AT_ONCE = 2
 
 
@@ -142,11 +144,12 @@ def serve(tasks, results, setup: WorkerSetup) -> None:
 
     Threads share one loaded engine, so that two cores stay busy with one copy of each model:
     decode (PIL: the photo and its working-size copies for the detector), `detect_threads`
-    detect threads (CenterFace on onnxruntime, one onnxruntime thread each) and encode + judge
+    detect threads (CenterFace on onnxruntime with `onnx_threads` threads) and encode + judge
     (dlib landmarks, the ResNet on onnxruntime). Each works on a different photo; all spend their
-    time in C code that releases the GIL. Two photos detected side by side on one onnxruntime
-    thread each beat one photo on two threads, which wait for each other inside every layer
-    (measured: models/README.md, "Scan process layout").
+    time in C code that releases the GIL. One photo detected on two onnxruntime threads is ~5%
+    slower than two photos side by side on one thread each, but holds one photo and one set of
+    detector activations less: ~55 MB lower peak (measured: models/README.md, "Scan process
+    layout"), which keeps a 2,000-photo scan under 500 MB.
     Bounded queues keep at most DECODED_AT_ONCE photos decoded in full; what reaches the encode
     thread is only each face's padded crop.
 
@@ -160,7 +163,7 @@ def serve(tasks, results, setup: WorkerSetup) -> None:
     try:
         from photocheck.engine import FaceEngine
 
-        engine = FaceEngine(setup.thresholds.detector, threads=1)
+        engine = FaceEngine(setup.thresholds.detector, threads=setup.onnx_threads)
     except BaseException as exc:  # the scan reports it and stops: nothing can be screened
         results.send(("setup-failed", f"{type(exc).__name__}: {exc}"))
         return
