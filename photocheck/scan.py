@@ -295,8 +295,8 @@ def _pool_shape(jobs: int) -> tuple[int, int]:
 
     A worker's threads (decode, detect, encode) keep two cores busy with one copy of each model;
     its one detect thread runs CenterFace on both cores. Two detect threads on one core each were
-    ~5% faster but raised the peak by ~55 MB (a second photo and a second set of activations:
-    models/README.md, "Scan process layout")."""
+    ~5% faster but raised the peak by ~55 MB (two sets of detector activations, and more big
+    buffers alive at the same moment: models/README.md, "Scan process layout")."""
     workers = max(1, jobs // 2)
     return workers, max(1, jobs // workers)
 

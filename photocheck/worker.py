@@ -147,9 +147,9 @@ def serve(tasks, results, setup: WorkerSetup) -> None:
     detect threads (CenterFace on onnxruntime with `onnx_threads` threads) and encode + judge
     (dlib landmarks, the ResNet on onnxruntime). Each works on a different photo; all spend their
     time in C code that releases the GIL. One photo detected on two onnxruntime threads is ~5%
-    slower than two photos side by side on one thread each, but holds one photo and one set of
-    detector activations less: ~55 MB lower peak (measured: models/README.md, "Scan process
-    layout"), which keeps a 2,000-photo scan under 500 MB.
+    slower than two photos side by side on one thread each, but its peak is ~55 MB lower (one set
+    of detector activations instead of two, and fewer big buffers alive at the same moment;
+    measured: models/README.md, "Scan process layout"), which keeps a 2,000-photo scan under 500 MB.
     Bounded queues keep at most DECODED_AT_ONCE photos decoded in full; what reaches the encode
     thread is only each face's padded crop.
 
