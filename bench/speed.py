@@ -61,7 +61,7 @@ def _children_map() -> dict[int, list[int]]:
     return kids
 
 
-def _status_kb(pid: int, field: str = "VmRSS") -> int:
+def _status_kb(pid: int, field: str) -> int:
     try:
         with open(f"/proc/{pid}/status") as fh:
             for line in fh:
@@ -70,10 +70,6 @@ def _status_kb(pid: int, field: str = "VmRSS") -> int:
     except OSError:
         pass
     return 0
-
-
-def _rss_kb(pid: int) -> int:
-    return _status_kb(pid, "VmRSS")
 
 
 def _pss_kb(pid: int) -> int:

@@ -636,7 +636,7 @@ class FaceEngine:
             fw = max(1, r - l)
             pad = fw if fw <= 300 else -(-fw // 2)
             x0, y0 = max(0, l - pad), max(0, t - pad)
-            crop = np.array(_crop(src, (y0, min(w, r + pad), min(h, b + pad), x0)))
+            crop = _crop(src, (y0, min(w, r + pad), min(h, b + pad), x0))
             out.append((crop, Detection(box=(t - y0, r - x0, b - y0, l - x0), score=d.score, sharpness=d.sharpness)))
         return out
 
@@ -762,12 +762,12 @@ def _source(image: np.ndarray | UprightView) -> np.ndarray | UprightView:
 
 
 def _crop(src: np.ndarray | UprightView, box: Box) -> np.ndarray:
-    """The upright pixels inside box (top, right, bottom, left), clipped to the image (for an
-    array, a view of it)."""
+    """The upright pixels inside box (top, right, bottom, left), clipped to the image: a copy
+    (UprightView.crop makes one already; copying that again would double a big face's crop)."""
     t, r, b, l = box
     if isinstance(src, UprightView):
         return src.crop(t, r, b, l)
-    return src[max(0, t):b, max(0, l):r]
+    return np.array(src[max(0, t):b, max(0, l):r])
 
 
 def _as_rgb(a: np.ndarray) -> np.ndarray:

@@ -301,10 +301,9 @@ def _pool_shape(jobs: int) -> tuple[int, int]:
     return workers, max(1, jobs // workers)
 
 
-def _in_flight_per_worker(detect_threads: int) -> int:
-    """Photos sent ahead to a worker: one being decoded, one decoded and waiting, one per detect
-    thread, one being encoded. More would only wait in its queues (and be re-tried if it crashed)."""
-    return detect_threads + 3
+# Photos sent ahead to a worker: one being decoded, one decoded and waiting, one being detected,
+# one being encoded. More would only wait in its queues (and be re-tried if it crashed).
+IN_FLIGHT_PER_WORKER = 4
 
 
 class _Worker:
@@ -362,8 +361,7 @@ def _run_pool(files: list[Path], jobs: int, references: ReferenceSet, thresholds
     flight are screened again one at a time: the photo that kills a worker alone becomes an
     `error`, the others are screened normally."""
     n_workers, onnx_threads = _pool_shape(jobs)
-    setup = WorkerSetup(references, thresholds, channel_refs, detect_threads=1, onnx_threads=onnx_threads)
-    in_flight = _in_flight_per_worker(setup.detect_threads)
+    setup = WorkerSetup(references, thresholds, channel_refs, onnx_threads)
     channels = list(channel_refs or {})
     pending = deque(str(f) for f in files)
     retry: deque[str] = deque()     # in flight in a worker that died: screened again, alone
@@ -379,7 +377,7 @@ def _run_pool(files: list[Path], jobs: int, references: ReferenceSet, thresholds
                 retried.add(path)
                 w.send(path)
             return
-        while pending and len(w.in_flight) < in_flight:
+        while pending and len(w.in_flight) < IN_FLIGHT_PER_WORKER:
             w.send(pending.popleft())
 
     def died(w: _Worker) -> _Worker:

@@ -127,13 +127,12 @@ class WorkerSetup:
     references: ReferenceSet
     thresholds: object
     channel_refs: dict | None
-    detect_threads: int = 1  # photos detected at once (scan._pool_shape: one)
-    onnx_threads: int = 1    # onnxruntime threads of the detector (scan._pool_shape: the worker's cores)
+    onnx_threads: int = 1  # onnxruntime threads of the detector (scan._pool_shape: the worker's cores)
 
 
-# Photos decoded in full at once in a worker: one being detected and the next one being decoded
-# (or two being detected, with two detect threads). Each 12 MP photo is 48 MB as decoded; three at
-# once (measured with two detect threads) cost ~70 MB more for no clear gain in speed.
+# Photos decoded in full at once in a worker: the one being detected and the next one. Each 12 MP
+# photo is 48 MB as decoded; more would only add memory (three at once, measured with an earlier
+# layout: ~70 MB more for no clear gain in speed).
 DECODED_AT_ONCE = 2
 
 
@@ -142,11 +141,11 @@ def serve(tasks, results, setup: WorkerSetup) -> None:
     PhotoResult) on `results`; None ends it. ("ready",) or ("setup-failed", why) come first.
     Run by main() in a process started by scan._Worker.
 
-    Threads share one loaded engine, so that two cores stay busy with one copy of each model:
-    decode (PIL: the photo and its working-size copies for the detector), `detect_threads`
-    detect threads (CenterFace on onnxruntime with `onnx_threads` threads) and encode + judge
-    (dlib landmarks, the ResNet on onnxruntime). Each works on a different photo; all spend their
-    time in C code that releases the GIL. One photo detected on two onnxruntime threads is ~5%
+    Three threads share one loaded engine, so that two cores stay busy with one copy of each
+    model: decode (PIL: the photo and its working-size copies for the detector), detect
+    (CenterFace on onnxruntime with `onnx_threads` threads) and encode + judge (dlib landmarks,
+    the ResNet on onnxruntime). Each works on a different photo; all three spend their time in C
+    code that releases the GIL. One photo detected on two onnxruntime threads is ~5%
     slower than two photos side by side on one thread each, but its peak is ~55 MB lower (one set
     of detector activations instead of two, and fewer big buffers alive at the same moment;
     measured: models/README.md, "Scan process layout"), which keeps a 2,000-photo scan under 500 MB.
@@ -170,7 +169,6 @@ def serve(tasks, results, setup: WorkerSetup) -> None:
     release_memory()  # what loading the models left behind
     results.send(("ready",))
     channels = list(setup.channel_refs or {})
-    n_detect = max(1, setup.detect_threads)
     stop = object()
     decoded_slots = threading.Semaphore(DECODED_AT_ONCE)
     decoded: queue.Queue = queue.Queue(maxsize=1)
@@ -197,8 +195,7 @@ def serve(tasks, results, setup: WorkerSetup) -> None:
                 except Exception:  # detect_decoded makes them again and reports the failure
                     pass
             decoded.put((path, img, error, inputs))
-        for _ in range(n_detect):  # one stop for each detect thread
-            decoded.put(stop)
+        decoded.put(stop)
 
     def detect_loop() -> None:
         while (item := decoded.get()) is not stop:
@@ -213,19 +210,14 @@ def serve(tasks, results, setup: WorkerSetup) -> None:
         detected.put(stop)
 
     def encode_loop() -> None:
-        running = n_detect  # detect threads that have not sent their stop yet
-        while running:
-            if (det := detected.get()) is stop:
-                running -= 1
-                continue
+        while (det := detected.get()) is not stop:
             result = judge_photo(det, engine, setup.references, setup.thresholds, setup.channel_refs)
             try:
                 results.send(("photo", det.path, result))
             except OSError:  # the scan is gone (kill -9): nobody to tell
                 os._exit(0)
 
-    loops = (decode_loop,) + (detect_loop,) * n_detect
-    threads = [threading.Thread(target=fatal(f), name=f.__name__, daemon=True) for f in loops]
+    threads = [threading.Thread(target=fatal(f), name=f.__name__, daemon=True) for f in (decode_loop, detect_loop)]
     for t in threads:
         t.start()
     fatal(encode_loop)()
