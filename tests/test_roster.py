@@ -13,6 +13,7 @@ from photocheck.roster import (
     load_mapping,
     parse_opt_out,
     read_roster,
+    read_roster_file,
 )
 from tests.helpers import REPO
 
@@ -340,14 +341,16 @@ grade = "Grade"
 campus = "North"
 [[consent]]
 column = "Web"
+means = "consent_given"
 channels = ["web", "social"]
-granted = ["Y"]
-withheld = ["N"]
+listed = ["N"]
+not_listed = ["Y"]
 [[consent]]
 column = "Yearbook"
+means = "consent_given"
 channels = ["yearbook"]
-granted = ["Y"]
-withheld = ["N"]
+listed = ["N"]
+not_listed = ["Y"]
 """, "m.toml")
     p = write(tmp_path, "ID;First;Last;Grade;Web;Yearbook\n1;A;B;9;N;Y\n2;C;D;9;Y;Y\n"
                         "3;E;F;9;N;N\n", "x.csv")
@@ -369,14 +372,15 @@ student_id = "x"
 column = "role"
 [[consent]]
 column = "C"
-granted = ["Y"]
-withheld = ["Y"]
+means = "consent_given"
+listed = ["Y"]
+not_listed = ["Y"]
 """, "bad.toml")
     with pytest.raises(RosterError) as info:
         load_mapping(m)
     text = str(info.value)
     for fragment in ("unknown key 'colums'", "delimiter", "columns.nickname",
-                     "student_id: set in both", "filter #1", "granted and withheld",
+                     "student_id: set in both", "filter #1", "values in both listed and not_listed",
                      "no source for required field(s): first_name, last_name, campus, grade"):
         assert fragment in text
     assert all(p.file == str(m) for p in info.value.problems)
@@ -386,3 +390,135 @@ def test_invalid_toml(tmp_path):
     m = write(tmp_path, "[columns\n", "broken.toml")
     with pytest.raises(RosterError, match="invalid TOML"):
         load_mapping(m)
+
+
+# --------------------------------------------------------------------------
+# Consent meaning: a renamed copy of a mapping cannot invert the list
+# --------------------------------------------------------------------------
+
+def opt_out_export(tmp_path: Path) -> Path:
+    # Ann's family refused (opt-out true), Bo's did not.
+    return write(tmp_path, OR11_HEADER.strip() + ",metadata.photo_opt_out\n"
+                 + "u1,,,true,o1,student,a,,Ann,Lee,,S1,,,,,09,,true\n"
+                 + "u2,,,true,o1,student,b,,Bo,Ek,,S2,,,,,10,,false\n", "users.csv")
+
+
+def mapping_problems(path: Path) -> RosterError:
+    with pytest.raises(RosterError) as info:
+        load_mapping(path)
+    return info.value
+
+
+def test_copied_oneroster_mapping_renamed_to_opt_out_column_is_refused(tmp_path):
+    text = (MAPPINGS / "oneroster.toml").read_text()
+    m = write(tmp_path, text.replace('column = "metadata.photo_consent"', 'column = "metadata.photo_opt_out"'),
+              "district.toml")
+    prob = only(mapping_problems(m))
+    means_line = next(n for n, line in enumerate(text.splitlines(), 1) if line.startswith("means ="))
+    assert (prob.file, prob.line) == (str(m), means_line)
+    assert "'metadata.photo_opt_out' reads as a refusal" in prob.message
+    assert "set means = 'consent_refused'" in prob.message
+
+
+def test_opt_out_column_with_means_refused_lists_the_refusing_student(tmp_path):
+    text = (MAPPINGS / "oneroster.toml").read_text()
+    text = text.replace('column = "metadata.photo_consent"', 'column = "metadata.photo_opt_out"')
+    text = text.replace('means = "consent_given"', 'means = "consent_refused"')
+    text = text.replace('listed = ["false", "no", "n", "0", ""]', 'listed = ["true", "yes", "y", "1"]')
+    text = text.replace('not_listed = ["true", "yes", "y", "1"]', 'not_listed = ["false", "no", "n", "0", ""]')
+    recs = read_roster(opt_out_export(tmp_path), load_mapping(write(tmp_path, text, "district.toml")))
+    assert [r.student_id for r in recs] == ["S1"]
+
+
+def test_flipping_means_without_swapping_the_lists_is_refused(tmp_path):
+    text = (MAPPINGS / "oneroster.toml").read_text()
+    text = text.replace('column = "metadata.photo_consent"', 'column = "metadata.photo_opt_out"')
+    text = text.replace('means = "consent_given"', 'means = "consent_refused"')
+    m = write(tmp_path, text, "district.toml")
+    err = mapping_problems(m)
+    assert {p.message.split(" = ")[0] for p in err.problems} == {"consent #1: listed", "consent #1: not_listed"}
+    assert all(p.line is not None for p in err.problems)
+    assert "contradicts means = 'consent_refused'" in str(err)
+
+
+CONSENT_MAPPING = """
+[columns]
+student_id = "ID"
+first_name = "First"
+last_name = "Last"
+grade = "Grade"
+[constants]
+campus = "North"
+[[consent]]
+"""
+
+
+def test_old_style_consent_rule_fails_with_how_to_update(tmp_path):
+    m = write(tmp_path, CONSENT_MAPPING + 'column = "Photo_Release"\ngranted = ["Y"]\nwithheld = ["N", ""]\n',
+              "old.toml")
+    prob = only(mapping_problems(m))
+    assert prob.line == 11  # the `granted` line
+    assert ('means = "consent_given", listed = ["N", ""], not_listed = ["Y"]' in prob.message
+            and "consent_refused" in prob.message)
+
+
+def test_means_is_required(tmp_path):
+    m = write(tmp_path, CONSENT_MAPPING + 'column = "Flag"\nlisted = ["N"]\nnot_listed = ["Y"]\n', "m.toml")
+    prob = only(mapping_problems(m))
+    assert prob.line == 10 and "'means' is required" in prob.message
+
+
+@pytest.mark.parametrize("rule, fragment", [
+    ('column = "No_Media"\nmeans = "consent_given"\nlisted = ["N"]\nnot_listed = ["Y"]\n', "reads as a refusal"),
+    ('column = "Photo_Permission"\nmeans = "consent_refused"\nlisted = ["Y"]\nnot_listed = ["N"]\n',
+     "reads as a consent"),
+    ('column = "Flag"\nmeans = "consent_given"\nlisted = ["Granted"]\nnot_listed = ["Refused"]\n',
+     "those values say the opposite"),
+])
+def test_contradictions_are_refused(tmp_path, rule, fragment):
+    err = mapping_problems(write(tmp_path, CONSENT_MAPPING + rule, "m.toml"))
+    assert fragment in str(err) and all(p.line for p in err.problems)
+
+
+def test_column_name_misleading_is_an_explicit_override(tmp_path):
+    m = write(tmp_path, CONSENT_MAPPING + 'column = "OptOutForm"\nmeans = "consent_given"\n'
+              'column_name_misleading = true\nlisted = ["N"]\nnot_listed = ["Y"]\n', "m.toml")
+    p = write(tmp_path, "ID,First,Last,Grade,OptOutForm\n1,A,B,9,N\n2,C,D,9,Y\n", "x.csv")
+    assert [r.student_id for r in read_roster(p, load_mapping(m))] == ["1"]
+
+
+def test_read_roster_file_says_when_a_missing_consent_column_lists_every_row(tmp_path):
+    p = write(tmp_path, OR11_HEADER
+              + "u1,,,true,o1,student,a,,Ann,Lee,,00042,,,,,09,\n"
+              + "u2,,,true,o1,student,b,,Bo,Ek,,00043,,,,,09,\n"
+              + "u3,,,true,o1,teacher,c,,Cy,Ng,,T1,,,,,,\n", "users.csv")
+    read = read_roster_file(p, load_mapping(MAPPINGS / "oneroster.toml"))
+    assert (len(read.records), read.rows, read.listed_by_default, read.consent_decided) == \
+        (2, 2, ("metadata.photo_consent",), False)
+    read = read_roster_file(EXAMPLES / "powerschool_students.csv", load_mapping(MAPPINGS / "powerschool.toml"))
+    assert (len(read.records), read.rows, read.listed_by_default, read.consent_decided) == (2, 4, (), True)
+
+
+# --------------------------------------------------------------------------
+# --encoding for canonical files
+# --------------------------------------------------------------------------
+
+def test_cp1252_canonical_file_with_encoding(tmp_path):
+    p = write(tmp_path, HEADER + "S1,Zoë,Œuvre,C,9,all\n", encoding="cp1252")
+    assert "not valid UTF-8" in only(errors(p)).message  # the default stays UTF-8
+    [r] = read_roster(p, encoding="cp1252")
+    assert (r.first_name, r.last_name) == ("Zoë", "Œuvre")
+
+
+def test_encoding_decode_failure_names_file_and_line(tmp_path):
+    p = write(tmp_path, HEADER + "S1,A,B,C,9,all\n", encoding="cp1252")
+    p.write_bytes(p.read_bytes() + b"S2,A\x81,B,C,9,all\n")  # 0x81 is not a cp1252 character
+    with pytest.raises(RosterError) as info:
+        read_roster(p, encoding="cp1252")
+    prob = only(info.value)
+    assert (prob.file, prob.line) == (str(p), 3) and "not valid cp1252 text (byte 0x81" in prob.message
+
+
+def test_unknown_encoding(tmp_path):
+    with pytest.raises(RosterError, match="unknown encoding 'klingon'"):
+        read_roster(write(tmp_path, HEADER), encoding="klingon")
