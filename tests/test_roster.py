@@ -522,3 +522,186 @@ def test_encoding_decode_failure_names_file_and_line(tmp_path):
 def test_unknown_encoding(tmp_path):
     with pytest.raises(RosterError, match="unknown encoding 'klingon'"):
         read_roster(write(tmp_path, HEADER), encoding="klingon")
+
+
+# --------------------------------------------------------------------------
+# `photocheck roster import` on a database: safety stop, --dry-run, warnings, --encoding
+# --------------------------------------------------------------------------
+
+DISTRICT_MAPPING = """
+[columns]
+student_id = "identifier"
+first_name = "givenName"
+last_name = "familyName"
+grade = "grades"
+[constants]
+campus = "North"
+[[consent]]
+column = "metadata.photo"     # a name that says nothing either way
+means = "consent_given"
+listed = ["false", ""]
+not_listed = ["true"]
+"""
+REFUSING = {f"S{i:02d}" for i in range(1, 7)}  # 6 of 30 families refused
+
+
+def district_export(tmp_path: Path, name: str, *, yes_means_refused: bool) -> Path:
+    """30 students; `yes_means_refused` writes the same decisions as an opt-out column would."""
+    lines = ["identifier,givenName,familyName,grades,metadata.photo"]
+    for i in range(1, 31):
+        sid = f"S{i:02d}"
+        refused = sid in REFUSING
+        lines.append(f"{sid},Given{i},Family{i},9,{'true' if refused == yes_means_refused else 'false'}")
+    return write(tmp_path, "\n".join(lines) + "\n", name)
+
+
+def listed_ids(db_url: str) -> list[str]:
+    from sqlalchemy import select
+
+    from photocheck.db import open_database
+    from photocheck.db.models import Student
+
+    db = open_database(db_url)
+    try:
+        with db.session() as s:
+            return sorted(s.scalars(select(Student.student_id)))
+    finally:
+        db.dispose()
+
+
+def import_count(db_url: str) -> tuple[int, int]:
+    from sqlalchemy import func, select
+
+    from photocheck.db import open_database
+    from photocheck.db.models import AuditEvent, RosterImport
+
+    db = open_database(db_url)
+    try:
+        with db.session() as s:
+            return (s.scalar(select(func.count()).select_from(RosterImport)),
+                    s.scalar(select(func.count()).select_from(AuditEvent)))
+    finally:
+        db.dispose()
+
+
+def last_import_event(db_url: str) -> dict:
+    import json
+
+    from sqlalchemy import select
+
+    from photocheck.db import open_database
+    from photocheck.db.models import AuditEvent
+
+    db = open_database(db_url)
+    try:
+        with db.session() as s:
+            ev = s.scalars(select(AuditEvent).where(AuditEvent.action == "roster.import")
+                           .order_by(AuditEvent.seq.desc())).first()
+            return json.loads(ev.details)
+    finally:
+        db.dispose()
+
+
+@pytest.mark.backends("sqlite", "postgresql")
+def test_inverted_reimport_stops_shows_counts_and_changes_nothing_until_yes(cli, db_url, tmp_path):
+    m = write(tmp_path, DISTRICT_MAPPING, "district.toml")
+    good = district_export(tmp_path, "good.csv", yes_means_refused=False)
+    assert "6 added" in cli("roster", "import", good, "--mapping", m).output
+    assert listed_ids(db_url) == sorted(REFUSING)
+    before = import_count(db_url)
+    # The SIS field now records refusals (true = refused) but the mapping still says consent.
+    inverted = district_export(tmp_path, "inverted.csv", yes_means_refused=True)
+    out = " ".join(cli("roster", "import", inverted, "--mapping", m, expect=3).output.split())
+    assert "roster not imported — nothing was changed" in out
+    assert "it removes 6 of the 6 listed students (100%)" in out
+    assert "lists 24 of the 30 students in the file (80%), 24 of them new" in out
+    assert "Would be: 24 added, 0 changed, 6 removed, 0 kept unchanged" in out
+    assert "would remove: S01, S02, S03, S04, S05, S06" in out
+    assert "would add: S07, S08," in out and "... and 4 more" in out  # a sample of 20 ids
+    assert "Given" not in out and "Family" not in out  # ids only
+    assert "--yes" in out
+    assert listed_ids(db_url) == sorted(REFUSING) and import_count(db_url) == before
+    # --dry-run says the same and changes nothing either.
+    out = " ".join(cli("roster", "import", inverted, "--mapping", m, "--dry-run", expect=3).output.split())
+    assert "Dry run — nothing was changed" in out and "6 removed" in out and "stop for --yes" in out
+    assert listed_ids(db_url) == sorted(REFUSING) and import_count(db_url) == before
+    # Confirmed: imported, and the confirmation is in the audit trail.
+    out = cli("roster", "import", inverted, "--mapping", m, "--yes").output
+    assert "24 added" in out and "Confirmed with --yes" in out
+    assert len(listed_ids(db_url)) == 24
+    assert "it removes 6 of the 6 listed students" in last_import_event(db_url)["confirmed"][0]
+
+
+@pytest.mark.backends("sqlite", "postgresql")
+def test_first_import_whose_consent_column_lists_most_rows_stops(cli, db_url, tmp_path):
+    m = write(tmp_path, DISTRICT_MAPPING, "district.toml")
+    inverted = district_export(tmp_path, "inverted.csv", yes_means_refused=True)
+    out = " ".join(cli("roster", "import", inverted, "--mapping", m, expect=3).output.split())
+    assert "lists 24 of the 30 students in the file (80%)" in out and "it removes" not in out
+    assert listed_ids(db_url) == []
+    # A district where most families refuse confirms once; the same list again does not stop.
+    cli("roster", "import", inverted, "--mapping", m, "--yes")
+    assert "24 unchanged" in cli("roster", "import", inverted, "--mapping", m).output
+
+
+@pytest.mark.backends("sqlite", "postgresql")
+def test_canonical_reimport_removing_many_stops(cli, db_url, tmp_path):
+    rows = "".join(f"S{i},A,B,North,9,all\n" for i in range(10))
+    cli("roster", "import", write(tmp_path, HEADER + rows, "all.csv"))
+    # 6 of 10 removed: stops; 1 of 10 (or 5 of 10, not more than 5) goes through.
+    fewer = write(tmp_path, HEADER + "".join(f"S{i},A,B,North,9,all\n" for i in range(4)), "fewer.csv")
+    out = " ".join(cli("roster", "import", fewer, expect=3).output.split())
+    assert "it removes 6 of the 10 listed students (60%)" in out and "would remove: S4, S5, S6, S7, S8, S9" in out
+    assert len(listed_ids(db_url)) == 10
+    five = write(tmp_path, HEADER + "".join(f"S{i},A,B,North,9,all\n" for i in range(5)), "five.csv")
+    assert "5 removed" in cli("roster", "import", five).output
+
+
+def test_dry_run_creates_no_database_and_no_key(tmp_path):
+    from photocheck import config
+    from tests.helpers import Cli
+
+    db_file = tmp_path / "never.db"
+    out = Cli(f"sqlite:///{db_file}")("roster", "import", REPO / "roster" / "no_consent.csv", "--dry-run").output
+    assert "Dry run — nothing was changed" in out and "Would be: 1 added" in out and "would add: D0001" in out
+    assert list(tmp_path.iterdir()) == [] and not config.key_file().exists()
+
+
+@pytest.mark.backends("sqlite", "postgresql")
+def test_dry_run_on_an_existing_database_writes_nothing(cli, db_url, tmp_path):
+    cli("roster", "import", REPO / "roster" / "no_consent.csv")
+    before = import_count(db_url)
+    out = cli("roster", "import", write(tmp_path, HEADER + "S1,A,B,C,9,all\n"), "--dry-run").output
+    assert "1 added, 0 changed, 1 removed" in out and "would remove: D0001" in out
+    assert listed_ids(db_url) == ["D0001"] and import_count(db_url) == before
+
+
+def test_missing_consent_column_listing_every_row_warns_loudly(cli, tmp_path):
+    p = write(tmp_path, OR11_HEADER
+              + "u1,,,true,o1,student,a,,Ann,Lee,,00042,,,,,09,\n"
+              + "u2,,,true,o1,student,b,,Bo,Ek,,00043,,,,,10,\n", "users.csv")
+    out = " ".join(cli("roster", "import", p, "--mapping", MAPPINGS / "oneroster.toml").output.split())
+    assert "WARNING: every row is listed" in out
+    assert "'metadata.photo_consent' is not in" in out and "all 2 student row(s) are listed" in out
+    out = " ".join(cli("roster", "import", EXAMPLES / "oneroster_users.csv",
+                       "--mapping", MAPPINGS / "oneroster.toml").output.split())
+    assert "WARNING" not in out  # the column is there: it decided
+
+
+def test_import_encoding_option(cli, db_url, tmp_path):
+    p = write(tmp_path, HEADER + "S1,Zoë,B,C,9,all\n", encoding="cp1252")
+    out = cli("roster", "import", p, expect=1).output
+    assert f"{p}:2" in out and "--encoding cp1252" in " ".join(out.split())
+    cli("roster", "import", p, "--encoding", "cp1252")
+    assert "Zoë" in cli("roster", "list").output
+    bad = write(tmp_path, HEADER + "S1,A,B,C,9,all\n", "bad.csv", encoding="cp1252")
+    bad.write_bytes(bad.read_bytes() + b"S2,A\x81,B,C,9,all\n")
+    assert f"{bad}:3: not valid cp1252 text" in cli("roster", "import", bad, "--encoding", "cp1252",
+                                                   expect=1).output.replace("\n", "")
+    assert "unknown encoding 'klingon'" in cli("roster", "import", p, "--encoding", "klingon", expect=2).output
+
+
+def test_import_help_gives_exit_codes(cli):
+    out = " ".join(cli("roster", "import", "--help").output.split())
+    assert "Exit status: 0 imported" in out and "1 not imported" in out and "2 usage" in out
+    assert "3 not imported, a large change that needs --yes" in out and "--dry-run" in out
