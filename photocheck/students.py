@@ -122,13 +122,14 @@ def import_roster(db: Database, path: Path, *, mapping_path: Path | None = None,
         changes.applied = True
         before: dict[str, dict] = {}
         after: dict[str, dict] = {}
+        changed = set(changes.changed)
         for rec in read.records:
             values = _values(rec)
             st = existing.get(rec.student_id)
             after[rec.student_id] = values
             if st is None:
                 s.add(Student(student_id=rec.student_id, **values))
-            elif rec.student_id in changes.changed:
+            elif rec.student_id in changed:
                 before[rec.student_id] = {k: getattr(st, k) for k in values}
                 for k, v in values.items():
                     setattr(st, k, v)
