@@ -25,6 +25,7 @@ from pathlib import Path
 
 __all__ = [
     "CHANNELS",
+    "CONSENT_MEANINGS",
     "CANONICAL_COLUMNS",
     "OPTIONAL_COLUMNS",
     "StudentRecord",
@@ -35,6 +36,8 @@ __all__ = [
     "Mapping",
     "load_mapping",
     "read_roster",
+    "read_roster_file",
+    "RosterRead",
     "parse_opt_out",
     "parse_strict",
 ]
@@ -117,15 +120,21 @@ class Filter:
     if_missing: str = "error"       # "error" | "ignore" when the column is absent
 
 
+# What a yes in a consent column says. Required in every [[consent]] rule, so that a copied
+# mapping whose column is renamed to one of the opposite meaning is caught (see load_mapping).
+CONSENT_MEANINGS = ("consent_given", "consent_refused")
+
+
 @dataclass(frozen=True)
 class ConsentRule:
-    """One consent field of the SIS. Withheld consent lists the student for `channels`."""
+    """One consent field of the SIS. A value in `listed` lists the student for `channels`."""
 
     column: str
     channels: tuple[str, ...]
-    granted: tuple[str, ...]
-    withheld: tuple[str, ...]
-    if_missing: str = "error"       # "error" | "withheld" | "ignore"
+    means: str                      # one of CONSENT_MEANINGS
+    listed: tuple[str, ...]         # values that put the student on the no-consent list
+    not_listed: tuple[str, ...]     # values that leave the student off it
+    if_missing: str = "error"       # "error" | "withheld" (column absent: every row listed) | "ignore"
 
 
 @dataclass(frozen=True)
@@ -140,6 +149,18 @@ class Mapping:
     translate: dict[str, dict[str, str]] = field(default_factory=dict)  # keys casefolded
     filters: tuple[Filter, ...] = ()
     consent: tuple[ConsentRule, ...] = ()
+
+
+@dataclass(frozen=True)
+class RosterRead:
+    """A parsed roster file: the listed students and how the file decided who is listed."""
+
+    records: list[StudentRecord]
+    rows: int                       # data rows that passed the mapping's filters
+    # Consent columns absent from the file whose rule lists every row (if_missing = "withheld").
+    listed_by_default: tuple[str, ...] = ()
+    # True when a consent column present in the file decided, row by row, who is listed.
+    consent_decided: bool = False
 
 
 # --------------------------------------------------------------------------
@@ -205,10 +226,12 @@ def load_mapping(path: str | Path) -> Mapping:
         problems.append(RosterProblem(fname, None, None, msg))
 
     try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
+        text = path.read_bytes().decode("utf-8-sig")
+        data = tomllib.loads(text)
     except OSError as exc:
         raise RosterError([RosterProblem(fname, None, None, f"cannot read: {exc.strerror}")]) from None
+    except UnicodeDecodeError:
+        raise RosterError([RosterProblem(fname, None, None, "not UTF-8 text (TOML files are UTF-8)")]) from None
     except tomllib.TOMLDecodeError as exc:
         # tomllib puts "(at line N, column M)" in the message; keep it verbatim.
         raise RosterError([RosterProblem(fname, None, None, f"invalid TOML: {exc}")]) from None
@@ -275,34 +298,18 @@ def load_mapping(path: str | Path) -> Mapping:
         filters.append(Filter(col.strip(), values, negate=has_ne, if_missing=if_missing))
 
     consent: list[ConsentRule] = []
+    consent_lines = _table_key_lines(text, "consent")
     for i, raw in enumerate(_array_of_tables(data.get("consent", []), "consent", bad)):
-        where = f"consent #{i + 1}"
-        col = raw.get("column")
-        if not isinstance(col, str) or not col.strip():
-            bad(f"{where}: 'column' is required")
-            continue
-        try:
-            channels = parse_opt_out(" ".join(_str_list(raw.get("channels", ["all"]), where, bad)))
-        except ValueError as exc:
-            bad(f"{where}: channels: {exc}")
-            channels = ("all",)
-        granted = _str_list(raw.get("granted", []), where, bad)
-        withheld = _str_list(raw.get("withheld", []), where, bad)
-        if not granted or not withheld:
-            bad(f"{where}: both 'granted' and 'withheld' value lists are required")
-        overlap = {v.casefold() for v in granted} & {v.casefold() for v in withheld}
-        if overlap:
-            bad(f"{where}: values in both granted and withheld: {sorted(overlap)}")
-        if_missing = raw.get("if_missing", "error")
-        if if_missing not in ("error", "withheld", "ignore"):
-            bad(f"{where}: if_missing must be 'error', 'withheld' or 'ignore'")
-        for k in sorted(set(raw) - {"column", "channels", "granted", "withheld", "if_missing"}):
-            bad(f"{where}: unknown key {k!r}")
-        consent.append(ConsentRule(col.strip(), channels, granted, withheld, if_missing))
+        keys = consent_lines[i] if i < len(consent_lines) else {}
+        rule = _consent_rule(raw, f"consent #{i + 1}", keys,
+                             lambda msg, key=None, keys=keys: problems.append(
+                                 RosterProblem(fname, keys.get(key, keys.get("")), None, msg)))
+        if rule is not None:
+            consent.append(rule)
 
-    if consent and "opt_out" in columns | constants:
+    if data.get("consent") and "opt_out" in columns | constants:
         bad("opt_out comes from [[consent]]; remove it from [columns]/[constants]")
-    covered = set(columns) | set(constants) | ({"opt_out"} if consent else set())
+    covered = set(columns) | set(constants) | ({"opt_out"} if data.get("consent") else set())
     missing = [f for f in CANONICAL_COLUMNS if f not in covered]
     if missing:
         bad(f"no source for required field(s): {', '.join(missing)} "
@@ -314,6 +321,119 @@ def load_mapping(path: str | Path) -> Mapping:
                    columns={k: v.strip() for k, v in columns.items()},
                    constants=constants, translate=translate,
                    filters=tuple(filters), consent=tuple(consent))
+
+
+_CONSENT_KEYS = {"column", "means", "listed", "not_listed", "channels", "if_missing", "column_name_misleading"}
+# A column name that reads as a refusal / as a permission (lower-case, letters and digits only).
+_NAME_REFUSED = re.compile(r"opt(ed)?out|refus|withh[oe]ld|withdr[ae]w|deni(al|ed)|deny|declin|object|revok|"
+                           r"prohibit|exclu|donot|dont|notallow|no(photo|consent|permission|release|media|publish)")
+_NAME_GIVEN = re.compile(r"consent|release|permission|permit|allow|approv|agree|grant|opt(ed)?in|publish")
+# Cell values whose meaning is plain whatever the column: a yes/no, or a word naming the decision.
+_YES = {"true", "t", "yes", "y", "1", "on", "x"}
+_NO = {"false", "f", "no", "n", "0", "off"}
+_GIVEN_WORDS = {"granted", "given", "consented", "allowed", "permitted", "approved", "agreed", "opted in", "opt-in"}
+_REFUSED_WORDS = {"refused", "denied", "withheld", "declined", "withdrawn", "revoked", "objected", "opted out",
+                  "opt-out", "opt out"}
+
+
+def _consent_rule(raw: dict, where: str, keys: dict[str, int], bad) -> ConsentRule | None:
+    """One [[consent]] table -> ConsentRule; bad(message, key) reports a problem at that key's line."""
+    col = raw.get("column")
+    if not isinstance(col, str) or not col.strip():
+        bad(f"{where}: 'column' is required")
+        return None
+    col = col.strip()
+    if "granted" in raw or "withheld" in raw:
+        # The old form named values by consent only; an opt-out column copied into it read backwards.
+        granted = _str_list(raw.get("granted", []), where, lambda m: None)
+        withheld = _str_list(raw.get("withheld", []), where, lambda m: None)
+        bad(f"{where}: 'granted'/'withheld' are replaced by 'means', 'listed' and 'not_listed'. If this "
+            f"column records consent (a yes = the family agreed), write: means = \"consent_given\", "
+            f"listed = {_toml_list(withheld)}, not_listed = {_toml_list(granted)}. If a yes in it means the "
+            f"family REFUSED (an opt-out column), write means = \"consent_refused\" and list the yes values "
+            f"under 'listed'", "granted" if "granted" in raw else "withheld")
+        return None
+    for k in sorted(set(raw) - _CONSENT_KEYS):
+        bad(f"{where}: unknown key {k!r} (allowed: {', '.join(sorted(_CONSENT_KEYS))})", k)
+    try:
+        channels = parse_opt_out(" ".join(_str_list(raw.get("channels", ["all"]), where, bad)))
+    except ValueError as exc:
+        bad(f"{where}: channels: {exc}", "channels")
+        channels = ("all",)
+    means = raw.get("means")
+    if means not in CONSENT_MEANINGS:
+        bad(f"{where}: 'means' is required: \"consent_given\" if a yes in column {col!r} means the family "
+            f"gave photo consent, \"consent_refused\" if it means they refused (an opt-out column)"
+            + ("" if means is None else f" (got {means!r})"), "means" if "means" in raw else "column")
+        return None
+    listed = _str_list(raw.get("listed", []), where, bad)
+    not_listed = _str_list(raw.get("not_listed", []), where, bad)
+    if not listed or not not_listed:
+        bad(f"{where}: both 'listed' and 'not_listed' value lists are required", "column")
+    overlap = {v.strip().casefold() for v in listed} & {v.strip().casefold() for v in not_listed}
+    if overlap:
+        bad(f"{where}: values in both listed and not_listed: {sorted(overlap)}", "listed")
+    if_missing = raw.get("if_missing", "error")
+    if if_missing not in ("error", "withheld", "ignore"):
+        bad(f"{where}: if_missing must be 'error', 'withheld' or 'ignore'", "if_missing")
+    misleading = raw.get("column_name_misleading", False)
+    if not isinstance(misleading, bool):
+        bad(f"{where}: column_name_misleading must be true or false", "column_name_misleading")
+
+    # Cross-checks: column name, `means` and the value lists must tell the same story, so that
+    # renaming the column of a copied mapping (or flipping only `means`) cannot invert the list.
+    reads = ("consent_refused" if _NAME_REFUSED.search(_squash(col))
+             else "consent_given" if _NAME_GIVEN.search(_squash(col)) else None)
+    if reads is not None and reads != means and misleading is not True:
+        other = "a refusal (an opt-out)" if reads == "consent_refused" else "a consent (a permission)"
+        bad(f"{where}: column {col!r} reads as {other}, but means = {means!r}: a renamed copy of a mapping "
+            f"would list exactly the wrong students. If a yes in this column means the family "
+            f"{'refused' if reads == 'consent_refused' else 'agreed'}, set means = {reads!r} and swap "
+            f"'listed' and 'not_listed'; if the name is misleading, add column_name_misleading = true",
+            "means" if "means" in raw else "column")
+    yes_listed = means == "consent_refused"  # a yes lists the student only in an opt-out column
+    for key, values, wrong in (("listed", listed, _NO if yes_listed else _YES),
+                               ("not_listed", not_listed, _YES if yes_listed else _NO)):
+        clash = [v for v in values if v.strip().casefold() in wrong]
+        if clash:
+            said = "a yes" if clash[0].strip().casefold() in _YES else "a no"
+            verb = "refuse" if yes_listed else "consent"
+            did = "did" if (said == "a yes") else "did not"
+            bad(f"{where}: {key} = {clash} contradicts means = {means!r}: in a column that records a "
+                f"{'refusal' if yes_listed else 'consent'}, {said} means the family {did} {verb}, so it belongs "
+                f"in {'not_listed' if key == 'listed' else 'listed'}. Fix 'means' or swap the lists", key)
+    for key, values, wrong in (("listed", listed, _GIVEN_WORDS), ("not_listed", not_listed, _REFUSED_WORDS)):
+        clash = [v for v in values if v.strip().casefold() in wrong]
+        if clash:
+            bad(f"{where}: {key} = {clash}: those values say the opposite; swap them into "
+                f"{'not_listed' if key == 'listed' else 'listed'}", key)
+    return ConsentRule(col, channels, means, listed, not_listed, if_missing)
+
+
+def _squash(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.casefold())
+
+
+def _toml_list(values: tuple[str, ...]) -> str:
+    return "[" + ", ".join('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values) + "]"
+
+
+def _table_key_lines(text: str, table: str) -> list[dict[str, int]]:
+    """Line numbers of the keys of each [[table]] in a TOML text ("" = the table header line)."""
+    blocks: list[dict[str, int]] = []
+    current: dict[str, int] | None = None
+    for n, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if re.fullmatch(rf"\[\[\s*{re.escape(table)}\s*\]\]\s*(#.*)?", stripped):
+            current = {"": n}
+            blocks.append(current)
+        elif stripped.startswith("["):
+            current = None
+        elif current is not None:
+            m = re.match(r"""["']?([A-Za-z0-9_.-]+)["']?\s*=""", stripped)
+            if m:
+                current.setdefault(m.group(1), n)
+    return blocks
 
 
 def _str_table(raw, where, bad) -> dict[str, str]:
@@ -351,20 +471,33 @@ def _array_of_tables(raw, where, bad) -> list[dict]:
 # Reading
 # --------------------------------------------------------------------------
 
-def read_roster(path: str | Path, mapping: Mapping | None = None) -> list[StudentRecord]:
+def read_roster(path: str | Path, mapping: Mapping | None = None, *,
+                encoding: str | None = None) -> list[StudentRecord]:
     """Parse a roster file. Returns every listed student, or raises RosterError.
 
     Without a mapping the file must have the canonical columns (any order,
     header case-insensitive, extra columns ignored unless one looks like a
-    misspelling of a missing photocheck column).
+    misspelling of a missing photocheck column). `encoding` (e.g. "cp1252")
+    overrides the mapping's; a byte-order mark always wins.
     """
+    return read_roster_file(path, mapping, encoding=encoding).records
+
+
+def read_roster_file(path: str | Path, mapping: Mapping | None = None, *,
+                     encoding: str | None = None) -> RosterRead:
+    """read_roster, plus how the file decided who is listed (for the import's safety checks)."""
     path = Path(path)
     fname = str(path)
+    if encoding is not None:
+        try:
+            encoding = codecs.lookup(encoding).name
+        except LookupError:
+            raise RosterError([RosterProblem(fname, None, None, f"unknown encoding {encoding!r}")]) from None
     try:
         raw = path.read_bytes()
     except OSError as exc:
         raise RosterError([RosterProblem(fname, None, None, f"cannot read: {exc.strerror}")]) from None
-    text = _decode(raw, mapping.encoding if mapping else "utf-8-sig", fname)
+    text = _decode(raw, encoding or (mapping.encoding if mapping else "utf-8-sig"), fname)
     return _parse(text, fname, mapping)
 
 
@@ -372,7 +505,7 @@ def _decode(raw: bytes, encoding: str, fname: str) -> str:
     # Excel's "Unicode text" export is UTF-16 with a BOM; honour any BOM first.
     if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         encoding = "utf-16"
-    elif codecs.lookup(encoding).name == "utf-8":
+    elif raw.startswith(codecs.BOM_UTF8) or codecs.lookup(encoding).name == "utf-8":
         encoding = "utf-8-sig"  # a BOM is not part of the first column name
     try:
         return raw.decode(encoding)
@@ -381,8 +514,9 @@ def _decode(raw: bytes, encoding: str, fname: str) -> str:
         col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
         byte = raw[exc.start:exc.start + 1].hex()
         shown = "UTF-8" if encoding == "utf-8-sig" else encoding
-        hint = ("save it as 'CSV UTF-8' (e.g. Excel: Save As > CSV UTF-8)"
-                " or set encoding in the mapping file")
+        hint = ("save it as 'CSV UTF-8' (e.g. Excel: Save As > CSV UTF-8) or name its encoding "
+                "(`photocheck roster import --encoding cp1252`, or `encoding` in the mapping file)"
+                if shown == "UTF-8" else f"is the file really {encoding}? Name its actual encoding")
         raise RosterError([RosterProblem(
             fname, line, None,
             f"not valid {shown} text (byte 0x{byte} at byte {col} of the line); {hint}",
@@ -405,7 +539,7 @@ def _pick_delimiter(header_line: str, wanted: list[str]) -> str:
     return max(DELIMITERS, key=score)  # max() keeps the first on ties -> ","
 
 
-def _parse(text: str, fname: str, mapping: Mapping | None) -> list[StudentRecord]:
+def _parse(text: str, fname: str, mapping: Mapping | None) -> RosterRead:
     problems: list[RosterProblem] = []
 
     def bad(line: int | None, column: str | None, msg: str) -> None:
@@ -515,6 +649,7 @@ def _parse(text: str, fname: str, mapping: Mapping | None) -> list[StudentRecord
 
     records: list[StudentRecord] = []
     seen: dict[str, int] = {}
+    kept_rows = 0
     prev_line = header_line
     while True:
         try:
@@ -531,8 +666,9 @@ def _parse(text: str, fname: str, mapping: Mapping | None) -> list[StudentRecord
         if len(row) != len(header):
             bad(line, None, f"expected {len(header)} cells, found {len(row)}")
             continue
-        rec, sid, row_problems = _row_to_record(row, mapping, field_idx, filter_idx,
-                                                consent_idx, label)
+        rec, sid, row_problems, kept = _row_to_record(row, mapping, field_idx, filter_idx,
+                                                      consent_idx, label)
+        kept_rows += kept
         for column, msg in row_problems:
             bad(line, column, msg)
         # Duplicates are checked even on rows with other problems, so one
@@ -548,7 +684,9 @@ def _parse(text: str, fname: str, mapping: Mapping | None) -> list[StudentRecord
 
     if problems:
         raise RosterError(problems)
-    return records
+    by_default = tuple(rule.column for rule, i in consent_idx if i is None and rule.if_missing == "withheld")
+    return RosterRead(records, kept_rows, listed_by_default=by_default,
+                      consent_decided=any(i is not None for _, i in consent_idx))
 
 
 def _index_header(header: list[str]) -> dict[str, int]:
@@ -567,7 +705,7 @@ def _duplicate_names(header: list[str], used: list[str]) -> list[str]:
 
 
 def _row_to_record(row, mapping, field_idx, filter_idx, consent_idx, label):
-    """One data row -> (record or None, student_id or "", [(column, message), ...]).
+    """One data row -> (record or None, student_id or "", [(column, message), ...], passed filters).
 
     The record is None when the row is filtered out, has consent, or is invalid;
     the caller stamps the line number on the problems and on the record.
@@ -584,7 +722,7 @@ def _row_to_record(row, mapping, field_idx, filter_idx, consent_idx, label):
             continue  # if_missing == "ignore"
         hit = cells[i].casefold() in {v.casefold() for v in flt.values}
         if hit == flt.negate:
-            return None, "", problems
+            return None, "", problems, False
 
     values: dict[str, str] = {}
     for f in ALL_FIELDS:
@@ -606,17 +744,17 @@ def _row_to_record(row, mapping, field_idx, filter_idx, consent_idx, label):
                     withheld.extend(rule.channels)
                 continue  # "ignore" (and "error" was already reported at the header)
             v = cells[i].casefold()
-            if v in {x.strip().casefold() for x in rule.withheld}:
+            if v in {x.strip().casefold() for x in rule.listed}:
                 withheld.extend(rule.channels)
-            elif v not in {x.strip().casefold() for x in rule.granted}:
+            elif v not in {x.strip().casefold() for x in rule.not_listed}:
                 # Unknown consent values are errors, not guesses: a typo must
                 # neither unlist a student nor be silently ignored.
                 bad(rule.column,
                     f"unrecognised consent value {cells[i]!r} "
-                    f"(granted: {list(rule.granted)}, withheld: {list(rule.withheld)})")
-                return None, "", problems
+                    f"(listed: {list(rule.listed)}, not listed: {list(rule.not_listed)})")
+                return None, "", problems, True
         if not withheld:
-            return None, "", problems  # consent given everywhere -> not on the no-consent list
+            return None, "", problems, True  # consent given everywhere -> not on the no-consent list
         values["opt_out"] = " ".join(withheld)
 
     sid = values.get("student_id", "")
@@ -650,7 +788,7 @@ def _row_to_record(row, mapping, field_idx, filter_idx, consent_idx, label):
         bad(label("strict"), str(exc))
 
     if problems:
-        return None, sid, problems
+        return None, sid, problems, True
     return StudentRecord(
         student_id=sid,
         first_name=values.get("first_name", ""),
@@ -661,4 +799,4 @@ def _row_to_record(row, mapping, field_idx, filter_idx, consent_idx, label):
         opt_out_until=until,
         strict=strict,
         line=0,
-    ), sid, problems
+    ), sid, problems, True

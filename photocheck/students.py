@@ -11,11 +11,21 @@ from sqlalchemy import delete, func, select
 
 from photocheck.db import Database
 from photocheck.db.models import ReferenceEncoding, ReferencePhoto, RosterImport, Student, utcnow
-from photocheck.roster import Mapping, RosterError, RosterProblem, StudentRecord, load_mapping, read_roster
+from photocheck.roster import (Mapping, RosterError, RosterProblem, RosterRead, StudentRecord, load_mapping,
+                               read_roster_file)
 from photocheck.screening import ReferenceSet, listed_for
 
 # Fields compared to tell a changed student from an unchanged one on re-import.
 _COMPARED = ("first_name", "last_name", "campus", "grade", "opt_out", "opt_out_until", "strict")
+
+# An import stops (changes nothing) unless confirmed when it would remove more than
+# GUARD_REMOVED_SHARE of the students listed now (within --campus) and more than GUARD_MIN_STUDENTS,
+# or when a consent column lists more than GUARD_LISTED_SHARE of the file's rows while adding more
+# than GUARD_MIN_STUDENTS: what a consent column read the wrong way round does. Re-importing an
+# unchanged list never stops, so a confirmation stays rare enough to be read.
+GUARD_REMOVED_SHARE = 0.20
+GUARD_LISTED_SHARE = 0.50
+GUARD_MIN_STUDENTS = 5
 
 
 @dataclass
@@ -27,6 +37,19 @@ class RosterChanges:
     total: int = 0
     newly_listed: list[str] = field(default_factory=list)  # added, or protected more than before
     marked_for_recheck: int = 0  # approved photos that must be re-checked before publishing
+    rows: int = 0                # students the file speaks about (rows past the mapping's filters)
+    currently_listed: int = 0    # listed before the import (within --campus)
+    listed_by_default: tuple[str, ...] = ()  # absent consent columns that listed every row
+    needs_confirmation: list[str] = field(default_factory=list)  # why this import stops without --yes
+    applied: bool = False        # False: a plan (dry run, or stopped), nothing was written
+
+
+class RosterChangeNotConfirmed(Exception):
+    """The import would make a large change (see GUARD_*); nothing was written. `.changes` is the plan."""
+
+    def __init__(self, changes: RosterChanges):
+        self.changes = changes
+        super().__init__("; ".join(changes.needs_confirmation))
 
 
 @dataclass
@@ -60,8 +83,22 @@ def _same_campus(a: str, b: str) -> bool:
     return a.strip().casefold() == b.strip().casefold()
 
 
+def plan_roster_import(db: Database | None, path: Path, *, mapping_path: Path | None = None,
+                       campus: str | None = None, encoding: str | None = None) -> RosterChanges:
+    """What import_roster would do, and whether it would stop for confirmation. Writes nothing.
+
+    `db` None stands for a database that does not exist yet (an empty list).
+    """
+    read = _read(path, mapping_path, campus, encoding)
+    current: dict[str, dict] = {}
+    if db is not None:
+        with db.session() as s:
+            current = {st.student_id: {k: getattr(st, k) for k in _COMPARED} for st in s.scalars(select(Student))}
+    return _plan(read, current, campus)
+
+
 def import_roster(db: Database, path: Path, *, mapping_path: Path | None = None, user: str,
-                  campus: str | None = None) -> RosterChanges:
+                  campus: str | None = None, encoding: str | None = None, confirmed: bool = False) -> RosterChanges:
     """Replace the no-consent list with the students in `path`, all or nothing.
 
     Students no longer listed are removed together with their reference photos and encodings:
@@ -70,49 +107,42 @@ def import_roster(db: Database, path: Path, *, mapping_path: Path | None = None,
     `campus`: replace only that campus's part of the list (a database shared by several
     campuses, each importing its own roster). Every row must name that campus; students of
     other campuses are left alone. Every listed student still counts in every scan.
+
+    A large change (see GUARD_*) raises RosterChangeNotConfirmed, writing nothing, unless
+    `confirmed`. `encoding` overrides the mapping's (or UTF-8 for a canonical file).
     """
-    mapping: Mapping | None = load_mapping(mapping_path) if mapping_path else None
-    records = read_roster(path, mapping)  # raises RosterError before anything is written
-    if campus is not None:
-        if not campus.strip():
-            raise RosterError([RosterProblem(str(path), None, None, "--campus needs a campus name")])
-        wrong = [RosterProblem(str(path), rec.line, "campus", f"{rec.campus!r} is not campus {campus!r}: with "
-                               f"--campus, the file holds that campus's students only")
-                 for rec in records if not _same_campus(rec.campus, campus)]
-        if wrong:
-            raise RosterError(wrong)
-    changes = RosterChanges(total=len(records))
-    before: dict[str, dict] = {}
-    after: dict[str, dict] = {}
+    read = _read(path, mapping_path, campus, encoding)  # raises RosterError before anything is written
     with db.session(immediate=True) as s:
         existing = {st.student_id: st for st in s.scalars(select(Student))}
-        for rec in records:
+        # Decided inside the write transaction, on the list it replaces.
+        changes = _plan(read, {sid: {k: getattr(st, k) for k in _COMPARED} for sid, st in existing.items()},
+                        campus)
+        if changes.needs_confirmation and not confirmed:
+            raise RosterChangeNotConfirmed(changes)
+        changes.applied = True
+        before: dict[str, dict] = {}
+        after: dict[str, dict] = {}
+        changed = set(changes.changed)
+        for rec in read.records:
             values = _values(rec)
-            st = existing.pop(rec.student_id, None)
+            st = existing.get(rec.student_id)
             after[rec.student_id] = values
-            if st is not None:
-                before[rec.student_id] = {k: getattr(st, k) for k in values}
             if st is None:
                 s.add(Student(student_id=rec.student_id, **values))
-                changes.added.append(rec.student_id)
-            elif any(getattr(st, k) != v for k, v in values.items()):
+            elif rec.student_id in changed:
+                before[rec.student_id] = {k: getattr(st, k) for k in values}
                 for k, v in values.items():
                     setattr(st, k, v)
                 st.updated_at = utcnow()
-                changes.changed.append(rec.student_id)
-            else:
-                changes.unchanged += 1
         from photocheck import audit
 
-        for sid, st in existing.items():
-            if campus is not None and not _same_campus(st.campus, campus):
-                continue  # another campus's student: their campus's roster decides
+        for sid in changes.removed:
+            st = existing[sid]
             refs = s.scalar(select(func.count()).select_from(ReferencePhoto).where(ReferencePhoto.student_pk == st.id))
             audit.record(s, actor=user, action="delete.student", student_id=sid, reference_photos_deleted=refs)
             s.execute(delete(ReferenceEncoding).where(ReferenceEncoding.student_pk == st.id))
             s.execute(delete(ReferencePhoto).where(ReferencePhoto.student_pk == st.id))
             s.delete(st)
-            changes.removed.append(sid)
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
         s.add(RosterImport(imported_by=user, source=str(path), sha256=digest,
                            added=len(changes.added), changed=len(changes.changed), removed=len(changes.removed)))
@@ -122,14 +152,61 @@ def import_roster(db: Database, path: Path, *, mapping_path: Path | None = None,
             from photocheck.review import mark_for_recheck
 
             changes.marked_for_recheck = mark_for_recheck(s)
+        extra = {"campus": campus} if campus else {}
+        if changes.needs_confirmation:
+            extra["confirmed"] = changes.needs_confirmation
+        if changes.listed_by_default:
+            extra["listed_every_row"] = list(changes.listed_by_default)
         audit.record(s, actor=user, action="roster.import", file_sha256=digest, added=changes.added,
-                     changed=changes.changed, removed=sorted(changes.removed),
-                     marked_for_recheck=changes.marked_for_recheck, **({"campus": campus} if campus else {}))
-    changes.removed.sort()
+                     changed=changes.changed, removed=changes.removed,
+                     marked_for_recheck=changes.marked_for_recheck, **extra)
     if changes.removed:
         from photocheck.protect import scrub
 
         scrub(db)  # the removed students' encodings leave the WAL too, not only the tables
+    return changes
+
+
+def _read(path: Path, mapping_path: Path | None, campus: str | None, encoding: str | None) -> RosterRead:
+    mapping: Mapping | None = load_mapping(mapping_path) if mapping_path else None
+    read = read_roster_file(path, mapping, encoding=encoding)
+    if campus is not None:
+        if not campus.strip():
+            raise RosterError([RosterProblem(str(path), None, None, "--campus needs a campus name")])
+        wrong = [RosterProblem(str(path), rec.line, "campus", f"{rec.campus!r} is not campus {campus!r}: with "
+                               f"--campus, the file holds that campus's students only")
+                 for rec in read.records if not _same_campus(rec.campus, campus)]
+        if wrong:
+            raise RosterError(wrong)
+    return read
+
+
+def _plan(read: RosterRead, current: dict[str, dict], campus: str | None) -> RosterChanges:
+    """The change from `current` (student_id -> stored values) to the file's list, and its guard."""
+    changes = RosterChanges(total=len(read.records), rows=read.rows, listed_by_default=read.listed_by_default)
+    for rec in read.records:
+        old = current.get(rec.student_id)
+        if old is None:
+            changes.added.append(rec.student_id)
+        elif old != _values(rec):
+            changes.changed.append(rec.student_id)
+        else:
+            changes.unchanged += 1
+    in_scope = [sid for sid, v in current.items() if campus is None or _same_campus(v["campus"], campus)]
+    listed_now = {rec.student_id for rec in read.records}
+    changes.removed = sorted(sid for sid in in_scope if sid not in listed_now)
+    changes.currently_listed = len(in_scope)
+
+    removed, added = len(changes.removed), len(changes.added)
+    if removed > GUARD_MIN_STUDENTS and removed > GUARD_REMOVED_SHARE * changes.currently_listed:
+        changes.needs_confirmation.append(
+            f"it removes {removed} of the {changes.currently_listed} listed students "
+            f"({removed / changes.currently_listed:.0%})")
+    if (read.consent_decided and not read.listed_by_default and read.rows
+            and changes.total > GUARD_LISTED_SHARE * read.rows and added > GUARD_MIN_STUDENTS):
+        changes.needs_confirmation.append(
+            f"its consent column lists {changes.total} of the {read.rows} students in the file "
+            f"({changes.total / read.rows:.0%}), {added} of them new: is `means` right for that column?")
     return changes
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
@@ -148,3 +148,30 @@ def open_database(url: str, *, migrate: bool = True) -> Database:
                 f"cannot open or migrate database {parsed.render_as_string(hide_password=True)}: {exc}"
             ) from exc
     return Database(url=url, engine=engine, sessionmaker=sessionmaker(engine, expire_on_commit=False))
+
+
+def open_existing_database(url: str) -> Database | None:
+    """Open a database only to read it, creating and migrating nothing (e.g. for a dry run).
+
+    None when it does not exist yet or holds no tables; DatabaseError when it needs a migration.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise DatabaseError(f"not a database URL: {url!r} ({exc})") from None
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database in (None, "", ":memory:") or not Path(parsed.database).expanduser().is_file():
+            return None
+    db = open_database(url, migrate=False)
+    if _at_head(db.engine):
+        return db
+    try:
+        empty = not inspect(db.engine).get_table_names()
+    except Exception as exc:
+        db.dispose()
+        raise DatabaseError(f"cannot open database {parsed.render_as_string(hide_password=True)}: {exc}") from None
+    db.dispose()
+    if empty:
+        return None
+    raise DatabaseError("the database's schema is older than this photocheck: any command other than a dry run "
+                        "upgrades it (e.g. `photocheck roster list`)")
