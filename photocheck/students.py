@@ -15,7 +15,7 @@ from photocheck.roster import Mapping, RosterError, RosterProblem, StudentRecord
 from photocheck.screening import ReferenceSet, listed_for
 
 # Fields compared to tell a changed student from an unchanged one on re-import.
-_COMPARED = ("first_name", "last_name", "campus", "grade", "opt_out", "opt_out_until", "strict")
+_COMPARED = ("first_name", "last_name", "preferred_name", "campus", "grade", "opt_out", "opt_out_until", "strict")
 
 
 @dataclass
@@ -48,6 +48,7 @@ def _values(rec: StudentRecord) -> dict:
     return {
         "first_name": rec.first_name,
         "last_name": rec.last_name,
+        "preferred_name": rec.preferred_name,
         "campus": rec.campus,
         "grade": rec.grade,
         "opt_out": ";".join(rec.opt_out),
