@@ -99,7 +99,8 @@ def read_embedded_text(path: str | Path, data: bytes | None = None) -> EmbeddedT
     with im:
         _read_xmp(im, kind, data, out)
         _read_iptc(im, out)
-        _read_exif(im, out)
+        if kind != "PNG":  # Pillow decodes a whole PNG to find its eXIf chunk: read it below instead
+            _read_exif(im.getexif, out)
         comment = im.info.get("comment")
         if comment:
             out.add(f"{kind} comment", comment)
@@ -240,9 +241,9 @@ def _user_comment(value) -> str:
     return _decode(body if head.rstrip(b"\x00") in (b"ASCII", b"JIS", b"") else value)
 
 
-def _read_exif(im: Image.Image, out: EmbeddedText) -> None:
+def _read_exif(get_exif, out: EmbeddedText) -> None:
     try:
-        exif = im.getexif()
+        exif = get_exif()
         for tag, label in _EXIF_IFD0.items():
             if tag in exif:
                 value = exif[tag]
@@ -265,6 +266,9 @@ def _read_png_text(data: bytes, out: EmbeddedText) -> None:
         if ctype == b"IEND":
             break
         try:
+            if ctype == b"eXIf":
+                _read_exif(lambda: _exif_from(body), out)
+                continue
             if ctype == b"tEXt":
                 key, _, text = body.partition(b"\x00")
                 value = text.decode("latin-1")
@@ -287,6 +291,12 @@ def _read_png_text(data: bytes, out: EmbeddedText) -> None:
             out.problems.append(f"PNG text chunk could not be read ({exc})")
             continue
         out.add(f"PNG text {key.decode('latin-1', 'replace')}", value)
+
+
+def _exif_from(raw: bytes) -> Image.Exif:
+    exif = Image.Exif()
+    exif.load(raw)
+    return exif
 
 
 def _inflate(raw: bytes) -> bytes:

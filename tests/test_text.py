@@ -108,6 +108,10 @@ def test_every_tag_photo_apps_write_is_read_with_its_source(tmp_path: Path):
                    compressed=True)
     found = {(t.source, t.text) for t in read_embedded_text(png).texts}
     assert {("PNG text Description", "png words"), ("XMP dc:description", "png xmp")} <= found
+    exif = Image.Exif()
+    exif[0x010E] = "png exif"
+    blank().save(tmp_path / "e.png", exif=exif)  # an eXIf chunk, read without decoding the pixels
+    assert ("EXIF ImageDescription", "png exif") in {(t.source, t.text) for t in read_embedded_text(tmp_path / "e.png").texts}
 
 
 def test_hostile_or_broken_xmp_is_a_problem_not_a_crash(tmp_path: Path):
