@@ -33,14 +33,17 @@ _APOSTROPHES = str.maketrans({c: "'" for c in "’‘ʼ`´′"})
 _GERMAN = str.maketrans({"ä": "ae", "ö": "oe", "ü": "ue", "Ä": "Ae", "Ö": "Oe", "Ü": "Ue"})
 _POSSESSIVE = re.compile(r"'s\b|(?<=\w)'(?!\w)")
 _INNER_APOSTROPHE = re.compile(r"(?<=\w)'(?=\w)")
-_TOKEN = re.compile(r"[^\W\d_]+|\d+")
+# Chinese, Japanese and Korean are written without spaces between names and words: each of
+# their characters is a token of its own, so "张伟在比赛" holds 张 伟 side by side.
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
+_TOKEN = re.compile(rf"[{_CJK}]|[^\W\d_{_CJK}]+|\d+")
 
 
 def fold(text: str) -> str:
     """Lower case, no accents, typographic apostrophes made plain."""
     text = text.translate(_SPECIAL).translate(_APOSTROPHES)
     text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
-    return text.casefold()
+    return unicodedata.normalize("NFC", text).casefold()  # NFC puts Hangul syllables back together
 
 
 def _split_camel(text: str) -> str:

@@ -31,7 +31,8 @@ T6,Olu,Adeyemi,Demo,5,all,2020-01-01,,
 """
 PEOPLE = [Person("T1", "Zoë", "Müller"), Person("T2", "Jane", "Doe"), Person("T3", "Xiomara", "Okonkwo"),
           Person("T4", "Beatriz", "Santos", "Trixie"), Person("T5", "Jane", "Smith"),
-          Person("T7", "Mary Ann", "O'Brien-Lee"), Person("T8", "Xiomara", "Quinn"), Person("T9", "Kalinda", "Ray")]
+          Person("T7", "Mary Ann", "O'Brien-Lee"), Person("T8", "Xiomara", "Quinn"), Person("T9", "Kalinda", "Ray"),
+          Person("T10", "伟", "张"), Person("T11", "민준", "김")]
 
 
 def hits(text: str, people=PEOPLE, min_letters: int = 4) -> set[tuple[str, str]]:
@@ -52,6 +53,8 @@ def hits(text: str, people=PEOPLE, min_letters: int = 4) -> set[tuple[str, str]]
     ("Trixie Santos", "T4"),                      # preferred name
     ("Mary O'Brien-Lee", "T7"),                   # first of two given names
     ("MARY ANN OBRIEN LEE", "T7"),
+    ("张伟在比赛中得分", "T10"),                     # no spaces between words
+    ("김민준이 골을 넣었다", "T11"),
 ])
 def test_full_names_are_found_whatever_the_spelling(text, sid):
     assert (sid, NAMED) in hits(text)
