@@ -99,20 +99,28 @@ class TextChecker:
         verdict wins on each channel, the reasons are added, `text_hits` set.
 
         The file is read again; if its bytes are no longer those the pixels were judged on, the
-        photo is an `error` (it changed during the scan)."""
-        path = Path(result.path if path is None else path)
-        data = None
+        photo is an `error` (it changed during the scan). Never raises: a failure of the check
+        itself sends the photo to review."""
+        try:
+            return self._apply(result, Path(result.path if path is None else path))
+        except Exception as exc:  # a parser bug must not stop the scan, nor pass as "no names"
+            reason = f"the text check failed ({type(exc).__name__}: {exc}): names cannot be ruled out"
+            result.text_hits = max(result.text_hits, 1)
+            result.verdict = worst(result.verdict, Verdict.REVIEW)
+            result.reasons = [*result.reasons, reason]
+            result.channel_verdicts = {ch: worst(v, Verdict.REVIEW) for ch, v in result.channel_verdicts.items()}
+            return result
+
+    def _apply(self, result: PhotoResult, path: Path) -> PhotoResult:
         try:
             data = path.read_bytes()
-        except OSError:
-            pass
-        if data is not None and result.sha256 and hashlib.sha256(data).hexdigest() != result.sha256:
-            reason = "the file changed while it was being screened: scan it again"
-            result.verdict, result.error = Verdict.ERROR, reason
-            result.reasons.append(reason)
-            result.channel_verdicts = {ch: Verdict.ERROR for ch in result.channel_verdicts}
-            return result
-        embedded = read_embedded_text(path, data if data is not None else b"")
+        except OSError as exc:
+            data = b""
+            if result.verdict is not Verdict.ERROR:
+                return _error(result, f"cannot read the file again to check its text: {exc.strerror or exc}")
+        if data and result.sha256 and hashlib.sha256(data).hexdigest() != result.sha256:
+            return _error(result, "the file changed while it was being screened: scan it again")
+        embedded = read_embedded_text(path, data)
         findings = self.find(embedded.texts)
         problems = [] if result.verdict is Verdict.ERROR else [
             f"{p}: a listed student's name in it cannot be ruled out" for p in embedded.problems]
@@ -132,6 +140,12 @@ class TextChecker:
     def check_text(self, text: str, source: str = "text") -> list[TextFinding]:
         return self.find([FoundText(source, text)])
 
+
+def _error(result: PhotoResult, reason: str) -> PhotoResult:
+    result.verdict, result.error = Verdict.ERROR, reason
+    result.reasons = [*result.reasons, reason]
+    result.channel_verdicts = {ch: Verdict.ERROR for ch in result.channel_verdicts}
+    return result
 
 
 MAX_CAPTION_BYTES = 100_000

@@ -129,6 +129,24 @@ def test_hostile_or_broken_xmp_is_a_problem_not_a_crash(tmp_path: Path):
     assert out.problems and "XMP" in out.problems[0]
 
 
+def test_the_text_check_never_passes_a_file_it_could_not_check(tmp_path: Path):
+    from photocheck.images import file_sha256
+    from photocheck.results import PhotoResult
+    from photocheck.textcheck import TextChecker
+
+    checker = TextChecker(index=NameIndex.build(PEOPLE), listing={p.student_id: ("all", None, False) for p in PEOPLE})
+    p = save_jpeg(tmp_path / "a.jpg")
+    ok = checker.apply(PhotoResult(str(p), Verdict.CLEAR, sha256=file_sha256(p), channel_verdicts={"web": Verdict.CLEAR}))
+    assert ok.verdict is Verdict.CLEAR and ok.text_hits == 0
+    changed = checker.apply(PhotoResult(str(p), Verdict.CLEAR, sha256="0" * 64, channel_verdicts={"web": Verdict.CLEAR}))
+    assert changed.verdict is Verdict.ERROR and changed.channel_verdicts == {"web": Verdict.ERROR}
+    gone = checker.apply(PhotoResult(str(tmp_path / "gone.jpg"), Verdict.CLEAR, sha256="0" * 64))
+    assert gone.verdict is Verdict.ERROR and "cannot read" in gone.error
+    bad = save_jpeg(tmp_path / "badxmp.jpg", xmp_packet=b"<x:xmpmeta><rdf:RDF><oops></x:xmpmeta>")
+    r = checker.apply(PhotoResult(str(bad), Verdict.CLEAR, sha256=file_sha256(bad), channel_verdicts={"web": Verdict.CLEAR}))
+    assert r.verdict is Verdict.REVIEW and r.channel_verdicts["web"] is Verdict.REVIEW and r.text_hits
+
+
 # ------------------------------------------------------------------ scan (real engine, real database)
 
 @pytest.fixture
