@@ -8,6 +8,10 @@ What leaves: the pixels only. Each photo is decoded (EXIF orientation applied) a
 as a fresh JPEG, so EXIF, GPS, XMP, IPTC, ICC profiles, comments and thumbnails are all gone.
 Files are named `<channel>-<photo id>.jpg`: the original name (often a student's name) never
 leaves. `manifest.json` in the folder lists what was published, by whom and from which sign-off.
+
+A caption given with the photos is checked for listed students' names first (textcheck.py): one
+naming (or possibly naming) a student who opted out of the channel stops the whole run. It is
+stored with each publication; the audit log keeps its sha256 only.
 """
 from __future__ import annotations
 
@@ -38,6 +42,14 @@ class PublishError(Exception):
     """The publish cannot start (unknown channel, bad folder): nothing was published."""
 
 
+class CaptionRefused(PublishError):
+    """The caption names listed students who opted out of the channel: nothing was published."""
+
+    def __init__(self, message: str, students: list[str]):
+        super().__init__(message)
+        self.students = students
+
+
 class _Refused(Exception):
     pass
 
@@ -51,6 +63,7 @@ class Published:
     decision: str
     signed_off_by: str
     signoff_id: int
+    caption_sha256: str | None = None
 
 
 @dataclass
@@ -69,30 +82,59 @@ class PublishReport:
     manifest: str | None = None
 
 
-def publish(db: Database, photo_ids, *, channel: str, dest: Path, actor: str) -> PublishReport:
+def publish(db: Database, photo_ids, *, channel: str, dest: Path, actor: str,
+            caption: str | None = None) -> PublishReport:
+    """Publish the signed-off photos among `photo_ids` for `channel` into `dest`, with `caption`
+    (checked for names first: CaptionRefused)."""
     try:
         channel = check_channel(channel)
     except ConfigError as exc:
         raise PublishError(str(exc)) from None
+    cap_sha = _check_caption(db, caption, channel, actor) if caption is not None else None
     if dest.exists() and not dest.is_dir():
         raise PublishError(f"not a folder: {dest}")
     dest.mkdir(parents=True, exist_ok=True)
     report = PublishReport(channel=channel, dest=str(dest))
     for pid in photo_ids:
         try:
-            report.published.append(_publish_one(db, pid, channel, dest, actor))
+            report.published.append(_publish_one(db, pid, channel, dest, actor, caption, cap_sha))
         except _Refused as exc:
             with db.session() as s:
                 photo = s.get(Photo, pid)
             report.refused.append(Refused(pid, photo.path if photo else str(pid), str(exc)))
     with db.session(immediate=True) as s:
         audit.record(s, actor=actor, action="publish.run", channel=channel, published=len(report.published),
-                     refused=[r.photo_id for r in report.refused])
+                     refused=[r.photo_id for r in report.refused], **({"caption_sha256": cap_sha} if cap_sha else {}))
     report.manifest = str(_write_manifest(dest, report, actor))
     return report
 
 
-def _publish_one(db: Database, pid: int, channel: str, dest: Path, actor: str) -> Published:
+def _check_caption(db: Database, caption: str, channel: str, actor: str) -> str:
+    """The caption's sha256 if it names no student listed for `channel`; else CaptionRefused
+    (and an audit event with the hash and the ids, never the text)."""
+    from photocheck.names import NAMED
+    from photocheck.textcheck import caption_sha256, check_text
+
+    digest = caption_sha256(caption)
+    found = check_text(db, caption, channel=channel, source="caption")
+    if not found:
+        return digest
+    named = sorted({f.student_id for f in found if f.level == NAMED})
+    maybe = sorted({f.student_id for f in found if f.level != NAMED} - set(named))
+    with db.session(immediate=True) as s:
+        audit.record(s, actor=actor, action="publish.caption_refused", channel=channel, caption_sha256=digest,
+                     students=named + maybe)
+    parts = []
+    if named:
+        parts.append(f"names listed student(s) who opted out of {channel}: {', '.join(named)}")
+    if maybe:
+        parts.append(f"holds the rare first name of listed student(s) who opted out of {channel}: "
+                     f"{', '.join(maybe)} (if it is another child, write their full name)")
+    raise CaptionRefused("the caption " + "; it ".join(parts) + ". Nothing was published.", named + maybe)
+
+
+def _publish_one(db: Database, pid: int, channel: str, dest: Path, actor: str, caption: str | None = None,
+                 cap_sha: str | None = None) -> Published:
     voided = None
     with db.session(immediate=True) as s:
         photo = s.get(Photo, pid)
@@ -148,11 +190,13 @@ def _publish_one(db: Database, pid: int, channel: str, dest: Path, actor: str) -
     out_sha = file_sha256(target)
     with db.session(immediate=True) as s:
         s.add(Publication(photo_id=pid, signoff_id=signoff[0], channel=channel, dest=str(dest.resolve()),
-                          file_name=name, sha256=out_sha, published_by=actor))
+                          file_name=name, sha256=out_sha, published_by=actor, caption=caption,
+                          caption_sha256=cap_sha))
         audit.record(s, actor=actor, action="publish", photo_sha256=signoff[3], photo_id=pid, channel=channel,
-                     signoff_id=signoff[0], published_sha256=out_sha, file=name)
+                     signoff_id=signoff[0], published_sha256=out_sha, file=name,
+                     **({"caption_sha256": cap_sha} if cap_sha else {}))
     return Published(photo_id=pid, file=name, sha256=out_sha, source_sha256=signoff[3], decision=signoff[1],
-                     signed_off_by=signoff[2], signoff_id=signoff[0])
+                     signed_off_by=signoff[2], signoff_id=signoff[0], caption_sha256=cap_sha)
 
 
 def _write_manifest(dest: Path, report: PublishReport, actor: str) -> Path:

@@ -64,6 +64,9 @@ def recheck(db: Database, *, actor: str, engine=None, thresholds=None) -> Rechec
     channels = list(school_channels())
     refs = load_channel_references(db, enc["name"], enc["version"], [None, *channels])
     channel_refs = {ch: refs[ch] for ch in channels}
+    from photocheck.textcheck import TextChecker
+
+    text_check = TextChecker.load(db, thresholds).apply
 
     for pid in ids:
         with db.session() as s:
@@ -71,7 +74,7 @@ def recheck(db: Database, *, actor: str, engine=None, thresholds=None) -> Rechec
             so = _current_signoff(s, pid)
             red = s.get(Redaction, so.redaction_id) if so and so.redaction_id else None
             path = photo.path
-        fresh = screen_photo(Path(path), engine, refs[None], thresholds, channel_refs)
+        fresh = text_check(screen_photo(Path(path), engine, refs[None], thresholds, channel_refs))
         copy = screen_photo(Path(red.path), engine, refs[None], thresholds) if red else None
 
         with db.session(immediate=True) as s:
@@ -98,6 +101,7 @@ def recheck(db: Database, *, actor: str, engine=None, thresholds=None) -> Rechec
                 photo.reasons = json.dumps(fresh.reasons)
                 photo.channel_verdicts = json.dumps({k: str(v) for k, v in fresh.channel_verdicts.items()})
                 photo.faces = face_rows(fresh)
+                photo.text_hits = fresh.text_hits
             photo.needs_recheck = False
             if problem:
                 void_signoff(s, photo, actor=actor, reason=f"recheck: {problem}")

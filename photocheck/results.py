@@ -79,6 +79,7 @@ class PhotoResult:
     group_size: int = 1
     group_verdict: Verdict | None = None  # worst verdict among the group's members
     cached: bool = False                # result reused from an earlier scan of the same bytes
+    text_hits: int = 0                  # listed students' names found in its embedded text / file name
 
 
 @dataclass

@@ -6,7 +6,7 @@ silently dropping one bad row would silently drop one student's protection.
 
 Input is either the canonical CSV (what the test-set generator writes)::
 
-    student_id,first_name,last_name,campus,grade,opt_out[,opt_out_until][,strict]
+    student_id,first_name,last_name,campus,grade,opt_out[,opt_out_until][,strict][,preferred_name]
 
 or an SIS export (OneRoster users.csv, PowerSchool, ...) plus a TOML mapping
 file (see load_mapping and roster/mappings/*.toml for the documented format).
@@ -47,7 +47,7 @@ CHANNELS: tuple[str, ...] = ("all", "web", "social", "yearbook", "newsletter", "
 CANONICAL_COLUMNS: tuple[str, ...] = (
     "student_id", "first_name", "last_name", "campus", "grade", "opt_out",
 )
-OPTIONAL_COLUMNS: tuple[str, ...] = ("opt_out_until", "strict")
+OPTIONAL_COLUMNS: tuple[str, ...] = ("opt_out_until", "strict", "preferred_name")
 ALL_FIELDS = CANONICAL_COLUMNS + OPTIONAL_COLUMNS
 
 DELIMITERS = (",", ";", "\t")
@@ -76,6 +76,7 @@ class StudentRecord:
     opt_out_until: date | None      # inclusive end of the opt-out; None = open-ended
     strict: bool
     line: int                       # physical line in the source file (1 = header)
+    preferred_name: str = ""        # the name the student goes by, if the roster has one
 
 
 @dataclass(frozen=True)
@@ -799,4 +800,5 @@ def _row_to_record(row, mapping, field_idx, filter_idx, consent_idx, label):
         opt_out_until=until,
         strict=strict,
         line=0,
+        preferred_name=values.get("preferred_name", ""),
     ), sid, problems, True

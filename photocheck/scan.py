@@ -70,7 +70,7 @@ def _add_photo(s, scan_id: int, result: PhotoResult, owner: str, cached_from: in
 
     photo = Photo(scan_id=scan_id, path=result.path, sha256=result.sha256, verdict=result.verdict.value,
                   reasons=json.dumps(result.reasons), error=result.error, width=result.width,
-                  height=result.height, phash=result.phash, cached_from=cached_from,
+                  height=result.height, phash=result.phash, cached_from=cached_from, text_hits=result.text_hits,
                   channel_verdicts=json.dumps({k: str(v) for k, v in result.channel_verdicts.items()}))
     photo.faces = face_rows(result)
     s.add(photo)
@@ -110,9 +110,11 @@ def _result_from_row(photo: Photo, path: str | None = None, cached: bool = False
                        channel_verdicts={k: Verdict(v) for k, v in json.loads(photo.channel_verdicts or "{}").items()})
 
 
-def _copy_cached(db: Database, scan_id: int, hits: list[tuple[Path, str, int]], owner: str) -> list[PhotoResult]:
+def _copy_cached(db: Database, scan_id: int, hits: list[tuple[Path, str, int]], owner: str,
+                 text_check: Callable[[PhotoResult, Path], PhotoResult] | None = None) -> list[PhotoResult]:
     """Store each (path, sha256, source photo id) in this scan with the result stored for the same
-    bytes. One transaction for all: copies are cheap to redo if a crash rolls them back."""
+    bytes, after `text_check` (names in its file name and tags, judged against today's roster).
+    One transaction for all: copies are cheap to redo if a crash rolls them back."""
     out = []
     with db.session(immediate=True) as s:
         sources = {p.id: p for p in s.scalars(select(Photo).where(Photo.id.in_({src for _, _, src in hits}))
@@ -120,6 +122,8 @@ def _copy_cached(db: Database, scan_id: int, hits: list[tuple[Path, str, int]], 
         for path, sha, source_id in hits:
             result = _result_from_row(sources[source_id], path=printable_path(path), cached=True)
             result.sha256 = sha
+            if text_check is not None:
+                text_check(result, path)
             _add_photo(s, scan_id, result, owner, cached_from=source_id)
             out.append(result)
     return out
@@ -197,6 +201,9 @@ def scan(
         [channel, roster_fp, [(ch, roster_fingerprint(refs)) for ch, refs in channel_refs.items()]]).encode()
     ).hexdigest()
     cache_key = scan_cache_key(listing_fp, model, thresholds)
+    from photocheck.textcheck import TextChecker
+
+    text_check = TextChecker.load(db, thresholds, channel=channel).apply  # names: cheap, never cached
     roots_key = scan_roots_key(roots)
 
     resumed: list[PhotoResult] = []
@@ -235,6 +242,7 @@ def scan(
             on_photo(r)
 
     def record(result: PhotoResult) -> None:
+        text_check(result)
         result.path = printable_path(result.path)  # a non-UTF-8 file name must not crash the batch
         _persist(db, scan_id, result, owner)
         summary.photos.append(result)
@@ -249,7 +257,7 @@ def scan(
                 cached = dict(s.execute(
                     select(Photo.sha256, func.max(Photo.id)).join(Scan, Photo.scan_id == Scan.id)
                     .where(Scan.cache_key == cache_key, Photo.verdict != Verdict.ERROR.value,
-                           Photo.sha256.is_not(None))
+                           Photo.sha256.is_not(None), Photo.text_hits == 0)
                     .group_by(Photo.sha256)).all())
             if cached:  # hash the bytes and look up; a hit is never decoded
                 misses, hits = [], []
@@ -259,7 +267,7 @@ def scan(
                         hits.append((f, sha, cached[sha]))
                     else:
                         misses.append(f)
-                for result in _copy_cached(db, scan_id, hits, owner) if hits else []:
+                for result in _copy_cached(db, scan_id, hits, owner, text_check) if hits else []:
                     summary.photos.append(result)
                     if on_photo:
                         on_photo(result)

@@ -16,7 +16,7 @@ from photocheck.roster import (Mapping, RosterError, RosterProblem, RosterRead, 
 from photocheck.screening import ReferenceSet, listed_for
 
 # Fields compared to tell a changed student from an unchanged one on re-import.
-_COMPARED = ("first_name", "last_name", "campus", "grade", "opt_out", "opt_out_until", "strict")
+_COMPARED = ("first_name", "last_name", "preferred_name", "campus", "grade", "opt_out", "opt_out_until", "strict")
 
 # An import stops (changes nothing) unless confirmed when it would remove more than
 # GUARD_REMOVED_SHARE of the students listed now (within --campus) and more than GUARD_MIN_STUDENTS,
@@ -71,6 +71,7 @@ def _values(rec: StudentRecord) -> dict:
     return {
         "first_name": rec.first_name,
         "last_name": rec.last_name,
+        "preferred_name": rec.preferred_name,
         "campus": rec.campus,
         "grade": rec.grade,
         "opt_out": ";".join(rec.opt_out),

@@ -98,12 +98,18 @@ class GroupingThresholds(_Section):
 
 
 @dataclass(frozen=True)
+class TextThresholds(_Section):
+    first_name_min_letters: int  # a listed student's first name alone -> review only if this long (and rare)
+
+
+@dataclass(frozen=True)
 class Thresholds:
     detector: DetectorSettings
     match: MatchThresholds
     quality: QualityThresholds
     enroll: EnrollThresholds
     grouping: GroupingThresholds = GroupingThresholds(max_hamming=0)
+    text: TextThresholds = TextThresholds(first_name_min_letters=4)
     source: str = ""
 
     def as_dict(self) -> dict:
@@ -114,6 +120,7 @@ class Thresholds:
             "quality": self.quality.as_dict(),
             "enroll": self.enroll.as_dict(),
             "grouping": self.grouping.as_dict(),
+            "text": self.text.as_dict(),
         }
 
     def fingerprint(self) -> str:
@@ -130,10 +137,10 @@ def load_thresholds(path: str | Path | None = None) -> Thresholds:
             data = tomllib.load(fh)
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ThresholdsError(f"cannot read thresholds file {p}: {exc}") from None
-    unknown = set(data) - {"detector", "match", "quality", "enroll", "grouping"}
+    unknown = set(data) - {"detector", "match", "quality", "enroll", "grouping", "text"}
     if unknown:
         raise ThresholdsError(f"{p}: unknown section(s) {sorted(unknown)}")
-    for sec in ("detector", "match", "quality", "enroll", "grouping"):
+    for sec in ("detector", "match", "quality", "enroll", "grouping", "text"):
         if sec not in data:
             raise ThresholdsError(f"{p}: missing section [{sec}]")
     t = Thresholds(
@@ -142,6 +149,7 @@ def load_thresholds(path: str | Path | None = None) -> Thresholds:
         quality=QualityThresholds.from_dict(data["quality"], "quality"),
         enroll=EnrollThresholds.from_dict(data["enroll"], "enroll"),
         grouping=GroupingThresholds.from_dict(data["grouping"], "grouping"),
+        text=TextThresholds.from_dict(data["text"], "text"),
         source=str(p),
     )
     d = t.detector

@@ -18,6 +18,7 @@ from photocheck.cli import (
     roster_cmd,
     scan_cmd,
     serve_cmd,
+    text_cmd,
     user_cmd,
 )
 from photocheck.cli.common import EXIT_CONFIG, err_console
@@ -59,6 +60,7 @@ def _root(
 app.add_typer(roster_cmd.app, name="roster")
 app.command("enroll")(enroll_cmd.enroll)
 app.command("scan")(scan_cmd.scan)
+app.command("check-text")(text_cmd.check_text)
 app.add_typer(review_cmd.app, name="review")
 app.command("redact")(redact_cmd.redact)
 app.command("publish")(publish_cmd.publish)

@@ -9,7 +9,7 @@ from rich.markup import escape
 
 from photocheck.cli.common import EXIT_ATTENTION, DbOption, console, fail, open_db
 from photocheck.config import SCHOOL_CHANNELS, current_user
-from photocheck.publish import PublishError
+from photocheck.publish import CaptionRefused, PublishError
 from photocheck.publish import publish as run_publish
 from photocheck.review import SignoffError, resolve_photos
 
@@ -23,6 +23,10 @@ def publish(
     to: Annotated[Path, typer.Option("--to", metavar="DIR", help="Folder to publish into.", show_default=False)] = ...,
     scan: Annotated[int | None, typer.Option("--scan", metavar="ID", help="Every photo of this scan.")] = None,
     as_user: Annotated[str | None, typer.Option("--as", metavar="USER", help="Who is publishing.")] = None,
+    caption: Annotated[Path | None, typer.Option("--caption", metavar="FILE",
+                                                 help="The post's caption (UTF-8 text): checked for names of "
+                                                      "students who opted out of CHANNEL before anything is "
+                                                      "published, and kept with the publication.")] = None,
     db: DbOption = None,
 ) -> None:
     """Copy photos signed off for CHANNEL into DIR, and refuse everything else.
@@ -32,15 +36,27 @@ def publish(
     re-encoded from its pixels — EXIF, GPS, XMP, IPTC, ICC and comments are stripped — and
     renamed <channel>-<photo id>.jpg, so no student name leaks through a file name.
     DIR/manifest.json lists what was published. Every refused photo is listed with why.
+    With --caption, a caption naming a listed student who opted out of CHANNEL (or holding
+    such a student's rare first name) stops the run: nothing is published, the ids are listed.
 
     Exit status: 0 all published, 1 any refused, 2 usage error (e.g. not a school channel).
     """
     if not photos and scan is None:
         fail("give photo ids or paths, or --scan ID")
+    text = None
+    if caption is not None:
+        from photocheck.textcheck import CaptionError, read_caption
+
+        try:
+            text = read_caption(caption)
+        except CaptionError as exc:
+            fail(str(exc))
     database = open_db(db)
     try:
         ids = resolve_photos(database, photos or [], scan_id=scan, pending_only=False)
-        report = run_publish(database, ids, channel=channel, dest=to, actor=current_user(as_user))
+        report = run_publish(database, ids, channel=channel, dest=to, actor=current_user(as_user), caption=text)
+    except CaptionRefused as exc:
+        fail(str(exc), EXIT_ATTENTION)
     except (PublishError, SignoffError) as exc:
         fail(str(exc))
     for p in report.published:

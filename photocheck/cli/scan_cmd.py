@@ -46,6 +46,10 @@ def scan(
     file could not be read). Every photo, clear ones included, goes to the sign-off queue:
     a second person must review it before publication.
 
+    Each photo's file name and embedded text (captions, keywords, people and face-region tags)
+    are checked for listed students' names too: a full name blocks the photo, a rare first name
+    alone sends it to review (see `photocheck check-text --help`).
+
     Interrupted (Ctrl-C, a crash)? Run the same command again: the scan resumes where it
     stopped. Files screened before with the same list, models and thresholds are not decoded
     again (matched by their sha256).

@@ -41,6 +41,8 @@ class Student(Base):
     student_id: Mapped[str] = mapped_column(String(64), unique=True)
     first_name: Mapped[str] = mapped_column(String(200), default="")
     last_name: Mapped[str] = mapped_column(String(200), default="")
+    # The name the student goes by, if the roster has one ("Bea" for Beatriz): checked in texts too.
+    preferred_name: Mapped[str] = mapped_column(String(200), default="", server_default="")
     campus: Mapped[str] = mapped_column(String(200), default="")
     grade: Mapped[str] = mapped_column(String(20), default="")
     opt_out: Mapped[str] = mapped_column(String(200), default="all")  # ';'-joined channels
@@ -176,6 +178,9 @@ class Photo(Base):
     channel_verdicts: Mapped[str] = mapped_column(Text, default="{}", server_default="{}")
     # Set when a roster change may have made an approved photo unpublishable (see recheck).
     needs_recheck: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Listed students' names found in the photo's embedded text or file name (textcheck.py). Only
+    # rows with none are reused by the scan cache: their verdict is the pixels' alone.
+    text_hits: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     scan: Mapped[Scan] = relationship(back_populates="photos")
     faces: Mapped[list[Face]] = relationship(
@@ -254,6 +259,8 @@ class Publication(Base):
     dest: Mapped[str] = mapped_column(Text)              # the folder published to
     file_name: Mapped[str] = mapped_column(String(200))
     sha256: Mapped[str] = mapped_column(String(64))      # of the published (stripped) file
+    caption: Mapped[str | None] = mapped_column(Text, nullable=True)  # `publish --caption`, checked for names
+    caption_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     published_by: Mapped[str] = mapped_column(String(200))
     published_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
