@@ -5,6 +5,7 @@ from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from photocheck.config import DB_ENV, resolve_db_url
 from photocheck.db import Database, open_database
@@ -33,7 +34,17 @@ def fail(message: str, code: int = EXIT_CONFIG) -> NoReturn:
     raise typer.Exit(code)
 
 
+def warn_data_dir() -> None:
+    """Print (to stderr) the warning about a data folder open to other accounts, if it is."""
+    from photocheck.datadir import data_dir_warning
+
+    message = data_dir_warning()
+    if message:
+        err_console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False)
+
+
 def open_db(url_flag: str | None) -> Database:
+    warn_data_dir()
     try:
         return open_database(resolve_db_url(url_flag))
     except DatabaseError as exc:

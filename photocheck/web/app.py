@@ -23,7 +23,7 @@ from markupsafe import Markup
 from PIL import Image
 from sqlalchemy import func, select
 
-from photocheck import audit, users
+from photocheck import audit, datadir, users
 from photocheck.config import data_dir, resolve_db_url, school_channels
 from photocheck.db import open_database
 from photocheck.db.models import Photo, Redaction, Scan
@@ -57,12 +57,13 @@ def load_secret_key(path: Path | None = None) -> bytes:
     """The session-signing secret: made once (32 random bytes), kept 0600 in the data directory."""
     path = path or data_dir() / SECRET_FILE
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        datadir.make_dir(path.parent)
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
             pass  # another process made it first: use theirs
         else:
+            os.fchmod(fd, 0o600)  # whatever the umask
             with os.fdopen(fd, "w") as f:
                 f.write(secrets.token_hex(32) + "\n")
     if stat.S_IMODE(path.stat().st_mode) & 0o077:
