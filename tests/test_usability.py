@@ -2,6 +2,7 @@
 the truth, error cards a school user understands."""
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -48,3 +49,50 @@ def test_a_resumed_scan_reports_its_times_with_their_time_zone(cli, demo_copy: P
     cli("review", "list", "--scan", str(scan["id"]), "--html", tmp_path / "later.html")
     later = (tmp_path / "later.html").read_text()
     assert re.search(r"<th>Started</th><td>([^<]*)</td>", later).group(1) == scan["started_at"]
+
+
+def _at_80_columns(cli, *args: str) -> str:
+    from photocheck.cli import app
+
+    result = cli.runner.invoke(app, [str(a) for a in args], env={"PHOTOCHECK_DB": cli.db_url,
+                                                                 "PHOTOCHECK_USER": cli.user, "COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def _whole(value: str, out: str) -> bool:
+    """Every word of `value` is a whole word of the output, and the value is not cut short."""
+    words = set(out.split())
+    return "…" not in out and all(w in words for w in value.split())
+
+
+def test_review_list_at_80_columns_cuts_and_splits_nothing(cli, demo_copy: Path, tmp_path: Path):
+    cli("roster", "import", demo_copy / "roster" / "no_consent.csv")
+    cli("enroll", demo_copy / "roster" / "photos")
+    photos = tmp_path / "Picture day 2026" / "Northfield_Elementary_class_4B_outdoor_session"
+    photos.parent.mkdir()
+    (demo_copy / "sample_images").rename(photos)
+    cli("scan", photos, "--jobs", "1", "--as", "alice.longname", expect=1)
+    out = _at_80_columns(cli, "review", "list")
+    assert max(len(line) for line in out.splitlines()) <= 80 or all(
+        str(photos) in line for line in out.splitlines() if len(line) > 80)  # only a path longer than the screen
+    for item in json.loads(cli("review", "list", "--json").output):
+        assert item["path"] in out  # whole, on one line
+        for value in (str(item["photo_id"]), item["verdict"], item["scanned_by"], item["state"], *item["reasons"]):
+            assert _whole(value, out), (value, out)
+
+
+def test_roster_list_at_80_columns_cuts_and_splits_nothing(cli, tmp_path: Path):
+    roster = tmp_path / "r.csv"
+    rows = [("STU-2026-000123", "Maximiliane", "Featherstonehaugh-Worthington", "Northfield International Academy",
+             "12", "web;social;yearbook"), ("D7", "Al", "Li", "North", "1", "all")]
+    roster.write_text("student_id,first_name,last_name,campus,grade,opt_out\n"
+                      + "".join(",".join(r) + "\n" for r in rows))
+    cli("roster", "import", roster)
+    out = _at_80_columns(cli, "roster", "list")
+    assert max(len(line) for line in out.splitlines()) <= 80
+    for sid, first, last, campus, grade, _ in rows:
+        assert f"{first} {last}" in out
+        for value in (sid, campus, grade, "UNPROTECTED"):
+            assert _whole(value, out), (value, out)
+
