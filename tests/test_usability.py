@@ -96,3 +96,22 @@ def test_roster_list_at_80_columns_cuts_and_splits_nothing(cli, tmp_path: Path):
         for value in (sid, campus, grade, "UNPROTECTED"):
             assert _whole(value, out), (value, out)
 
+
+def _help(cli, *args: str) -> str:
+    return " ".join(cli(*args, "--help").output.replace("│", " ").split())
+
+
+def test_scan_jobs_help_describes_the_worker_layout_scan_uses(cli):
+    from photocheck.scan import _pool_shape
+
+    text = _help(cli, "scan")
+    assert "decode+detect and an encode worker" not in text
+    assert "one worker process per two cores" in text and "1 screens in this process" in text
+    assert [_pool_shape(j)[0] for j in (2, 4, 8)] == [1, 2, 4]  # what the help says: one per two cores
+
+
+def test_publish_help_says_what_to_is(cli):
+    text = _help(cli, "publish")
+    assert "into DIR" not in text and "CHANNEL into" not in text
+    assert "--to FOLDER" in text and "Where the publishable copies are written (created if missing)" in text
+    assert "manifest.json in that folder" in text
