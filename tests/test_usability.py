@@ -115,3 +115,46 @@ def test_publish_help_says_what_to_is(cli):
     assert "into DIR" not in text and "CHANNEL into" not in text
     assert "--to FOLDER" in text and "Where the publishable copies are written (created if missing)" in text
     assert "manifest.json in that folder" in text
+
+
+def _png_header(w: int, h: int) -> bytes:
+    """A PNG that announces w x h pixels (no pixel data): enough for any decoder to refuse it."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+
+
+def test_html_error_cards_give_one_plain_reason_consistent_with_the_limit(cli, demo_copy: Path, tmp_path: Path):
+    from photocheck.images import effective_pixel_limit
+
+    cli("roster", "import", demo_copy / "roster" / "no_consent.csv")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "huge.png").write_bytes(_png_header(20000, 10000))  # 200 MP: PIL itself refuses to open it
+    good = (demo_copy / "sample_images" / "obama1.jpg").read_bytes()
+    (photos / "cut.jpg").write_bytes(good[: len(good) // 3])
+    (photos / "notes.jpg").write_text("not a photo")
+    cli("scan", photos, "--jobs", "1", "--html", tmp_path / "r.html", expect=1)
+    html = (tmp_path / "r.html").read_text()
+    cards = {re.search(r'<p class="path"[^>]*>([^<]*)</p>', c).group(1).rsplit("/", 1)[-1]: c
+             for c in re.findall(r'<article class="card error">.*?</article>', html, re.S)}
+    assert set(cards) == {"huge.png", "cut.jpg", "notes.jpg"}
+    limit = f"{effective_pixel_limit() / 1e6:.0f}"
+    for name, card in cards.items():
+        shown = re.sub(r"<details.*?</details>", "", card, flags=re.S)  # what is read without clicking
+        text = re.sub(r"<[^>]+>", " ", shown)
+        assert len(re.findall(r'<p class="err">', shown)) == 1 and "<li>" not in shown, card  # once
+        assert not re.search(r"\b\w+(Error|Exception)\b|0x[0-9a-f]{6,}|BytesIO", text), card  # no raw exception
+        assert "must not be published" in text
+        numbers = re.findall(r"[\d,]{5,}", re.sub(r"<details.*?</details>", "", card, flags=re.S))
+        assert not numbers or name == "huge.png", card
+    huge = re.sub(r"<[^>]+>", " ", cards["huge.png"])
+    assert f"Too big to check: 20,000 × 10,000 pixels, 200 megapixels; photocheck reads photos of up to {limit} " \
+           "megapixels" in " ".join(huge.split())
+    assert "178956970" not in cards["huge.png"] and "179 MP" not in cards["huge.png"]  # PIL's own error threshold
+    assert "damaged or incomplete" in cards["cut.jpg"] and "Not a photo" in cards["notes.jpg"]

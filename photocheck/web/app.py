@@ -31,7 +31,7 @@ from photocheck.images import file_sha256
 from photocheck.redact import STYLES, RedactError
 from photocheck.redact import preview as redact_preview
 from photocheck.redact import redact as run_redact
-from photocheck.reports.html_report import VERDICT_ORDER, _box, _faces_text, jpeg_thumbnail
+from photocheck.reports.html_report import VERDICT_ORDER, _box, _faces_text, explain_error, jpeg_thumbnail
 from photocheck.results import FaceResult, FaceStatus
 from photocheck.review import (
     SignoffError,
@@ -125,6 +125,7 @@ def create_app(db_url: str | None = None, *, secret_key: bytes | None = None, re
 
     CSRFProtect(app)
     app.jinja_env.filters["fromjson"] = json.loads
+    app.jinja_env.filters["explain_error"] = explain_error
     db = open_database(resolve_db_url(db_url))
     app.extensions["photocheck_db"] = db
     redact_dir = Path(redact_dir) if redact_dir else data_dir() / "redacted"
@@ -396,4 +397,4 @@ def _host_name(header: str) -> str:
 
 
 def _reasons(p: Photo) -> list[str]:
-    return json.loads(p.reasons or "[]")
+    return [r for r in json.loads(p.reasons or "[]") if r != p.error]  # the error is shown once, explained
