@@ -34,6 +34,8 @@ def make_dir(path: str | os.PathLike) -> Path:
     path = Path(path)
     if path.is_dir():
         return path
+    if path.exists():
+        raise FileExistsError(f"not a folder: {path}")
     missing = []
     p = path
     while not p.exists() and p != p.parent:
