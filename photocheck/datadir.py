@@ -3,7 +3,8 @@
 The folder holds the no-consent list (in the SQLite database), the encryption key, the web
 session secret and redacted copies. Folders photocheck creates there are 0700 and files 0600;
 an existing data folder open to other accounts is reported (`data_dir_warning`), not changed.
-Files written elsewhere (reports, published photos, --out folders) keep the usual umask modes.
+Files written elsewhere (reports, published photos, --out folders) keep the usual umask modes;
+backups and the key file are 0600 wherever they go (protect.py).
 """
 from __future__ import annotations
 
