@@ -10,12 +10,16 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from photocheck.db import Database
-from photocheck.db.models import ReferenceEncoding, ReferencePhoto, Student
+from photocheck.db.models import ReferenceEncoding, ReferencePhoto, RosterImport, Student
 from photocheck.images import ImageError, iter_image_files, load_image
 from photocheck.results import printable_path
+
+
+class EnrollError(Exception):
+    """Enrolment cannot start (no no-consent list imported yet): nothing was stored."""
 
 
 @dataclass
@@ -97,7 +101,8 @@ def enroll(
 
     Encodings are encrypted before they are stored (photocheck/protect.py); the first enrolment
     creates the key file (reported in `key_created`). Raises protect.ProtectionError when the
-    database's encodings were made with a key that is not available.
+    database's encodings were made with a key that is not available, and EnrollError (before
+    creating anything) when no no-consent list was ever imported: nobody could be enrolled.
     """
     from photocheck import audit
     from photocheck.config import current_user
@@ -105,6 +110,10 @@ def enroll(
     from photocheck.protect import encoding_aad, encrypt_vector, key_for_enroll
     from photocheck.thresholds import load_thresholds
 
+    with db.session() as s:
+        if not s.scalar(select(func.count()).select_from(RosterImport)):
+            raise EnrollError("import the no-consent list first: photocheck roster import FILE "
+                              "(only students on it are enrolled)")
     actor = actor or current_user()
     thresholds = thresholds or load_thresholds()
     engine = engine or FaceEngine()

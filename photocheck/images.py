@@ -12,6 +12,7 @@ import hashlib
 import io
 import logging
 import os
+import re
 import stat
 import struct
 import threading
@@ -340,8 +341,15 @@ def load_image(path: str | os.PathLike, *, max_side: int | None = None) -> Loade
     try:
         im = Image.open(io.BytesIO(data), formats=formats)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        # DecompressionBombWarning is only raised if someone set a warnings filter.
-        raise ImageError(f"decompression bomb: {e}") from e
+        # DecompressionBombWarning is only raised if someone set a warnings filter. PIL's message
+        # names its own error threshold (twice the limit): say the limit that applies instead.
+        size = re.search(r"\((\d+) pixels\)", str(e))
+        if not size:
+            raise ImageError(f"decompression bomb: {e}") from e
+        limit = effective_pixel_limit()
+        who = "" if limit == MAX_PIXELS else " (PIL's Image.MAX_IMAGE_PIXELS)"
+        raise ImageError(f"decompression bomb: {int(size.group(1)) / 1e6:.0f} MP exceeds the "
+                         f"{limit / 1e6:.0f} MP limit{who}") from e
     except Exception as e:
         raise ImageError(f"corrupt {kind}: {_describe(e)}") from e
 

@@ -39,7 +39,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import delete, func, select
 from sqlalchemy.engine import make_url
 
-from photocheck import config
+from photocheck import config, datadir
 from photocheck.db import Database
 from photocheck.db.models import Face, Photo, ProtectionEvent, ReferenceEncoding, ReferencePhoto, Scan, Student, utcnow
 
@@ -113,9 +113,13 @@ def load_key() -> Key | None:
 
 def _write_key_file(path: Path, secret: bytes) -> None:
     """Create `path` with mode 0600 (its folder 0700 if new), durably; it must not exist."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if datadir.in_data_dir(path.parent):
+        datadir.make_dir(path.parent)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
+        os.fchmod(fd, 0o600)  # whatever the umask
         os.write(fd, base64.urlsafe_b64encode(secret) + b"\n")
         os.fsync(fd)
     finally:
@@ -457,7 +461,11 @@ def backup(db: Database, dest: Path, *, actor: str) -> Path:
         raise ProtectionError(f"no such folder: {dest.parent}")
     # Create it empty with 0600 first: the copy holds personal data (names, scan results).
     try:
-        os.close(os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.fchmod(fd, 0o600)  # whatever the umask
+        finally:
+            os.close(fd)
     except OSError as exc:
         raise ProtectionError(f"cannot create {dest}: {exc.strerror or exc}") from None
     try:

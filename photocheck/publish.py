@@ -21,7 +21,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from photocheck import audit
+from photocheck import audit, datadir
 from photocheck.config import ConfigError, check_channel
 from photocheck.db import Database
 from photocheck.db.models import Photo, Publication, Redaction, Scan, utcnow
@@ -93,7 +93,7 @@ def publish(db: Database, photo_ids, *, channel: str, dest: Path, actor: str,
     cap_sha = _check_caption(db, caption, channel, actor) if caption is not None else None
     if dest.exists() and not dest.is_dir():
         raise PublishError(f"not a folder: {dest}")
-    dest.mkdir(parents=True, exist_ok=True)
+    datadir.make_dir(dest)
     report = PublishReport(channel=channel, dest=str(dest))
     for pid in photo_ids:
         try:
@@ -185,7 +185,8 @@ def _publish_one(db: Database, pid: int, channel: str, dest: Path, actor: str, c
     if img.sha256 != file_sha256(source):  # pragma: no cover - changed between the two reads
         raise _Refused("file changed while publishing")
     # Fresh pixels, fresh file: no info dict, so no EXIF/GPS/XMP/IPTC/ICC/comment is written.
-    Image.fromarray(img.rgb).save(tmp, "JPEG", quality=92, optimize=True)
+    with datadir.open_file(tmp) as fh:
+        Image.fromarray(img.rgb).save(fh, "JPEG", quality=92, optimize=True)
     tmp.replace(target)
     out_sha = file_sha256(target)
     with db.session(immediate=True) as s:
@@ -218,6 +219,7 @@ def _write_manifest(dest: Path, report: PublishReport, actor: str) -> Path:
         "files": sorted(entries.values(), key=lambda e: e["file"]),
     }
     tmp = path.with_name(f".{MANIFEST}.tmp")
-    tmp.write_text(json.dumps(body, indent=2) + "\n")
+    with datadir.open_file(tmp, "w", encoding="utf-8") as fh:
+        fh.write(json.dumps(body, indent=2) + "\n")
     tmp.replace(path)
     return path

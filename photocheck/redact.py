@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from photocheck import audit
+from photocheck import audit, datadir
 from photocheck.db import Database
 from photocheck.db.models import Photo, Redaction, Scan
 from photocheck.images import ImageError, file_sha256, load_image
@@ -127,7 +127,7 @@ def redact(db: Database, photo_ids, out_dir: Path, *, actor: str, style: str = "
 
     if style not in STYLES:
         raise RedactError(f"unknown style {style!r} (choose fill or pixelate)")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    datadir.make_dir(out_dir)
     thresholds = thresholds or load_thresholds()
     engine = engine or FaceEngine()
     enc = model_info()["encoder"]
@@ -139,7 +139,8 @@ def redact(db: Database, photo_ids, out_dir: Path, *, actor: str, style: str = "
             path, sha, boxes, redacted = _covered(db, pid, style)
             target = out_dir / f"photo{pid}-redacted.jpg"
             tmp = target.with_name(f".{target.name}.tmp")
-            Image.fromarray(redacted).save(tmp, "JPEG", quality=92)  # pixels only: no EXIF/XMP/ICC
+            with datadir.open_file(tmp) as fh:  # 0600 in the data folder
+                Image.fromarray(redacted).save(fh, "JPEG", quality=92)  # pixels only: no EXIF/XMP/ICC
             check = screen_photo(tmp, engine, references, thresholds)
             still = [f for f in check.faces if f.status.value in COVER_STATUSES]
             if check.verdict is Verdict.ERROR or still:

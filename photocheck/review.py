@@ -271,7 +271,7 @@ def sign_one(db: Database, photo_id: int, *, reviewer: str, decision: str, chann
         version = photo.version if expected_version is None else expected_version
         if photo.signoff_state != "pending" or photo.version != version:
             prev = _current_signoff(s, photo.id)
-            who = f" by {prev.reviewer} ({prev.decision}, {prev.created_at:%Y-%m-%d %H:%M})" if prev else ""
+            who = f" by {prev.reviewer} ({prev.decision}, {prev.created_at:%Y-%m-%d %H:%M} UTC)" if prev else ""
             raise SignoffError(f"photo {photo.id} was already signed off{who}; nothing was changed "
                                f"(`photocheck review reopen {photo.id}` sends it back to the queue)")
         if same_person(reviewer, scan.owner):

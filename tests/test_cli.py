@@ -1,6 +1,7 @@
 """One CliRunner test (or more) per command, on the shipped demo and real images."""
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -85,6 +86,16 @@ def test_enroll_reports_rejects_and_unprotected(cli, demo_copy: Path, tmp_path: 
     assert "UNPROTECTED" in out and "D0009" in out and "D0010" in out
     listing = cli("roster", "list").output
     assert "enrolled" in listing
+
+
+def test_enroll_before_any_roster_import_is_refused_and_stores_nothing(cli, demo_copy: Path,
+                                                                     _photocheck_home: Path, db_url: str):
+    out = " ".join(cli("enroll", demo_copy / "roster" / "photos", expect=2).output.split())
+    assert "import the no-consent list first: photocheck roster import FILE" in out
+    assert not (_photocheck_home / "photocheck.key").exists()
+    with sqlite3.connect(db_url.removeprefix("sqlite:///")) as conn:
+        for table in ("audit_events", "reference_photos", "reference_encodings", "students"):
+            assert conn.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,), table
 
 
 def test_enroll_missing_dir_is_usage_error(cli, tmp_path: Path):

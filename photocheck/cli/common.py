@@ -5,6 +5,9 @@ from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+from rich.padding import Padding
+from rich.table import Table
 
 from photocheck.config import DB_ENV, resolve_db_url
 from photocheck.db import Database, open_database
@@ -28,12 +31,43 @@ DbOption = Annotated[
 ]
 
 
+def fits(table: Table) -> bool:
+    """True if `table` shows every cell whole, on one line, within the terminal's width."""
+    from rich.measure import Measurement
+
+    return Measurement.get(console, console.options.update_width(1_000_000), table).maximum <= console.width
+
+
+def print_records(title: str, records: list[tuple[str, list[str], list[str]]]) -> None:
+    """The narrow-terminal layout of a listing: per record a heading line, lines that must stay
+    whole (ids, paths: never broken by photocheck, the terminal may still fold a very long one),
+    then text lines wrapped between words. Every part is rich markup."""
+    console.print(f"[bold]{title}[/]", highlight=False)
+    for heading, whole, text in records:
+        console.print()
+        console.print(heading, highlight=False, soft_wrap=True)
+        for line in whole:
+            console.print(f"    {line}", highlight=False, soft_wrap=True)
+        for line in text:
+            console.print(Padding(line, (0, 0, 0, 4), expand=False), highlight=False)
+
+
 def fail(message: str, code: int = EXIT_CONFIG) -> NoReturn:
     err_console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
     raise typer.Exit(code)
 
 
+def warn_data_dir() -> None:
+    """Print (to stderr) the warning about a data folder open to other accounts, if it is."""
+    from photocheck.datadir import data_dir_warning
+
+    message = data_dir_warning()
+    if message:
+        err_console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False)
+
+
 def open_db(url_flag: str | None) -> Database:
+    warn_data_dir()
     try:
         return open_database(resolve_db_url(url_flag))
     except DatabaseError as exc:

@@ -10,7 +10,7 @@ from rich.progress import Progress
 
 from photocheck.cli.common import EXIT_ATTENTION, DbOption, console, fail, open_db
 from photocheck.config import current_user
-from photocheck.enroll import EnrollOutcome, find_reference_photos
+from photocheck.enroll import EnrollError, EnrollOutcome, find_reference_photos
 from photocheck.enroll import enroll as enroll_references
 from photocheck.protect import ProtectionError
 
@@ -45,7 +45,7 @@ def enroll(
 
         try:
             report = enroll_references(database, directory, on_photo=shown, actor=current_user(as_user))
-        except ProtectionError as exc:
+        except (EnrollError, ProtectionError) as exc:
             fail(str(exc))
     if report.key_created:
         console.print(f"Created the encryption key for reference encodings: {escape(str(report.key_created))} "

@@ -20,7 +20,10 @@ def publish(
     channel: Annotated[str, typer.Option("--channel", metavar="CH", help=f"Where the photos will appear: one of "
                                          f"{', '.join(SCHOOL_CHANNELS)} (or $PHOTOCHECK_CHANNELS).",
                                          show_default=False)] = ...,
-    to: Annotated[Path, typer.Option("--to", metavar="DIR", help="Folder to publish into.", show_default=False)] = ...,
+    to: Annotated[Path, typer.Option("--to", metavar="FOLDER", help="Where the publishable copies are written "
+                                     "(created if missing), e.g. the folder your website or yearbook tool picks "
+                                     "them up from; the originals are never moved or changed.",
+                                     show_default=False)] = ...,
     scan: Annotated[int | None, typer.Option("--scan", metavar="ID", help="Every photo of this scan.")] = None,
     as_user: Annotated[str | None, typer.Option("--as", metavar="USER", help="Who is publishing.")] = None,
     caption: Annotated[Path | None, typer.Option("--caption", metavar="FILE",
@@ -29,14 +32,14 @@ def publish(
                                                       "published, and kept with the publication.")] = None,
     db: DbOption = None,
 ) -> None:
-    """Copy photos signed off for CHANNEL into DIR, and refuse everything else.
+    """Write clean copies of the photos signed off for --channel to the --to folder; refuse the rest.
 
     Only photos a second person signed off for this channel leave (the redacted copy where
     that was the decision), and only if the file is still the one signed off. Each is
     re-encoded from its pixels — EXIF, GPS, XMP, IPTC, ICC and comments are stripped — and
     renamed <channel>-<photo id>.jpg, so no student name leaks through a file name.
-    DIR/manifest.json lists what was published. Every refused photo is listed with why.
-    With --caption, a caption naming a listed student who opted out of CHANNEL (or holding
+    manifest.json in that folder lists what was published. Every refused photo is listed with why.
+    With --caption, a caption naming a listed student who opted out of --channel (or holding
     such a student's rare first name) stops the run: nothing is published, the ids are listed.
 
     Exit status: 0 all published, 1 any refused, 2 usage error (e.g. not a school channel).

@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from photocheck.cli.common import EXIT_ATTENTION, DbOption, console, fail, open_db
+from photocheck.cli.common import EXIT_ATTENTION, DbOption, console, fail, fits, open_db, print_records
 from photocheck.config import SCHOOL_CHANNELS, current_user
 from photocheck.review import DECISIONS, GroupRefused, SignoffError, queue, reopen, resolve_photos, sign, sign_group
 
@@ -59,10 +59,11 @@ def list_(
     if as_json:
         typer.echo(json.dumps([asdict(i) for i in items], indent=2))
         return
-    table = Table(title=f"Sign-off queue: {len(items)} photo(s) ({state})")
+    title = f"Sign-off queue: {len(items)} photo(s) ({state})"
+    table = Table(title=title)
     for col in ("id", "scan", "group", "photo", "verdict", "per channel", "reasons", "scanned by", "state"):
-        # Paths and reasons wrap rather than being cut: the reviewer must see which file it is.
-        table.add_column(col, overflow="fold", no_wrap=col in ("id", "scan", "group", "verdict"))
+        table.add_column(col, no_wrap=True)  # shown only if every cell fits whole
+    records = []
     for i in items:
         per = " ".join(f"{ch}:{v}" for ch, v in i.channel_verdicts.items() if v != i.verdict) or "same on all"
         st = f"[{STATE_STYLE.get(i.state, 'white')}]{i.state}[/]"
@@ -75,7 +76,14 @@ def list_(
             group += f" {i.group_verdict}"
         table.add_row(str(i.photo_id), str(i.scan_id), group, escape(i.path), i.verdict, escape(per),
                       escape("; ".join(i.reasons)), escape(i.scanned_by), st)
-    console.print(table)
+        records.append((f"[bold]{i.photo_id}[/]  {i.verdict}  scan {i.scan_id}" + (f"  group {group}" if group else "")
+                        + f"  {st}", [escape(i.path)],
+                        [escape("; ".join(i.reasons)),
+                         f"per channel: {escape(per)} · scanned by {escape(i.scanned_by)}"]))
+    if fits(table):
+        console.print(table)
+    else:  # a narrow terminal: one record per photo, so no id, path or verdict is cut or split
+        print_records(title, records)
 
 
 @app.command("sign")

@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from photocheck.cli.common import EXIT_ATTENTION, DbOption, console, fail, open_db
+from photocheck.cli.common import EXIT_ATTENTION, DbOption, console, fail, fits, open_db, print_records
 from photocheck.config import current_user, resolve_db_url
 from photocheck.db.session import DatabaseError, open_existing_database
 from photocheck.roster import RosterError
@@ -156,14 +156,23 @@ def list_(db: DbOption = None) -> None:
 
     database = open_db(db)
     students = list_students(database, model_info()["encoder"]["name"])
-    table = Table(title=f"No-consent list ({len(students)} students)")
+    title = f"No-consent list ({len(students)} students)"
+    table = Table(title=title)
     for col in ("student id", "name", "campus", "grade", "opt-out", "references", "status"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=True)  # shown only if every cell fits whole
+    records = []
     for st in students:
         status = "[green]enrolled[/]" if st.protected else "[bold red]UNPROTECTED[/]"
         table.add_row(escape(st.student_id), escape(st.name), escape(st.campus), escape(st.grade),
                       escape(st.opt_out), str(st.references), status)
-    console.print(table)
+        records.append((f"[bold]{escape(st.student_id)}[/]  {status}  {st.references} reference photo(s)",
+                        [escape(st.name)],
+                        [f"campus {escape(st.campus or '-')} · grade {escape(st.grade or '-')} · "
+                         f"opt-out {escape(st.opt_out)}"]))
+    if fits(table):
+        console.print(table)
+    else:  # a narrow terminal: one record per student, so no id or name is cut or split
+        print_records(title, records)
     unprotected = [st.student_id for st in students if not st.protected]
     if unprotected:
         console.print(f"[bold red]{len(unprotected)} student(s) have no usable reference photo[/]: every photo "

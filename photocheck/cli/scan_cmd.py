@@ -31,8 +31,11 @@ def scan(
                                                 help="Judge only the opt-outs that apply to this channel (web, social, "
                                                      "yearbook, newsletter, press). Default: every opt-out counts "
                                                      "(strictest), and a verdict per channel is kept.")] = None,
-    jobs: Annotated[int | None, typer.Option("--jobs", "-j", min=1, help="Cores to use (default: all). 1 screens in one process; 2+ "
-                                             "runs a decode+detect and an encode worker side by side.",
+    jobs: Annotated[int | None, typer.Option("--jobs", "-j", min=1,
+                                             help="Cores to use (default: all, at most 8). 1 screens in this process; "
+                                                  "2 or more start one worker process per two cores, each screening "
+                                                  "photos with one copy of the face models (decoding, face detection "
+                                                  "on its cores, and encoding overlap).",
                                              show_default=False)] = None,
     db: DbOption = None,
     as_user: Annotated[str | None, typer.Option("--as", metavar="USER", help="Who runs the scan "

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from photocheck.cli.common import DbOption, console, err_console, fail
+from photocheck.cli.common import DbOption, console, err_console, fail, warn_data_dir
 from photocheck.config import resolve_db_url
 from photocheck.db.session import DatabaseError
 
@@ -48,6 +48,7 @@ def serve(
     from photocheck.web.app import LOOPBACK_HOSTS
 
     local = is_loopback(host)
+    warn_data_dir()
     try:
         # On loopback, only loopback Host headers: a DNS-rebinding web page cannot talk to it.
         trusted = [*LOOPBACK_HOSTS, host.strip("[]")] if local else None

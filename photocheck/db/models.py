@@ -22,10 +22,32 @@ from sqlalchemy import (
     false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
 
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator):
+    """A point in time, stored in UTC and always read back time-zone aware (UTC).
+
+    SQLite has no time-zone type: a plain DateTime(timezone=True) comes back naive from it, and
+    a report would print a time without its zone. Naive values are taken to be UTC.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if isinstance(value, datetime):
+            value = value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+        return value
+
+    def process_result_value(self, value, dialect):
+        if isinstance(value, datetime):
+            value = value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+        return value
 
 
 class Base(DeclarativeBase):
@@ -48,7 +70,7 @@ class Student(Base):
     opt_out: Mapped[str] = mapped_column(String(200), default="all")  # ';'-joined channels
     opt_out_until: Mapped[date | None] = mapped_column(Date, nullable=True)
     strict: Mapped[bool] = mapped_column(Boolean, default=False)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     references: Mapped[list[ReferencePhoto]] = relationship(
         back_populates="student", cascade="all, delete-orphan", passive_deletes=True
@@ -68,7 +90,7 @@ class ReferencePhoto(Base):
     accepted: Mapped[bool] = mapped_column(Boolean)
     reason: Mapped[str] = mapped_column(Text, default="")
     face_px: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     student: Mapped[Student] = relationship(back_populates="references")
     encoding: Mapped[ReferenceEncoding | None] = relationship(
@@ -92,7 +114,7 @@ class ReferenceEncoding(Base):
     # bound to this row (see protect.encoding_aad). The key never enters the database.
     vector: Mapped[bytes] = mapped_column(LargeBinary)
     key_id: Mapped[str] = mapped_column(String(32), default="")  # which key encrypted it (a fingerprint)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     photo: Mapped[ReferencePhoto] = relationship(back_populates="encoding")
 
@@ -103,7 +125,7 @@ class ProtectionEvent(Base):
     __tablename__ = "protection_events"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     actor: Mapped[str] = mapped_column(String(200))
     action: Mapped[str] = mapped_column(String(20))  # forget|purge|keys-rotate|backup|upgrade
     detail: Mapped[str] = mapped_column(Text, default="")
@@ -113,7 +135,7 @@ class RosterImport(Base):
     __tablename__ = "roster_imports"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    imported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    imported_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     imported_by: Mapped[str] = mapped_column(String(200))
     source: Mapped[str] = mapped_column(Text)
     sha256: Mapped[str] = mapped_column(String(64))
@@ -127,8 +149,8 @@ class Scan(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     owner: Mapped[str] = mapped_column(String(200))  # who ran it: never their own reviewer
-    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     status: Mapped[str] = mapped_column(String(20), default="running")  # running|finished|interrupted
     roots: Mapped[str] = mapped_column(Text)             # JSON list of paths given
     thresholds: Mapped[str] = mapped_column(Text)        # JSON of the thresholds used
@@ -167,7 +189,7 @@ class Photo(Base):
     phash: Mapped[str | None] = mapped_column(String(16), nullable=True)
     # id of the photo whose stored result this one reuses (scan cache), else None.
     cached_from: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    scanned_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    scanned_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # pending|approved|redacted|rejected: only a second person's sign-off moves it on (review.py);
     # nothing is ever auto-approved.
     signoff_state: Mapped[str] = mapped_column(String(20), default="pending", index=True)
@@ -226,7 +248,7 @@ class Signoff(Base):
     redaction_id: Mapped[int | None] = mapped_column(ForeignKey("redactions.id", ondelete="SET NULL"),
                                                       nullable=True)
     note: Mapped[str] = mapped_column(Text, default="")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # False once superseded (file changed, re-check found a listed student, signed again...).
     current: Mapped[bool] = mapped_column(Boolean, default=True)
 
@@ -244,7 +266,7 @@ class Redaction(Base):
     style: Mapped[str] = mapped_column(String(20))       # fill|pixelate
     faces_covered: Mapped[int] = mapped_column(Integer)
     created_by: Mapped[str] = mapped_column(String(200))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class Publication(Base):
@@ -262,7 +284,7 @@ class Publication(Base):
     caption: Mapped[str | None] = mapped_column(Text, nullable=True)  # `publish --caption`, checked for names
     caption_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     published_by: Mapped[str] = mapped_column(String(200))
-    published_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    published_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class AuditEvent(Base):
@@ -305,5 +327,5 @@ class User(Base):
     username: Mapped[str] = mapped_column(String(200), unique=True)  # stored casefolded
     display_name: Mapped[str] = mapped_column(String(200), default="")
     password_hash: Mapped[str] = mapped_column(String(200))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())

@@ -20,6 +20,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
+from photocheck import datadir
+
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 # The newest migration's revision id. Checked with one query on every open, so that a database
 # already at head does not pay for importing Alembic (~0.2 s of every command).
@@ -127,9 +129,14 @@ def open_database(url: str, *, migrate: bool = True) -> Database:
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         path = Path(parsed.database).expanduser()
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            datadir.make_dir(path.parent)
         except OSError as exc:
             raise DatabaseError(f"cannot create the database folder {path.parent}: {exc}") from None
+        if datadir.in_data_dir(path):
+            try:  # SQLite gives its -wal, -shm and -journal files the database file's mode
+                datadir.touch_private(path)
+            except OSError as exc:
+                raise DatabaseError(f"cannot create the database file {path}: {exc}") from None
     try:
         engine = create_engine(parsed)
     except Exception as exc:  # missing driver etc.

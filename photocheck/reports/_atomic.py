@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+from photocheck import datadir
+
 
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs) -> Iterator[IO]:
@@ -21,9 +23,9 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs) -> Iterator[
         raise ValueError(f"atomic_open supports 'w' and 'wb', not {mode!r}")
     target = Path(path)
     tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
-    # os.open with 0o666 applies the process umask, so the report gets the same permissions as
-    # a plain open() would give it (mkstemp would force 0600), without touching the umask.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    # The same permissions as a plain open() would give (mkstemp would force 0600), without
+    # touching the umask; 0600 inside photocheck's data folder.
+    fd = datadir.create_file(tmp, exclusive=True)
     try:
         with os.fdopen(fd, mode, **kwargs) as f:
             yield f

@@ -9,6 +9,7 @@ import base64
 import functools
 import io
 import os
+import re
 from html import escape
 from pathlib import Path
 from typing import IO
@@ -64,7 +65,8 @@ table.info td{padding:2px 0;word-break:break-all}
 .badge.review{background:#b36b00}.badge.clear{background:#2e7d32}
 .meta ul{margin:6px 0;padding-left:18px}
 .path{font-family:ui-monospace,Consolas,monospace;font-size:12px;word-break:break-all;margin:6px 0 0;color:#333}
-.err{color:#6a1b9a;word-break:break-word}
+.err{color:#6a1b9a;word-break:break-word;font-weight:600}
+details.tech{color:#555;font-size:12px;word-break:break-word}
 .faces{color:#333;margin:6px 0 0}
 .signoff{margin:6px 0 0;font-weight:600}
 .signoff.pending{color:#b36b00}.signoff.approved,.signoff.redacted{color:#2e7d32}.signoff.rejected{color:#d00000}
@@ -171,29 +173,63 @@ def _thresholds_line(thresholds: dict) -> str:
             "go to review")
 
 
+def _clean(text: str) -> str:
+    # Python object reprs from decoders ("<_io.BytesIO object at 0x...>") mean nothing to anyone.
+    return re.sub(r"<[\w.]+ object at 0x[0-9a-fA-F]+>", "the file", text)
+
+
+def explain_error(error: str) -> str:
+    """One sentence a school user understands for why a file could not be checked."""
+    from photocheck.images import effective_pixel_limit
+
+    m = re.match(r"decompression bomb: (?:(\d+)x(\d+) = )?(\d+) MP exceeds the (\d+) MP limit", error)
+    if m:
+        size = f"{int(m.group(1)):,} × {int(m.group(2)):,} pixels, " if m.group(1) else ""
+        return (f"Too big to check: {size}{m.group(3)} megapixels; photocheck reads photos of up to "
+                f"{m.group(4)} megapixels. Save a smaller copy and scan that.")
+    if error.startswith("decompression bomb"):
+        return (f"Too big to check: more than {effective_pixel_limit() / 1e6:.0f} megapixels, the most photocheck "
+                "reads. Save a smaller copy and scan that.")
+    if error == "not an image (zero bytes)":
+        return "The file is empty (0 bytes): copy it again from the camera or the original folder."
+    if error.startswith("not an image"):
+        return "Not a photo: photocheck does not recognise this file as a picture."
+    if error.startswith("cannot read file"):
+        return "The file could not be opened: check that it is still there and that you may read it."
+    if re.match(r"(corrupt|truncated) ", error) or error.startswith("cannot decode image"):
+        return ("The file is damaged or incomplete (for example cut short while copying): copy it again from the "
+                "original and scan again.")
+    if error.startswith(("multi-page", "animated")) or re.match(r"\S+ with \d+ images", error):
+        return f"Several pictures in one file ({error.split(':')[0]}): save each as its own photo and scan those."
+    if error.startswith("HEIF support unavailable") or "support is not available" in error:
+        return "This kind of file cannot be read on this computer: convert it to JPEG and scan that."
+    if "EXIF" in error:
+        return ("The photo's orientation data is damaged, so its faces cannot be checked the right way up: "
+                "re-save it with a photo editor and scan again.")
+    if error.startswith("out of memory"):
+        return "The computer ran out of memory reading this photo: save a smaller copy and scan that."
+    if error.startswith("screening crashed"):
+        return "Checking this photo crashed photocheck's worker: the file may be damaged or too large."
+    return "This file could not be checked."
+
+
 def _card(photo: PhotoResult, px: int) -> str:
     e = escape
     verdict = str(photo.verdict)
-    try:
-        data_uri, full = _thumbnail(photo.path, px)
-    except FileNotFoundError:
-        thumb = '<div class="thumb missing">Thumbnail unavailable: the file no longer exists.</div>'
-    except Exception as exc:  # unreadable, bomb, odd mode…: the report must still be written
-        thumb = (f'<div class="thumb missing">Thumbnail unavailable: '
-                 f"{e(type(exc).__name__)}: {e(str(exc))}</div>")
+    if photo.verdict == Verdict.ERROR:
+        # Never decoded for a preview: it could not be read when screened (a bomb must not be opened twice).
+        thumb = '<div class="thumb missing">No preview: photocheck could not read this file.</div>'
     else:
-        # Boxes are in upright full-size pixels; % positions make them independent of thumbnail
-        # and display size, and keep the thumbnail itself clean.
-        w, h = (photo.width, photo.height) if photo.width and photo.height else full
-        boxes = "".join(_box(face, w, h) for face in photo.faces)
-        thumb = (f'<div class="thumb"><img src="{data_uri}" alt="thumbnail of {e(str(photo.path))}">'
-                 f"{boxes}</div>")
+        thumb = _thumb_html(photo, px)
     parts = [f'<article class="card {e(verdict)}">', thumb, '<div class="meta">',
              f'<span class="badge {e(verdict)}">{e(verdict)}</span>']
-    if photo.reasons:
-        parts.append("<ul>" + "".join(f"<li>{e(r)}</li>" for r in photo.reasons) + "</ul>")
+    reasons = [r for r in photo.reasons if r != photo.error]  # the error is shown once, below
+    if reasons:
+        parts.append("<ul>" + "".join(f"<li>{e(r)}</li>" for r in reasons) + "</ul>")
     if photo.error:
-        parts.append(f'<p class="err">{e(photo.error)}</p>')
+        plain = explain_error(photo.error)
+        parts.append(f'<p class="err">{e(plain)} Not checked: it must not be published as is.</p>'
+                     f'<details class="tech"><summary>Technical detail</summary>{e(_clean(photo.error))}</details>')
     if photo.faces or photo.verdict != Verdict.ERROR:  # an error photo was never searched for faces
         parts.append(f'<p class="faces">{e(_faces_text(photo.faces))}</p>')
     state = photo.signoff.split(" ", 1)[0]
@@ -202,6 +238,21 @@ def _card(photo: PhotoResult, px: int) -> str:
     parts.append(f'<p class="path" title="sha256 {e(photo.sha256 or "unknown")}">{e(str(photo.path))}</p>')
     parts.append("</div></article>\n")
     return "".join(parts)
+
+
+def _thumb_html(photo: PhotoResult, px: int) -> str:
+    e = escape
+    try:
+        data_uri, full = _thumbnail(photo.path, px)
+    except FileNotFoundError:
+        return '<div class="thumb missing">No preview: the file is no longer there.</div>'
+    except Exception:  # changed since the scan, odd mode…: the report must still be written
+        return '<div class="thumb missing">No preview: the file can no longer be read.</div>'
+    # Boxes are in upright full-size pixels; % positions make them independent of thumbnail
+    # and display size, and keep the thumbnail itself clean.
+    w, h = (photo.width, photo.height) if photo.width and photo.height else full
+    boxes = "".join(_box(face, w, h) for face in photo.faces)
+    return f'<div class="thumb"><img src="{data_uri}" alt="thumbnail of {e(str(photo.path))}">{boxes}</div>'
 
 
 def _faces_text(faces: list[FaceResult]) -> str:

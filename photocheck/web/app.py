@@ -23,7 +23,7 @@ from markupsafe import Markup
 from PIL import Image
 from sqlalchemy import func, select
 
-from photocheck import audit, users
+from photocheck import audit, datadir, users
 from photocheck.config import data_dir, resolve_db_url, school_channels
 from photocheck.db import open_database
 from photocheck.db.models import Photo, Redaction, Scan
@@ -31,7 +31,7 @@ from photocheck.images import file_sha256
 from photocheck.redact import STYLES, RedactError
 from photocheck.redact import preview as redact_preview
 from photocheck.redact import redact as run_redact
-from photocheck.reports.html_report import VERDICT_ORDER, _box, _faces_text, jpeg_thumbnail
+from photocheck.reports.html_report import VERDICT_ORDER, _box, _faces_text, explain_error, jpeg_thumbnail
 from photocheck.results import FaceResult, FaceStatus
 from photocheck.review import (
     SignoffError,
@@ -57,12 +57,13 @@ def load_secret_key(path: Path | None = None) -> bytes:
     """The session-signing secret: made once (32 random bytes), kept 0600 in the data directory."""
     path = path or data_dir() / SECRET_FILE
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        datadir.make_dir(path.parent)
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
             pass  # another process made it first: use theirs
         else:
+            os.fchmod(fd, 0o600)  # whatever the umask
             with os.fdopen(fd, "w") as f:
                 f.write(secrets.token_hex(32) + "\n")
     if stat.S_IMODE(path.stat().st_mode) & 0o077:
@@ -124,6 +125,7 @@ def create_app(db_url: str | None = None, *, secret_key: bytes | None = None, re
 
     CSRFProtect(app)
     app.jinja_env.filters["fromjson"] = json.loads
+    app.jinja_env.filters["explain_error"] = explain_error
     db = open_database(resolve_db_url(db_url))
     app.extensions["photocheck_db"] = db
     redact_dir = Path(redact_dir) if redact_dir else data_dir() / "redacted"
@@ -395,4 +397,4 @@ def _host_name(header: str) -> str:
 
 
 def _reasons(p: Photo) -> list[str]:
-    return json.loads(p.reasons or "[]")
+    return [r for r in json.loads(p.reasons or "[]") if r != p.error]  # the error is shown once, explained
