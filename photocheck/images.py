@@ -7,6 +7,7 @@ has looked at.
 """
 from __future__ import annotations
 
+import errno
 import functools
 import hashlib
 import io
@@ -22,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageFile
+
+from photocheck.results import printable_path
 
 log = logging.getLogger(__name__)
 
@@ -314,7 +317,7 @@ def load_image(path: str | os.PathLike, *, max_side: int | None = None) -> Loade
     try:
         data = path.read_bytes()
     except OSError as e:
-        raise ImageError(f"cannot read file: {e.strerror or e}") from e
+        raise ImageError(f"cannot read file {os_error_text(path, e)}") from e
     sha = hashlib.sha256(data).hexdigest()
 
     if not data:
@@ -578,29 +581,47 @@ def _log_skip(path: Path, reason: str) -> None:
     log.warning("skipped %s: %s", path, reason)
 
 
-def iter_image_files(paths: Iterable[str | os.PathLike], *,
-                     on_skip: SkipCallback | None = None) -> Iterator[Path]:
+def iter_image_files(paths: Iterable[str | os.PathLike], *, on_skip: SkipCallback | None = None,
+                     on_error: SkipCallback | None = None) -> Iterator[Path]:
     """Yield the image files to screen, in a stable (sorted) order.
 
     Explicit file arguments are always yielded (load_image reports what is wrong
     with them). Directories are walked recursively: hidden entries are skipped,
     files are taken by image extension or by content signature, each real
-    directory is visited once (symlink loops end). Things passed over that might
-    matter -- unreadable directories, hidden images or directories, unreadable
-    files -- go to on_skip(path, reason) (default: a logged warning), so a scan
-    can say what it did not look at.
+    directory is visited once (symlink loops end).
+
+    What was passed over on purpose (hidden entries, a folder already walked, a
+    special file) goes to on_skip(path, reason). What was found but could not be
+    read -- a folder that cannot be listed, an entry that cannot be examined, a
+    file without an image extension whose content cannot be read to tell -- goes
+    to on_error(path, reason): it may hold photos nobody looked at. Both default
+    to a logged warning; reasons name the path and the OS error.
     """
     skip = on_skip or _log_skip
+    error = on_error or on_skip or _log_skip
     visited: set[tuple[int, int]] = set()
     for p in paths:
         p = Path(p)
-        if p.is_dir():
-            yield from _walk(p, visited, skip)
+        try:
+            is_dir = p.is_dir()
+        except OSError as e:  # e.g. inside a folder that may not be searched
+            error(p, f"cannot examine {os_error_text(p, e)}")
+            continue
+        if is_dir:
+            yield from _walk(p, visited, skip, error)
         else:
             yield p
 
 
-def _walk(root: Path, visited: set[tuple[int, int]], skip: SkipCallback) -> Iterator[Path]:
+def os_error_text(path: str | os.PathLike, e: OSError) -> str:
+    """`path: Permission denied [EACCES]`: the path, then the OS error as a person and a search
+    engine can read it."""
+    code = errno.errorcode.get(e.errno or 0)
+    return f"{printable_path(path)}: {e.strerror or e}" + (f" [{code}]" if code else "")
+
+
+def _walk(root: Path, visited: set[tuple[int, int]], skip: SkipCallback,
+          error: SkipCallback) -> Iterator[Path]:
     # Iterative depth-first walk (no recursion limit on deep trees), sorted by name.
     stack: list[Iterator[os.DirEntry]] = []
 
@@ -615,7 +636,7 @@ def _walk(root: Path, visited: set[tuple[int, int]], skip: SkipCallback) -> Iter
             with os.scandir(d) as it:
                 entries = sorted(it, key=lambda e: e.name)
         except OSError as e:
-            skip(d, f"unreadable directory: {e.strerror or e}")
+            error(d, f"cannot list folder {os_error_text(d, e)}")
             return
         stack.append(iter(entries))
 
@@ -634,7 +655,7 @@ def _walk(root: Path, visited: set[tuple[int, int]], skip: SkipCallback) -> Iter
             if has_ext and not entry.name.startswith("."):
                 yield path  # e.g. a symlink loop named like a photo: load_image reports it as an error
             else:
-                skip(path, f"cannot stat: {e.strerror or e}")
+                error(path, f"cannot examine {os_error_text(path, e)}")
             continue
         if entry.name.startswith("."):
             if is_dir:
@@ -648,7 +669,7 @@ def _walk(root: Path, visited: set[tuple[int, int]], skip: SkipCallback) -> Iter
             if has_ext:
                 yield path
             else:
-                head = _read_head(path, skip)
+                head = _read_head(path, error)
                 if head is not None and sniff_format(head):
                     yield path
         elif has_ext:
@@ -664,10 +685,11 @@ def _walk(root: Path, visited: set[tuple[int, int]], skip: SkipCallback) -> Iter
                 skip(path, "not a regular file")
 
 
-def _read_head(path: Path, skip: SkipCallback) -> bytes | None:
+def _read_head(path: Path, error: SkipCallback) -> bytes | None:
+    """The first bytes of a file without an image extension, to tell whether it is a photo."""
     try:
         with open(path, "rb") as f:
             return f.read(64)
     except OSError as e:
-        skip(path, f"unreadable file: {e.strerror or e}")
+        error(path, f"cannot read file {os_error_text(path, e)} (it may be a photo)")
         return None

@@ -2,10 +2,13 @@
 
 Each photo is isolated: whatever goes wrong with one file makes that photo an `error`
 (never "no faces") and the batch goes on. Each photo's result is committed on its own, so a
-crash loses at most the photos in flight.
+crash loses at most the photos in flight. A folder or file that was found but could not be
+read is an `error` item too, and so is a file whose bytes changed while it was screened:
+nothing unscreened may look screened.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -24,7 +27,7 @@ from sqlalchemy.orm import selectinload
 from photocheck.db import Database
 from photocheck.db.models import Face, Photo, RosterImport, Scan, utcnow
 from photocheck.groups import assign_groups
-from photocheck.images import file_sha256, iter_image_files
+from photocheck.images import file_sha256, iter_image_files, os_error_text
 from photocheck.results import FaceResult, FaceStatus, PhotoResult, ScanSummary, Verdict, printable_path
 from photocheck.screening import ReferenceSet
 from photocheck.worker import WorkerSetup, error_result, release_memory, screen_photo
@@ -38,6 +41,8 @@ class ScanSetupError(Exception):
 
 @dataclass
 class Skipped:
+    """Passed over on purpose (a hidden file, a folder already walked): not a photo to screen.
+    What could not be read is never Skipped: it is an `error` photo of the scan."""
     path: str
     reason: str
 
@@ -48,6 +53,8 @@ class ScanOutcome:
     skipped: list[Skipped] = field(default_factory=list)
     resumed: int = 0      # photos already stored by the interrupted scan this one continued
     cached: int = 0       # photos whose stored result for the same bytes was reused
+    screened: int = 0     # photos decoded and screened by this run
+    duplicates: int = 0   # photos given the result of an identical file (same sha256) screened in this run
 
 
 def face_rows(result: PhotoResult) -> list[Face]:
@@ -59,9 +66,9 @@ def face_rows(result: PhotoResult) -> list[Face]:
     ]
 
 
-def _persist(db: Database, scan_id: int, result: PhotoResult, owner: str) -> None:
+def _persist(db: Database, scan_id: int, result: PhotoResult, owner: str, cached_from: int | None = None) -> None:
     with db.session(immediate=True) as s:
-        _add_photo(s, scan_id, result, owner)
+        _add_photo(s, scan_id, result, owner, cached_from)
 
 
 def _add_photo(s, scan_id: int, result: PhotoResult, owner: str, cached_from: int | None = None) -> None:
@@ -129,6 +136,71 @@ def _copy_cached(db: Database, scan_id: int, hits: list[tuple[Path, str, int]], 
     return out
 
 
+def confirm_unchanged(result: PhotoResult, channels: list[str]) -> PhotoResult:
+    """`result` if its file still holds the bytes that were screened (same sha256), else an
+    `error`: a verdict on bytes the file no longer holds must never stand."""
+    if result.verdict == Verdict.ERROR or result.sha256 is None:
+        return result
+    try:
+        with open(result.path, "rb") as fh:
+            now = hashlib.file_digest(fh, "sha256").hexdigest()
+    except FileNotFoundError as exc:
+        reason = f"vanished while being screened: {os_error_text(result.path, exc)}"
+    except OSError as exc:
+        reason = f"cannot read again after screening: {os_error_text(result.path, exc)}"
+    else:
+        if now == result.sha256:
+            return result
+        reason = (f"changed while being screened: {printable_path(result.path)} no longer holds the bytes "
+                  "that were screened; scan it again")
+    return error_result(result.path, channels, reason)
+
+
+def _same_size(files: list[Path]) -> list[Path]:
+    """The files that share their size with another: only those can be identical."""
+    sizes: dict[int, list[Path]] = {}
+    for f in files:
+        try:
+            sizes.setdefault(os.stat(f).st_size, []).append(f)
+        except OSError:  # screening reports it
+            pass
+    return [f for group in sizes.values() if len(group) > 1 for f in group]
+
+
+class _Identical:
+    """Identical files (same sha256) in one scan: the first is screened, the others take its
+    result once it is back, each file still its own photo. Each is hashed again then, so a file
+    that changed meanwhile is screened itself; so are all when the first ends in `error` (an
+    error is never passed on: another copy may be readable)."""
+
+    def __init__(self, files: list[Path], hashes: dict[Path, str]):
+        groups: dict[str, list[Path]] = {}
+        for f in files:
+            if (sha := hashes.get(f)) is not None:
+                groups.setdefault(sha, []).append(f)
+        self.waiting = {str(g[0]): (sha, g[1:]) for sha, g in groups.items() if len(g) > 1}
+        later = {f for g in groups.values() for f in g[1:]}
+        self.first = [f for f in files if f not in later]  # to screen, in the walk's order
+
+    def settle(self, path: str, result: PhotoResult) -> tuple[list[Path], list[Path]]:
+        """(files that take `result`, files to screen themselves) once `path` is screened."""
+        sha, others = self.waiting.pop(path, (None, []))
+        if not others or result.verdict == Verdict.ERROR or result.sha256 != sha:
+            return [], others
+        same: list[Path] = []
+        again: list[Path] = []
+        for f in others:
+            (same if file_sha256(f) == sha else again).append(f)
+        return same, again
+
+
+def _as_copy(result: PhotoResult, path: Path) -> PhotoResult:
+    """`result` for another file with the same bytes: same verdict, reasons and faces."""
+    return dataclasses.replace(result, path=str(path), reasons=list(result.reasons),
+                               faces=[dataclasses.replace(f) for f in result.faces],
+                               channel_verdicts=dict(result.channel_verdicts), photo_id=None)
+
+
 def _find_resumable(db: Database, roots_key: str, cache_key: str) -> int | None:
     """The newest unfinished scan of the same roots with the same roster/models/thresholds."""
     with db.session() as s:
@@ -148,6 +220,7 @@ def scan(
     resume: bool = True,
     on_start: Callable[[int], None] | None = None,
     on_photo: Callable[[PhotoResult], None] | None = None,
+    on_screened: Callable[[str], None] | None = None,
 ) -> ScanOutcome:
     """Screen every photo under `paths` against the no-consent list and store the results.
 
@@ -163,6 +236,16 @@ def scan(
     Resume: if the newest unfinished scan (interrupted, or left `running` by a kill) has the
     same roots as given and the same `cache_key`, it is continued: photos it already stored are
     kept, its `error` photos are screened again, and the rest are screened — each path once.
+
+    Identical files in one scan (same sha256; only files of the same size are hashed ahead) are
+    decoded and screened once; each path is still stored as its own photo (`Photo.cached_from`
+    names the one screened).
+
+    Nothing unscreened looks screened: a folder that cannot be listed, or a file found but not
+    read, is stored as an `error` photo whose reason names the path and the OS error; a photo
+    whose file changed or vanished while it was screened is an `error` too (its sha256 is checked
+    after screening). `on_screened(path)` runs as each screened photo comes back, before that
+    check (tests change the file there).
     """
     from photocheck import audit
     from photocheck.config import ConfigError, check_channel, school_channels
@@ -177,7 +260,14 @@ def scan(
         raise ScanSetupError(str(exc)) from None
 
     roots = [Path(p) for p in paths]
-    missing = [str(p) for p in roots if not p.exists() and not p.is_symlink()]
+    missing = []
+    for p in roots:
+        try:
+            os.lstat(p)
+        except (FileNotFoundError, NotADirectoryError):
+            missing.append(str(p))
+        except OSError:  # there but out of reach: an `error` item (iter_image_files reports it)
+            pass
     if missing:
         raise ScanSetupError("no such file or folder: " + ", ".join(missing))
     with db.session() as s:
@@ -187,7 +277,10 @@ def scan(
 
     thresholds = thresholds or load_thresholds()
     skipped: list[Skipped] = []
-    files = list(iter_image_files(roots, on_skip=lambda p, why: skipped.append(Skipped(printable_path(p), why))))
+    unreadable: list[tuple[Path, str]] = []  # found, not read: each becomes an `error` photo
+    files = list(dict.fromkeys(iter_image_files(
+        roots, on_skip=lambda p, why: skipped.append(Skipped(printable_path(p), why)),
+        on_error=lambda p, why: unreadable.append((p, why)))))
 
     model = model_info(thresholds.detector)
     # Before loading the engine: a missing or wrong key fails at once (protect.KeyUnavailable).
@@ -236,22 +329,44 @@ def scan(
     done = {p.path for p in resumed}
     todo = [f for f in files if printable_path(f) not in done]
     if on_start:
-        on_start(len(files))
+        on_start(len(files) + len(unreadable))
     if on_photo:
         for r in resumed:
             on_photo(r)
+    channel_names = list(channel_refs)
+    screened = duplicates = 0
 
-    def record(result: PhotoResult) -> None:
-        text_check(result)
+    def store(result: PhotoResult, cached_from: int | None = None) -> None:
+        text_check(result)  # each path's own file name and tags, copies of one photo included
         result.path = printable_path(result.path)  # a non-UTF-8 file name must not crash the batch
-        _persist(db, scan_id, result, owner)
+        _persist(db, scan_id, result, owner, cached_from)
         summary.photos.append(result)
         if on_photo:
             on_photo(result)
 
+    def record(result: PhotoResult) -> list[Path]:
+        """Store a photo just screened, checked against its file as it is now, and the files
+        identical to it; returns the files that must be screened themselves after all."""
+        nonlocal screened, duplicates
+        screened += 1
+        path = result.path
+        if on_screened:
+            on_screened(path)
+        result = confirm_unchanged(result, channel_names)
+        pixels_only = _as_copy(result, Path(path))  # before store() adds this file's own text findings
+        store(result)
+        same, again = identical.settle(path, result)
+        for f in same:
+            store(_as_copy(pixels_only, f), cached_from=result.photo_id)
+        duplicates += len(same)
+        return again
+
     status = "interrupted"
     try:
+        for path, reason in unreadable:
+            store(error_result(path, channel_names, reason))
         misses = todo
+        hashes: dict[Path, str] = {}
         if use_cache and todo:
             with db.session() as s:
                 cached = dict(s.execute(
@@ -267,21 +382,29 @@ def scan(
                         hits.append((f, sha, cached[sha]))
                     else:
                         misses.append(f)
+                        if sha is not None:
+                            hashes[f] = sha
                 for result in _copy_cached(db, scan_id, hits, owner, text_check) if hits else []:
                     summary.photos.append(result)
                     if on_photo:
                         on_photo(result)
-        n_jobs = max(1, min(jobs or default_jobs(), len(misses) or 1))
-        if misses and n_jobs == 1:
+        for f in _same_size([f for f in misses if f not in hashes]):
+            if (sha := file_sha256(f)) is not None:
+                hashes[f] = sha
+        identical = _Identical(misses, hashes)
+        to_screen = identical.first
+        n_jobs = max(1, min(jobs or default_jobs(), len(to_screen) or 1))
+        if to_screen and n_jobs == 1:
             from photocheck.engine import FaceEngine
 
             engine = FaceEngine(thresholds.detector)
-            for f in misses:
-                result = screen_photo(f, engine, references, thresholds, channel_refs)
+            queue = deque(to_screen)
+            while queue:
+                result = screen_photo(queue.popleft(), engine, references, thresholds, channel_refs)
                 release_memory()
-                record(result)
-        elif misses:
-            _run_pool(misses, n_jobs, references, thresholds, record, channel_refs)
+                queue.extend(record(result))
+        elif to_screen:
+            _run_pool(to_screen, n_jobs, references, thresholds, record, channel_refs)
         status = "finished"
     finally:
         with db.session(immediate=True) as s:
@@ -294,7 +417,7 @@ def scan(
     summary.photos.sort(key=lambda p: p.path)
     assign_groups(summary.photos, thresholds.grouping.max_hamming)
     return ScanOutcome(summary=summary, skipped=skipped, resumed=len(resumed),
-                       cached=sum(p.cached for p in summary.photos))
+                       cached=sum(p.cached for p in summary.photos), screened=screened, duplicates=duplicates)
 
 
 def _pool_shape(jobs: int) -> tuple[int, int]:
@@ -362,8 +485,9 @@ class _Worker:
 
 
 def _run_pool(files: list[Path], jobs: int, references: ReferenceSet, thresholds,
-              record: Callable[[PhotoResult], None], channel_refs=None) -> None:
-    """Screen `files` in worker processes (worker.serve), recording each result as it arrives.
+              record: Callable[[PhotoResult], Iterable[Path]], channel_refs=None) -> None:
+    """Screen `files` in worker processes (worker.serve), recording each result as it arrives;
+    the files `record` returns are screened too.
 
     A worker that dies (out of memory, a decoder crash) is replaced, and the photos it had in
     flight are screened again one at a time: the photo that kills a worker alone becomes an
@@ -394,8 +518,9 @@ def _run_pool(files: list[Path], jobs: int, references: ReferenceSet, thresholds
             raise RuntimeError(f"a screening worker died while loading the face models (exit code {w.proc.returncode})")
         for path in w.in_flight:
             if path in retried:  # it crashed a worker on its own: that photo is the cause
-                record(error_result(path, channels, f"screening crashed the worker (exit code {w.proc.returncode}); "
-                                                    "the photo may be corrupt or too large to decode"))
+                pending.extend(str(f) for f in record(error_result(
+                    path, channels, f"screening crashed the worker (exit code {w.proc.returncode}); "
+                                    "the photo may be corrupt or too large to decode")))
             else:
                 retry.append(path)
         return _Worker(setup)
@@ -419,7 +544,7 @@ def _run_pool(files: list[Path], jobs: int, references: ReferenceSet, thresholds
                     continue
                 path, result = message
                 w.in_flight.remove(path)
-                record(result)
+                pending.extend(str(f) for f in record(result))
     except BaseException:
         for w in workers:
             w.stop(now=True)

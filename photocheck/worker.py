@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from photocheck.groups import dhash
-from photocheck.images import ImageError, load_image
+from photocheck.images import ImageError, load_image, os_error_text
 from photocheck.results import PhotoResult, Verdict
 from photocheck.screening import ReferenceSet, classify_face, photo_verdict
 
@@ -49,7 +49,7 @@ def decode_photo(path: Path, channels: list[str]):
     except ImageError as exc:
         return None, error_result(path, channels, str(exc))
     except OSError as exc:
-        return None, error_result(path, channels, f"cannot read file: {exc.strerror or exc}")
+        return None, error_result(path, channels, f"cannot read file {os_error_text(path, exc)}")
     except Exception as exc:  # a decoder bug must not turn into "no faces"
         return None, error_result(path, channels, f"cannot decode image: {type(exc).__name__}: {exc}")
 

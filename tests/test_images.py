@@ -509,10 +509,11 @@ def test_iter_image_files(tmp_path, monkeypatch):
         return real_scandir(p)
 
     monkeypatch.setattr(images.os, "scandir", scandir)
-    skipped = []
+    skipped, errors = [], []
     extra = tmp_path / "explicit.txt"
     extra.write_text("given explicitly")
-    got = list(iter_image_files([root, extra], on_skip=lambda p, r: skipped.append((p.name, r))))
+    got = list(iter_image_files([root, extra], on_skip=lambda p, r: skipped.append((p.name, r)),
+                                on_error=lambda p, r: errors.append((p, r))))
     assert [p.relative_to(tmp_path).as_posix() for p in got] == [
         "event/a.jpg",
         "event/dangling.jpg",  # broken link with an image name: load_image reports it
@@ -522,7 +523,9 @@ def test_iter_image_files(tmp_path, monkeypatch):
         "explicit.txt",
     ]
     reasons = dict(skipped)
-    assert "unreadable" in reasons["locked"]
+    # Found but not listed: an error naming the path and the OS error, never a mere skip.
+    assert "locked" not in reasons
+    assert errors == [(root / "locked", f"cannot list folder {root / 'locked'}: Permission denied [EACCES]")]
     assert "hidden" in reasons[".thumbs"] and "hidden" in reasons[".hidden.jpg"]
     assert "already visited" in reasons["loop"]
     with pytest.raises(ImageError):

@@ -53,9 +53,13 @@ def scan(
     are checked for listed students' names too: a full name blocks the photo, a rare first name
     alone sends it to review (see `photocheck check-text --help`).
 
+    A folder that cannot be listed or a file that cannot be read (permissions, a network
+    share that dropped) is an ERROR item naming the path and the OS error, as is a photo that
+    changed while it was screened. Hidden files and folders are skipped (and listed).
+
     Interrupted (Ctrl-C, a crash)? Run the same command again: the scan resumes where it
-    stopped. Files screened before with the same list, models and thresholds are not decoded
-    again (matched by their sha256).
+    stopped. Files screened before with the same list, models and thresholds, and identical
+    files within one scan, are decoded once (matched by their sha256).
 
     Exit status: 0 all clear, 1 anything blocked, in review or in error, 2 usage or
     configuration error, 130 interrupted.
@@ -96,6 +100,9 @@ def scan(
     if outcome.cached:
         err_console.print(f"{outcome.cached} photo(s) reused stored results (same file contents, same list, "
                           "models and thresholds).", highlight=False)
+    if outcome.duplicates:
+        err_console.print(f"{outcome.duplicates} photo(s) are identical to another photo of this scan (same file "
+                          "contents): screened once, each reported with the same result.", highlight=False)
     for s in outcome.skipped:
         err_console.print(f"[dim]skipped {escape(s.path)}: {escape(s.reason)}[/]", highlight=False)
 
