@@ -11,8 +11,15 @@ from sqlalchemy import delete, func, select
 
 from photocheck.db import Database
 from photocheck.db.models import ReferenceEncoding, ReferencePhoto, RosterImport, Student, utcnow
-from photocheck.roster import (Mapping, RosterError, RosterProblem, RosterRead, StudentRecord, load_mapping,
-                               read_roster_file)
+from photocheck.roster import (
+    Mapping,
+    RosterError,
+    RosterProblem,
+    RosterRead,
+    StudentRecord,
+    load_mapping,
+    read_roster_file,
+)
 from photocheck.screening import ReferenceSet, listed_for
 
 # Fields compared to tell a changed student from an unchanged one on re-import.

@@ -13,8 +13,16 @@ from photocheck.cli.common import EXIT_ATTENTION, DbOption, console, fail, fits,
 from photocheck.config import current_user, resolve_db_url
 from photocheck.db.session import DatabaseError, open_existing_database
 from photocheck.roster import RosterError
-from photocheck.students import (GUARD_LISTED_SHARE, GUARD_MIN_STUDENTS, GUARD_REMOVED_SHARE, RosterChangeNotConfirmed,
-                                 RosterChanges, import_roster, list_students, plan_roster_import)
+from photocheck.students import (
+    GUARD_LISTED_SHARE,
+    GUARD_MIN_STUDENTS,
+    GUARD_REMOVED_SHARE,
+    RosterChangeNotConfirmed,
+    RosterChanges,
+    import_roster,
+    list_students,
+    plan_roster_import,
+)
 
 app = typer.Typer(help="Import and show the list of students without photo consent.", no_args_is_help=True)
 

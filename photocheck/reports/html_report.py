@@ -194,6 +194,14 @@ def explain_error(error: str) -> str:
         return "The file is empty (0 bytes): copy it again from the camera or the original folder."
     if error.startswith("not an image"):
         return "Not a photo: photocheck does not recognise this file as a picture."
+    if error.startswith("cannot list folder"):
+        return ("This folder could not be opened (no permission, or a network share dropped): nothing in it was "
+                "checked. Fix access and scan again.")
+    if error.startswith("cannot examine"):
+        return "This file or folder could not be examined (no permission, or it is gone): it was not checked."
+    if error.startswith(("changed while being screened", "vanished while being screened",
+                         "cannot read again after screening")):
+        return "The file changed or disappeared while it was being checked: scan it again once it is final."
     if error.startswith("cannot read file"):
         return "The file could not be opened: check that it is still there and that you may read it."
     if re.match(r"(corrupt|truncated) ", error) or error.startswith("cannot decode image"):
