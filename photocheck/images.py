@@ -660,8 +660,10 @@ def _walk(root: Path, visited: set[tuple[int, int]], skip: SkipCallback,
         if entry.name.startswith("."):
             if is_dir:
                 skip(path, "hidden directory")
-            elif has_ext:
-                skip(path, "hidden file")
+            elif is_file:  # a hidden photo is still a photo; macOS "._" metadata files are not images
+                head = _read_head(path, error)
+                if head is not None and sniff_format(head):
+                    yield path
             continue
         if is_dir:
             enter(path)

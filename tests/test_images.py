@@ -498,6 +498,7 @@ def test_iter_image_files(tmp_path, monkeypatch):
     (root / "noext").write_bytes(jpg.getvalue())
     (root / "b.txt").write_text("not a photo")
     (root / "README").write_text("no extension, not a photo")
+    (root / "._a.jpg").write_bytes(b"\x00\x05\x16\x07" + bytes(60))  # macOS AppleDouble metadata, not a photo
     (root / "sub" / "loop").symlink_to(root, target_is_directory=True)
     (root / "dangling.jpg").symlink_to(root / "gone.jpg")
 
@@ -515,6 +516,7 @@ def test_iter_image_files(tmp_path, monkeypatch):
     got = list(iter_image_files([root, extra], on_skip=lambda p, r: skipped.append((p.name, r)),
                                 on_error=lambda p, r: errors.append((p, r))))
     assert [p.relative_to(tmp_path).as_posix() for p in got] == [
+        "event/.hidden.jpg",  # a hidden photo is still screened: it could be published with the rest
         "event/a.jpg",
         "event/dangling.jpg",  # broken link with an image name: load_image reports it
         "event/noext",
@@ -526,7 +528,7 @@ def test_iter_image_files(tmp_path, monkeypatch):
     # Found but not listed: an error naming the path and the OS error, never a mere skip.
     assert "locked" not in reasons
     assert errors == [(root / "locked", f"cannot list folder {root / 'locked'}: Permission denied [EACCES]")]
-    assert "hidden" in reasons[".thumbs"] and "hidden" in reasons[".hidden.jpg"]
+    assert "hidden" in reasons[".thumbs"] and ".hidden.jpg" not in reasons and "._a.jpg" not in reasons
     assert "already visited" in reasons["loop"]
     with pytest.raises(ImageError):
         load_image(root / "dangling.jpg")

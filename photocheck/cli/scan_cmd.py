@@ -55,7 +55,7 @@ def scan(
 
     A folder that cannot be listed or a file that cannot be read (permissions, a network
     share that dropped) is an ERROR item naming the path and the OS error, as is a photo that
-    changed while it was screened. Hidden files and folders are skipped (and listed).
+    changed while it was screened. Hidden photos are screened; hidden folders are skipped (and listed).
 
     Interrupted (Ctrl-C, a crash)? Run the same command again: the scan resumes where it
     stopped. Files screened before with the same list, models and thresholds, and identical
