@@ -13,7 +13,8 @@ import numpy as np
 from sqlalchemy import select
 
 from photocheck.db import Database
-from photocheck.db.models import ReferenceEncoding, ReferencePhoto, Student
+from photocheck.db.models import ReferenceEncoding, ReferencePhoto, ReferenceThumbnail, Student
+from photocheck.facecrops import face_thumbnail
 from photocheck.images import ImageError, iter_image_files, load_image
 from photocheck.results import printable_path
 
@@ -25,6 +26,8 @@ class EnrollOutcome:
     accepted: bool
     reason: str
     face_px: int | None = None
+    # JPEG face thumbnail of an accepted photo, stored encrypted and then dropped from the outcome
+    thumbnail: bytes | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -81,7 +84,8 @@ def check_reference(engine, thresholds, path: Path) -> tuple[EnrollOutcome, np.n
                               f"face too blurred (sharpness {det.sharpness:.0f}, need {rules.min_sharpness:g})",
                               width), None, img.sha256)
     (encoding,) = engine.encode(img.rgb, [det])
-    return EnrollOutcome("", str(path), True, "accepted", width), encoding, img.sha256
+    return (EnrollOutcome("", str(path), True, "accepted", width, thumbnail=face_thumbnail(img.rgb, det.box)),
+            encoding, img.sha256)
 
 
 def enroll(
@@ -95,14 +99,15 @@ def enroll(
 ) -> EnrollReport:
     """Enroll every reference photo under `root` for students on the no-consent list.
 
-    Encodings are encrypted before they are stored (photocheck/protect.py); the first enrolment
+    Encodings, and a small face thumbnail of each accepted photo (shown to reviewers beside a
+    match), are encrypted before they are stored (photocheck/protect.py); the first enrolment
     creates the key file (reported in `key_created`). Raises protect.ProtectionError when the
     database's encodings were made with a key that is not available.
     """
     from photocheck import audit
     from photocheck.config import current_user
     from photocheck.engine import FaceEngine
-    from photocheck.protect import encoding_aad, encrypt_vector, key_for_enroll
+    from photocheck.protect import encoding_aad, encrypt_bytes, encrypt_vector, key_for_enroll, thumbnail_aad
     from photocheck.thresholds import load_thresholds
 
     actor = actor or current_user()
@@ -124,6 +129,7 @@ def enroll(
             outcome, encoding, sha = check_reference(engine, thresholds, path)
             outcome.student_id = sid
             outcome.path = printable_path(path)
+            thumbnail, outcome.thumbnail = outcome.thumbnail, None
             # One transaction per photo: a crash keeps every photo enrolled before it.
             with db.session(immediate=True) as s:
                 audit.record(s, actor=actor, action="enroll", student_id=sid, reference_sha256=sha,
@@ -143,6 +149,11 @@ def enroll(
                         ref.encoding = ReferenceEncoding(
                             student_pk=listed[sid], model_name=model["name"], model_version=model["version"],
                             vector=encrypt_vector(key, np.asarray(encoding, dtype="<f8"), aad), key_id=key.key_id)
+                    if thumbnail is not None:
+                        s.flush()
+                        ref.thumbnail = ReferenceThumbnail(
+                            student_pk=listed[sid], key_id=key.key_id,
+                            jpeg=encrypt_bytes(key, thumbnail, thumbnail_aad(listed[sid], ref.id)))
             report.outcomes.append(outcome)
             if on_photo:
                 on_photo(outcome)

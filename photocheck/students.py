@@ -10,7 +10,14 @@ import numpy as np
 from sqlalchemy import delete, func, select
 
 from photocheck.db import Database
-from photocheck.db.models import ReferenceEncoding, ReferencePhoto, RosterImport, Student, utcnow
+from photocheck.db.models import (
+    ReferenceEncoding,
+    ReferencePhoto,
+    ReferenceThumbnail,
+    RosterImport,
+    Student,
+    utcnow,
+)
 from photocheck.roster import Mapping, RosterError, RosterProblem, StudentRecord, load_mapping, read_roster
 from photocheck.screening import ReferenceSet, listed_for
 
@@ -110,6 +117,7 @@ def import_roster(db: Database, path: Path, *, mapping_path: Path | None = None,
             refs = s.scalar(select(func.count()).select_from(ReferencePhoto).where(ReferencePhoto.student_pk == st.id))
             audit.record(s, actor=user, action="delete.student", student_id=sid, reference_photos_deleted=refs)
             s.execute(delete(ReferenceEncoding).where(ReferenceEncoding.student_pk == st.id))
+            s.execute(delete(ReferenceThumbnail).where(ReferenceThumbnail.student_pk == st.id))
             s.execute(delete(ReferencePhoto).where(ReferencePhoto.student_pk == st.id))
             s.delete(st)
             changes.removed.append(sid)
@@ -198,6 +206,21 @@ def load_channel_references(db: Database, model_name: str, model_version: str, c
     return {ch: ReferenceSet.build(encodings, [sid for sid, opt, until, strict in students
                                                if listed_for(opt, until, strict, ch, today)])
             for ch in channels}
+
+
+def reference_thumbnail(db: Database, student_id: str) -> bytes | None:
+    """The JPEG face thumbnail of a listed student's first accepted reference photo, decrypted;
+    None when there is none (not enrolled, or enrolled before thumbnails were made)."""
+    from photocheck.protect import decrypt_thumbnail, resolve_key
+
+    with db.session() as s:
+        thumb = s.scalar(select(ReferenceThumbnail).join(Student, Student.id == ReferenceThumbnail.student_pk)
+                         .where(Student.student_id == student_id).order_by(ReferenceThumbnail.id).limit(1))
+        if thumb is None:
+            return None
+        key = resolve_key(db)
+        assert key is not None  # resolve_key raises when encrypted rows exist without their key
+        return decrypt_thumbnail(key, thumb)
 
 
 def roster_fingerprint(references: ReferenceSet) -> str:
