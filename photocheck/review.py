@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable, Mapping
 
 from sqlalchemy import exists, func, select, update
 from sqlalchemy.orm import Session
@@ -38,7 +38,15 @@ PUBLISHABLE_VERDICTS = ("clear", "review")  # review: the reviewer has now looke
 
 
 class SignoffError(Exception):
-    """A sign-off refused by a rule; the message says which and what to do."""
+    """A sign-off refused by a rule; the message says which and what to do.
+
+    `rule` names the rule (e.g. "blocked", "no_redaction") so a caller such as the web review
+    can word the way out in its own terms.
+    """
+
+    def __init__(self, message: str, rule: str = ""):
+        super().__init__(message)
+        self.rule = rule
 
 
 class PhotoNotFound(SignoffError):
@@ -203,11 +211,16 @@ class SignResult:
     message: str
     decision: str | None = None
     channels: list[str] = field(default_factory=list)
+    rule: str = ""  # the rule that refused it (see SignoffError)
 
 
 def sign(db: Database, photo_ids: Iterable[int], *, reviewer: str, decision: str, channel: str | None = None,
-         note: str = "", expected_version: int | None = None) -> list[SignResult]:
-    """Sign off each photo (one transaction each); a refusal for one does not stop the others."""
+         note: str = "", expected_version: int | None = None,
+         expected_versions: Mapping[int, int] | None = None) -> list[SignResult]:
+    """Sign off each photo (one transaction each); a refusal for one does not stop the others.
+
+    `expected_versions`: photo id -> the version the reviewer looked at (overrides `expected_version`).
+    """
     if decision not in DECISIONS:
         raise SignoffError(f"unknown decision {decision!r} (choose approve, reject or redact)")
     if channel is not None:
@@ -218,19 +231,38 @@ def sign(db: Database, photo_ids: Iterable[int], *, reviewer: str, decision: str
     out = []
     for pid in photo_ids:
         try:
+            version = expected_versions.get(pid, expected_version) if expected_versions else expected_version
             out.append(sign_one(db, pid, reviewer=reviewer, decision=decision, channel=channel, note=note,
-                                expected_version=expected_version))
+                                expected_version=version))
         except SignoffError as exc:
             with db.session() as s:
                 photo = s.get(Photo, pid)
                 path = photo.path if photo else str(pid)
-            out.append(SignResult(pid, path, False, str(exc)))
+            out.append(SignResult(pid, path, False, str(exc), decision, rule=exc.rule))
     return out
 
 
+def sign_selected(db: Database, versions: Mapping[int, int], *, reviewer: str, decision: str,
+                  channel: str | None = None, note: str = "") -> list[SignResult]:
+    """One decision for photos a reviewer picked after looking at them (e.g. on a contact sheet).
+
+    `versions`: photo id -> the version shown; a photo decided or reopened since is refused, not
+    re-decided. Each photo passes every rule of `sign_one` on its own: the refused ones come back
+    with why (ok False), the others are decided. Nothing selected is an error, never "all".
+    """
+    if not versions:
+        raise SignoffError("no photo selected: tick the photos to decide first", rule="empty")
+    return sign(db, sorted(versions), reviewer=reviewer, decision=decision, channel=channel, note=note,
+                expected_versions=versions)
+
+
 def sign_group(db: Database, scan_id: int, group: int, *, reviewer: str, decision: str,
-               channel: str | None = None, note: str = "") -> list[SignResult]:
+               channel: str | None = None, note: str = "",
+               versions: Mapping[int, int] | None = None) -> list[SignResult]:
     """One decision for every pending photo of a burst group (see `burst_groups`).
+
+    `versions`: the group's photos the reviewer saw, each at the version shown (a web page);
+    by default every pending member at its current version.
 
     Each photo still passes every rule of `sign_one` on its own. On top of that, a group that
     holds a blocked or unscreenable photo cannot be approved as a group: the same people are
@@ -252,8 +284,81 @@ def sign_group(db: Database, scan_id: int, group: int, *, reviewer: str, decisio
         raise GroupRefused(
             f"burst group {group} of scan {scan_id} holds a {group_verdict} photo: the same people are probably in "
             f"every frame, so its {len(members)} photos must be signed one by one (photo ids "
-            f"{', '.join(map(str, sorted(members)))}); rejecting the whole group is allowed")
+            f"{', '.join(map(str, sorted(members)))}); rejecting the whole group is allowed", rule="group")
+    if versions is not None:
+        strangers = sorted(set(versions) - set(members))
+        if strangers:
+            raise SignoffError(f"photo(s) {', '.join(map(str, strangers))} are not in burst group {group} of "
+                               f"scan {scan_id}; nothing was changed", rule="group")
+        return sign(db, sorted(versions), reviewer=reviewer, decision=decision, channel=channel, note=note,
+                    expected_versions=versions)
     return sign(db, pending, reviewer=reviewer, decision=decision, channel=channel, note=note)
+
+
+def _check(s: Session, photo: Photo, scan: Scan, *, reviewer: str, decision: str, channel: str | None,
+           version: int, file_sha: Callable[[], str | None]) -> tuple[list[str], list[str], int | None]:
+    """Every rule of a sign-off, in one place: raises SignoffError (with its rule) when one refuses.
+
+    Returns (channels judged, channels the decision allows, verified redaction id).
+    `file_sha`: the photo file's sha256 now (called at most once, only when it matters).
+    """
+    if photo.signoff_state != "pending" or photo.version != version:
+        prev = _current_signoff(s, photo.id)
+        who = f" by {prev.reviewer} ({prev.decision}, {prev.created_at:%Y-%m-%d %H:%M})" if prev else ""
+        raise SignoffError(f"photo {photo.id} was already signed off{who}; nothing was changed "
+                           f"(`photocheck review reopen {photo.id}` sends it back to the queue)", rule="signed")
+    if same_person(reviewer, scan.owner):
+        raise SignoffError(f"{reviewer} ran scan {scan.id}: a second person must sign off its photos",
+                           rule="own_scan")
+
+    verdicts = channel_verdicts(photo, scan)
+    if channel is not None and channel not in verdicts:
+        raise SignoffError(f"photo {photo.id} was screened for {', '.join(verdicts)} only; scan it again "
+                           f"without --channel (or with --channel {channel}) to sign it off for {channel}",
+                           rule="channel")
+    targets = [channel] if channel else list(verdicts)
+
+    sha = photo.sha256
+    if decision != "reject":
+        if photo.verdict == "error" or not sha:
+            raise SignoffError(f"photo {photo.id} could not be screened ({photo.error or 'no result'}): "
+                               "it can only be rejected", rule="unscreened")
+        now = file_sha()
+        if now != sha:
+            raise SignoffError(f"{photo.path} has {'changed' if now else 'gone'} since it was scanned: "
+                               "scan it again; a sign-off only holds for the exact file that was screened",
+                               rule="changed")
+        if photo.needs_recheck:
+            raise SignoffError(f"photo {photo.id} must be re-checked after a roster change: "
+                               "run `photocheck recheck` first", rule="recheck")
+        if strict_in_photo(s, photo.id):
+            raise SignoffError(f"photo {photo.id} shows a student who must never be published "
+                               "(strict in the roster, e.g. a protection order), not even redacted: reject it",
+                               rule="strict")
+
+    redaction_id = None
+    if decision == "approve":
+        allowed = [ch for ch in targets if verdicts[ch] in PUBLISHABLE_VERDICTS]
+        if not allowed:
+            blocked_on = ", ".join(ch for ch in targets if verdicts[ch] == "blocked")
+            raise SignoffError(f"photo {photo.id} is blocked ({'on ' + blocked_on if blocked_on else verdicts}): "
+                               "a listed student is in it, so it can never be approved as is — reject it, or "
+                               f"run `photocheck redact {photo.id} --out DIR` and sign with --decision redact",
+                               rule="blocked")
+    elif decision == "redact":
+        red = s.scalar(select(Redaction).where(Redaction.photo_id == photo.id, Redaction.source_sha256 == sha)
+                       .order_by(Redaction.id.desc()).limit(1))
+        if red is None:
+            raise SignoffError(f"photo {photo.id} has no verified redacted copy: run "
+                               f"`photocheck redact {photo.id} --out DIR` first", rule="no_redaction")
+        if file_sha256(red.path) != red.sha256:
+            raise SignoffError(f"the redacted copy {red.path} has changed or gone since it was verified: "
+                               "redact the photo again", rule="no_redaction")
+        redaction_id = red.id
+        allowed = [ch for ch in targets if verdicts[ch] != "error"]
+    else:
+        allowed = []
+    return targets, allowed, redaction_id
 
 
 def sign_one(db: Database, photo_id: int, *, reviewer: str, decision: str, channel: str | None = None,
@@ -266,61 +371,14 @@ def sign_one(db: Database, photo_id: int, *, reviewer: str, decision: str, chann
     with db.session(immediate=True) as s:
         photo = s.get(Photo, photo_id)
         if photo is None:
-            raise PhotoNotFound(f"no photo with id {photo_id}")
+            raise PhotoNotFound(f"no photo with id {photo_id}", rule="not_found")
         scan = s.get(Scan, photo.scan_id)
         version = photo.version if expected_version is None else expected_version
-        if photo.signoff_state != "pending" or photo.version != version:
-            prev = _current_signoff(s, photo.id)
-            who = f" by {prev.reviewer} ({prev.decision}, {prev.created_at:%Y-%m-%d %H:%M})" if prev else ""
-            raise SignoffError(f"photo {photo.id} was already signed off{who}; nothing was changed "
-                               f"(`photocheck review reopen {photo.id}` sends it back to the queue)")
-        if same_person(reviewer, scan.owner):
-            raise SignoffError(f"{reviewer} ran scan {scan.id}: a second person must sign off its photos")
-
+        targets, allowed, redaction_id = _check(s, photo, scan, reviewer=reviewer, decision=decision,
+                                                channel=channel, version=version,
+                                                file_sha=lambda: file_sha256(photo.path))
         verdicts = channel_verdicts(photo, scan)
-        if channel is not None and channel not in verdicts:
-            raise SignoffError(f"photo {photo.id} was screened for {', '.join(verdicts)} only; scan it again "
-                               f"without --channel (or with --channel {channel}) to sign it off for {channel}")
-        targets = [channel] if channel else list(verdicts)
-
         sha = photo.sha256
-        if decision != "reject":
-            if photo.verdict == "error" or not sha:
-                raise SignoffError(f"photo {photo.id} could not be screened ({photo.error or 'no result'}): "
-                                   "it can only be rejected")
-            now = file_sha256(photo.path)
-            if now != sha:
-                raise SignoffError(f"{photo.path} has {'changed' if now else 'gone'} since it was scanned: "
-                                   "scan it again; a sign-off only holds for the exact file that was screened")
-            if photo.needs_recheck:
-                raise SignoffError(f"photo {photo.id} must be re-checked after a roster change: "
-                                   "run `photocheck recheck` first")
-            strict = strict_in_photo(s, photo.id)
-            if strict:
-                raise SignoffError(f"photo {photo.id} shows a student who must never be published "
-                                   "(strict in the roster, e.g. a protection order), not even redacted: reject it")
-
-        redaction_id = None
-        if decision == "approve":
-            allowed = [ch for ch in targets if verdicts[ch] in PUBLISHABLE_VERDICTS]
-            if not allowed:
-                blocked_on = ", ".join(ch for ch in targets if verdicts[ch] == "blocked")
-                raise SignoffError(f"photo {photo.id} is blocked ({'on ' + blocked_on if blocked_on else verdicts}): "
-                                   "a listed student is in it, so it can never be approved as is — reject it, or "
-                                   f"run `photocheck redact {photo.id} --out DIR` and sign with --decision redact")
-        elif decision == "redact":
-            red = s.scalar(select(Redaction).where(Redaction.photo_id == photo.id, Redaction.source_sha256 == sha)
-                           .order_by(Redaction.id.desc()).limit(1))
-            if red is None:
-                raise SignoffError(f"photo {photo.id} has no verified redacted copy: run "
-                                   f"`photocheck redact {photo.id} --out DIR` first")
-            if file_sha256(red.path) != red.sha256:
-                raise SignoffError(f"the redacted copy {red.path} has changed or gone since it was verified: "
-                                   "redact the photo again")
-            redaction_id = red.id
-            allowed = [ch for ch in targets if verdicts[ch] != "error"]
-        else:
-            allowed = []
 
         # The race guard: only the transaction that still sees the version it read moves it on.
         moved = s.execute(update(Photo).where(Photo.id == photo.id, Photo.version == version,
@@ -328,7 +386,8 @@ def sign_one(db: Database, photo_id: int, *, reviewer: str, decision: str, chann
                           .values(signoff_state=STATE[decision], version=version + 1)
                           .execution_options(synchronize_session=False))
         if moved.rowcount != 1:
-            raise SignoffError(f"photo {photo.id} was signed off by someone else just now; nothing was changed")
+            raise SignoffError(f"photo {photo.id} was signed off by someone else just now; nothing was changed",
+                               rule="signed")
         s.execute(update(Signoff).where(Signoff.photo_id == photo.id).values(current=False))
         so = Signoff(photo_id=photo.id, photo_version=version, reviewer=reviewer, decision=decision,
                      channels=";".join(allowed), sha256=sha or "", redaction_id=redaction_id, note=note)
@@ -343,6 +402,147 @@ def sign_one(db: Database, photo_id: int, *, reviewer: str, decision: str, chann
         if decision != "reject" and not_covered:
             msg += " (not for " + ", ".join(f"{ch}: {verdicts[ch]}" for ch in not_covered) + ")"
         return SignResult(photo.id, photo.path, True, msg, decision, allowed)
+
+
+@dataclass
+class DecisionOptions:
+    """What a reviewer may decide on one photo now: exactly what `sign_one` would accept."""
+
+    photo_id: int
+    version: int
+    decisions: list[str]            # in the order approve, redact, reject
+    refused: dict[str, str]         # decision -> why `sign_one` would refuse it
+    rules: dict[str, str]           # decision -> the rule that refuses it
+    approve_channels: list[str]     # the channels an approval would cover
+    can_make_redaction: bool        # `redact` may make a verified copy to sign ("redact" then only lacks it)
+
+
+def decision_options(db: Database, photo_id: int, *, reviewer: str, check_file: bool = True) -> DecisionOptions:
+    """Ask every rule of `sign_one` about each decision, without deciding anything.
+
+    `check_file=False` skips hashing the photo file (a page listing many photos); the file check
+    still runs when the decision is made.
+    """
+    from photocheck.redact import COVER_STATUSES
+
+    with db.session() as s:
+        photo = s.get(Photo, photo_id)
+        if photo is None:
+            raise PhotoNotFound(f"no photo with id {photo_id}", rule="not_found")
+        scan = s.get(Scan, photo.scan_id)
+        memo: list[str | None] = []
+
+        def file_sha() -> str | None:
+            if not check_file:
+                return photo.sha256
+            if not memo:
+                memo.append(file_sha256(photo.path))
+            return memo[0]
+
+        decisions, refused, rules, approve_channels = [], {}, {}, []
+        for decision in ("approve", "redact", "reject"):
+            try:
+                _, allowed, _ = _check(s, photo, scan, reviewer=reviewer, decision=decision, channel=None,
+                                       version=photo.version, file_sha=file_sha)
+            except SignoffError as exc:
+                refused[decision], rules[decision] = str(exc), exc.rule
+                continue
+            decisions.append(decision)
+            if decision == "approve":
+                approve_channels = allowed
+        covers = any(f.status in COVER_STATUSES for f in photo.faces)
+        can_make = (photo.signoff_state == "pending" and covers and scan.channel is None and photo.verdict != "error"
+                    and rules.get("redact", "no_redaction") in ("no_redaction", "own_scan")
+                    and not strict_in_photo(s, photo.id))  # the scanner may make the copy, not sign it
+        return DecisionOptions(photo.id, photo.version, decisions, refused, rules, approve_channels, can_make)
+
+
+# --- evidence beside a decision ----------------------------------------------------------------
+
+EVIDENCE_STATUSES = ("listed", "uncertain", "too_small", "unprotected")
+
+
+@dataclass
+class FaceEvidence:
+    """One face a reviewer should look at, with the listed student it may be and why, in words."""
+
+    face_id: int
+    number: int                 # 1.. in the photo's face order (as its boxes)
+    status: str
+    student_id: str | None      # the listed student it is, or may be
+    distance: float | None
+    words: str                  # "very likely the same person", ...
+    detail: str                 # the distance against the thresholds the scan used
+
+
+def scan_match_thresholds(scan: Scan) -> tuple[float, float]:
+    """(block distance, review distance) the scan ran with (models/thresholds.toml at the time)."""
+    stored = json.loads(scan.thresholds or "{}").get("match") or {}
+    if "block_distance" in stored and "review_distance" in stored:
+        return float(stored["block_distance"]), float(stored["review_distance"])
+    m = load_thresholds().match
+    return m.block_distance, m.review_distance
+
+
+def distance_words(distance: float | None, block: float, review: float) -> str:
+    """A face-to-reference distance in words, by the block and review distances."""
+    if distance is None:
+        return "no listed student to compare with"
+    if distance <= block:
+        return "very likely the same person"
+    if distance <= review:
+        return "could be the same person"
+    return "probably not the same person"
+
+
+def face_evidence(db: Database, photo_id: int) -> list[FaceEvidence]:
+    """The photo's listed and to-review faces, each with the listed student it may be."""
+    with db.session() as s:
+        photo = s.get(Photo, photo_id)
+        if photo is None:
+            raise PhotoNotFound(f"no photo with id {photo_id}", rule="not_found")
+        block, review = scan_match_thresholds(s.get(Scan, photo.scan_id))
+        out = []
+        for number, f in enumerate(photo.faces, 1):
+            if f.status not in EVIDENCE_STATUSES:
+                continue
+            sid = f.student_id or f.candidate_id
+            if f.status == "too_small" and f.distance is None:
+                words = "too small or blurred to tell who it is"
+            elif f.status == "unprotected" and f.distance is None:
+                words = "cannot be ruled out: a listed student has no usable reference photo"
+            else:
+                words = distance_words(f.distance, block, review)
+                if f.status == "too_small":
+                    words += "; too small or blurred to be sure"
+            detail = (f"distance {f.distance:.2f}: at or below {block:.2f} counts as the same person, "
+                      f"up to {review:.2f} as maybe" if f.distance is not None else "")
+            out.append(FaceEvidence(f.id, number, f.status, sid, f.distance, words, detail))
+        return out
+
+
+def face_crop(db: Database, face_id: int, px: int | None = None) -> bytes:
+    """A JPEG of one face of a scanned photo, cut from the photo file now (nothing is stored)."""
+    from photocheck.facecrops import CROP_PX, photo_face_crop
+
+    with db.session() as s:
+        f = s.get(Face, face_id)
+        if f is None:
+            raise PhotoNotFound(f"no face with id {face_id}", rule="not_found")
+        path, box = f.photo.path, (f.top, f.right, f.bottom, f.left)
+    return photo_face_crop(path, box, px or CROP_PX)
+
+
+def face_reference(db: Database, face_id: int) -> bytes | None:
+    """The reference thumbnail of the listed student a face is, or may be; None if there is none."""
+    from photocheck.students import reference_thumbnail
+
+    with db.session() as s:
+        f = s.get(Face, face_id)
+        if f is None:
+            raise PhotoNotFound(f"no face with id {face_id}", rule="not_found")
+        sid = f.student_id or f.candidate_id
+    return reference_thumbnail(db, sid) if sid else None
 
 
 def reopen(db: Database, photo_id: int, *, actor: str, reason: str) -> None:
