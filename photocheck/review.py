@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from photocheck import audit
 from photocheck.config import ConfigError, check_channel, school_channels
 from photocheck.db import Database
-from photocheck.db.models import Face, Photo, Redaction, Scan, Signoff, Student
+from photocheck.db.models import Face, Photo, Redaction, ReferenceThumbnail, Scan, Signoff, Student
 from photocheck.groups import assign_groups
 from photocheck.images import file_sha256
 from photocheck.results import FaceResult, FaceStatus, PhotoResult, ScanSummary, Verdict
@@ -159,6 +159,67 @@ def queue(db: Database, *, scan_id: int | None = None, verdicts: Iterable[str] |
     return items
 
 
+SIGNOFF_STATES = ("pending", "approved", "redacted", "rejected")
+_URGENCY = {"blocked": 0, "error": 1, "review": 2, "clear": 3}
+
+
+@dataclass
+class ViewItem:
+    photo: PhotoResult
+    verdict: str        # for the channel shown ("not screened" when it was not judged for it)
+    state: str          # pending|approved|redacted|rejected
+    version: int        # what a decision taken on this view must still find
+
+
+@dataclass
+class ScanView:
+    """One scan's photos for a reviewer: burst groups kept together, the most urgent first."""
+
+    summary: ScanSummary
+    blocks: list[list[ViewItem]]   # a burst group's members, or a single photo
+    count: int                     # photos shown
+    decided: int                   # photos of the scan signed off, whatever the filter
+    total: int
+
+
+def scan_view(db: Database, scan_id: int, *, channel: str | None = None, state: str = "pending") -> ScanView:
+    """The photos of a scan in `state` ("all" for every state), with verdicts for `channel`
+    (None: the strictest), burst groups together in the place of their worst member."""
+    summary = scan_summary(db, scan_id)
+    with db.session() as s:
+        versions = dict(s.execute(select(Photo.id, Photo.version).where(Photo.scan_id == scan_id)).all())
+    groups: dict[object, list[ViewItem]] = {}
+    decided = 0
+    for i, p in enumerate(summary.photos):
+        st = p.signoff.split(" ", 1)[0]
+        decided += st != "pending"
+        if state != "all" and st != state:
+            continue
+        verdict = (p.channel_verdicts[channel].value if channel in p.channel_verdicts else "not screened") \
+            if channel else p.verdict.value
+        key = p.group if p.group_size > 1 else ("single", i)
+        groups.setdefault(key, []).append(ViewItem(p, verdict, st, versions[p.photo_id]))
+    blocks = list(groups.values())
+    for members in blocks:
+        members.sort(key=lambda it: _URGENCY.get(it.verdict, len(_URGENCY)))
+    blocks.sort(key=lambda m: _URGENCY.get(m[0].verdict, len(_URGENCY)))
+    return ScanView(summary, blocks, sum(map(len, blocks)), decided, len(summary.photos))
+
+
+def page_of(blocks: list[list[ViewItem]], page: int, size: int) -> tuple[list[list[ViewItem]], int]:
+    """The blocks of page `page` (1..) holding about `size` photos each, never splitting a burst
+    group; and the number of pages."""
+    pages: list[list[list[ViewItem]]] = [[]]
+    n = 0
+    for members in blocks:
+        if n and n + len(members) > size:
+            pages.append([])
+            n = 0
+        pages[-1].append(members)
+        n += len(members)
+    return pages[min(max(page, 1), len(pages)) - 1], len(pages)
+
+
 def _current_signoff(s: Session, photo_id: int) -> Signoff | None:
     return s.scalar(select(Signoff).where(Signoff.photo_id == photo_id, Signoff.current.is_(True))
                     .order_by(Signoff.id.desc()).limit(1))
@@ -256,6 +317,19 @@ def sign_selected(db: Database, versions: Mapping[int, int], *, reviewer: str, d
                 expected_versions=versions)
 
 
+GROUP_REJECT_ONLY = ("blocked", "error")  # group verdicts for which a burst group is only rejected as a group
+
+
+def group_decisions(group_verdict: str, member_decisions: Iterable[Iterable[str]]) -> list[str]:
+    """The decisions `sign_group` would take for a group of several photos: those every pending
+    member passes on its own (from `decision_options`), never approve for a blocked/error group."""
+    members = [set(d) for d in member_decisions]
+    if not members:
+        return []
+    return [d for d in ("approve", "reject") if all(d in m for m in members)
+            and not (d == "approve" and group_verdict in GROUP_REJECT_ONLY)]
+
+
 def sign_group(db: Database, scan_id: int, group: int, *, reviewer: str, decision: str,
                channel: str | None = None, note: str = "",
                versions: Mapping[int, int] | None = None) -> list[SignResult]:
@@ -280,7 +354,7 @@ def sign_group(db: Database, scan_id: int, group: int, *, reviewer: str, decisio
         group_verdict = next(iter(members.values()))[2]
         pending = list(s.scalars(select(Photo.id).where(Photo.id.in_(list(members)),
                                                         Photo.signoff_state == "pending").order_by(Photo.id)))
-    if decision != "reject" and group_verdict in ("blocked", "error") and len(members) > 1:
+    if decision != "reject" and group_verdict in GROUP_REJECT_ONLY and len(members) > 1:
         raise GroupRefused(
             f"burst group {group} of scan {scan_id} holds a {group_verdict} photo: the same people are probably in "
             f"every frame, so its {len(members)} photos must be signed one by one (photo ids "
@@ -473,6 +547,7 @@ class FaceEvidence:
     distance: float | None
     words: str                  # "very likely the same person", ...
     detail: str                 # the distance against the thresholds the scan used
+    has_reference: bool = False  # a reference thumbnail of that student is stored
 
 
 def scan_match_thresholds(scan: Scan) -> tuple[float, float]:
@@ -502,6 +577,8 @@ def face_evidence(db: Database, photo_id: int) -> list[FaceEvidence]:
         if photo is None:
             raise PhotoNotFound(f"no photo with id {photo_id}", rule="not_found")
         block, review = scan_match_thresholds(s.get(Scan, photo.scan_id))
+        with_thumbnail = set(s.scalars(select(Student.student_id).join(
+            ReferenceThumbnail, ReferenceThumbnail.student_pk == Student.id)))
         out = []
         for number, f in enumerate(photo.faces, 1):
             if f.status not in EVIDENCE_STATUSES:
@@ -517,7 +594,8 @@ def face_evidence(db: Database, photo_id: int) -> list[FaceEvidence]:
                     words += "; too small or blurred to be sure"
             detail = (f"distance {f.distance:.2f}: at or below {block:.2f} counts as the same person, "
                       f"up to {review:.2f} as maybe" if f.distance is not None else "")
-            out.append(FaceEvidence(f.id, number, f.status, sid, f.distance, words, detail))
+            out.append(FaceEvidence(f.id, number, f.status, sid, f.distance, words, detail,
+                                    sid in with_thumbnail))
         return out
 
 
