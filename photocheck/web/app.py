@@ -264,7 +264,7 @@ def create_app(db_url: str | None = None, *, secret_key: bytes | None = None, re
         items = [it for members in view["blocks"] for it in members]
         for i, it in enumerate(items):  # after a decision, the page comes back at the next photo
             it.next_id = items[min(i + 1, len(items) - 1)].photo.photo_id
-        return render_template("sheet.html", **view)
+        return render_template("sheet.html", any_selectable=any(it.selectable for it in items), **view)
 
     def _photo_or_404(photo_id: int) -> tuple[Photo, Scan]:
         with db.session() as s:

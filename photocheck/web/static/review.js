@@ -10,6 +10,12 @@
     if (target && target.hasAttribute("data-photo")) target.focus();
     else if (first && first.tagName === "ARTICLE") first.focus({preventScroll: true});
   });
+  document.addEventListener("change", function (e) {
+    var out = document.getElementById("ticked-count");
+    if (out && e.target.matches("input[type=checkbox][form=bulk]")) {
+      out.textContent = " — " + document.querySelectorAll("input[type=checkbox][form=bulk]:checked").length + " ticked";
+    }
+  });
   document.addEventListener("keydown", function (e) {
     if (e.ctrlKey || e.metaKey || e.altKey || typing(e.target)) return;
     var list = cards();
