@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
 from sqlalchemy import exists, func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from photocheck import audit
 from photocheck.config import ConfigError, check_channel, school_channels
@@ -370,11 +370,13 @@ def sign_group(db: Database, scan_id: int, group: int, *, reviewer: str, decisio
 
 
 def _check(s: Session, photo: Photo, scan: Scan, *, reviewer: str, decision: str, channel: str | None,
-           version: int, file_sha: Callable[[], str | None]) -> tuple[list[str], list[str], int | None]:
+           version: int, file_sha: Callable[[], str | None],
+           strict: list[str] | None = None) -> tuple[list[str], list[str], int | None]:
     """Every rule of a sign-off, in one place: raises SignoffError (with its rule) when one refuses.
 
     Returns (channels judged, channels the decision allows, verified redaction id).
-    `file_sha`: the photo file's sha256 now (called at most once, only when it matters).
+    `file_sha`: the photo file's sha256 now (called at most once, only when it matters);
+    `strict`: `strict_in_photo` if the caller already knows it.
     """
     if photo.signoff_state != "pending" or photo.version != version:
         prev = _current_signoff(s, photo.id)
@@ -405,7 +407,7 @@ def _check(s: Session, photo: Photo, scan: Scan, *, reviewer: str, decision: str
         if photo.needs_recheck:
             raise SignoffError(f"photo {photo.id} must be re-checked after a roster change: "
                                "run `photocheck recheck` first", rule="recheck")
-        if strict_in_photo(s, photo.id):
+        if strict_in_photo(s, photo.id) if strict is None else strict:
             raise SignoffError(f"photo {photo.id} shows a student who must never be published "
                                "(strict in the roster, e.g. a protection order), not even redacted: reject it",
                                rule="strict")
@@ -514,10 +516,11 @@ def decision_options(db: Database, photo_id: int, *, reviewer: str, check_file: 
             return memo[0]
 
         decisions, refused, rules, approve_channels = [], {}, {}, []
+        strict = strict_in_photo(s, photo.id)
         for decision in ("approve", "redact", "reject"):
             try:
                 _, allowed, _ = _check(s, photo, scan, reviewer=reviewer, decision=decision, channel=None,
-                                       version=photo.version, file_sha=file_sha)
+                                       version=photo.version, file_sha=file_sha, strict=strict)
             except SignoffError as exc:
                 refused[decision], rules[decision] = str(exc), exc.rule
                 continue
@@ -527,7 +530,7 @@ def decision_options(db: Database, photo_id: int, *, reviewer: str, check_file: 
         covers = any(f.status in COVER_STATUSES for f in photo.faces)
         can_make = (photo.signoff_state == "pending" and covers and scan.channel is None and photo.verdict != "error"
                     and rules.get("redact", "no_redaction") in ("no_redaction", "own_scan")
-                    and not strict_in_photo(s, photo.id))  # the scanner may make the copy, not sign it
+                    and not strict)  # the scanner may make the copy, not sign it
         return DecisionOptions(photo.id, photo.version, decisions, refused, rules, approve_channels, can_make)
 
 
@@ -668,8 +671,14 @@ def scan_summary(db: Database, scan_id: int) -> ScanSummary:
             raise PhotoNotFound(f"no scan with id {scan_id}")
         photos = []
         groups = burst_groups(s, scan)
-        for p in scan.photos:
-            so = _current_signoff(s, p.id)
+        # Two queries for the whole scan, not two per photo: a page of hundreds of photos reads this.
+        current: dict[int, Signoff] = {}
+        for so in s.scalars(select(Signoff).join(Photo, Photo.id == Signoff.photo_id)
+                            .where(Photo.scan_id == scan.id, Signoff.current.is_(True)).order_by(Signoff.id)):
+            current[so.photo_id] = so  # the newest current one, as _current_signoff
+        for p in s.scalars(select(Photo).where(Photo.scan_id == scan.id).options(selectinload(Photo.faces))
+                           .order_by(Photo.id)):
+            so = current.get(p.id)
             state = p.signoff_state
             if so is not None and state != "pending":
                 state += f" by {so.reviewer}" + (f" for {so.channels.replace(';', ', ')}" if so.channels else "")
