@@ -229,7 +229,8 @@ def test_the_person_who_ran_the_scan_cannot_sign_it_off(site):
     client = signed_in(app, "alice")
     pid = ids["obama1.jpg"]
     assert "a second person must sign off" in text(client.get(f"/photos/{pid}"))
-    assert buttons(client, f"/photos/{pid}") == set() and 'name="photo"' not in text(client.get("/scans/1/sheet"))
+    sheet = client.get("/scans/1/sheet").get_data(as_text=True)
+    assert buttons(client, f"/photos/{pid}") == set() and 'name="photo"' not in sheet and 'name="decision"' not in sheet
     r = sign(client, pid, "approve")
     assert "Refused: alice ran scan 1: a second person must sign off its photos" in text(r)
     assert state(db, pid) == "pending"
@@ -294,6 +295,12 @@ def test_each_page_offers_only_what_the_rules_accept(site):
         s.get(Photo, clear).needs_recheck = True
     assert buttons(bob, f"/photos/{clear}") == {"reject"}
     assert "re-checked after a roster change" in text(bob.get(f"/photos/{clear}"))
+    with db.session() as s:  # a photo that could not be screened: reject only, nothing to redact
+        p = s.get(Photo, ids["together_sideways.jpg"])
+        p.verdict, p.sha256, p.error, p.channel_verdicts = "error", None, "cannot decode", "{}"
+    assert buttons(bob, f"/photos/{ids['together_sideways.jpg']}") == {"reject"}
+    r = text(sign(bob, ids["together_sideways.jpg"], "approve"))
+    assert "could not be screened: it can only be rejected" in r
     sheet = bob.get("/scans/1/sheet").get_data(as_text=True)  # the cards offer the same
     card = sheet[sheet.index(f'id="card-{ids["biden1.jpg"]}"'):]
     card = card[:card.index("</article>")]
