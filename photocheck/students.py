@@ -10,14 +10,7 @@ import numpy as np
 from sqlalchemy import delete, func, select
 
 from photocheck.db import Database
-from photocheck.db.models import (
-    ReferenceEncoding,
-    ReferencePhoto,
-    ReferenceThumbnail,
-    RosterImport,
-    Student,
-    utcnow,
-)
+from photocheck.db.models import ReferenceEncoding, ReferencePhoto, RosterImport, Student, utcnow
 from photocheck.roster import Mapping, RosterError, RosterProblem, StudentRecord, load_mapping, read_roster
 from photocheck.screening import ReferenceSet, listed_for
 
@@ -117,7 +110,6 @@ def import_roster(db: Database, path: Path, *, mapping_path: Path | None = None,
             refs = s.scalar(select(func.count()).select_from(ReferencePhoto).where(ReferencePhoto.student_pk == st.id))
             audit.record(s, actor=user, action="delete.student", student_id=sid, reference_photos_deleted=refs)
             s.execute(delete(ReferenceEncoding).where(ReferenceEncoding.student_pk == st.id))
-            s.execute(delete(ReferenceThumbnail).where(ReferenceThumbnail.student_pk == st.id))
             s.execute(delete(ReferencePhoto).where(ReferencePhoto.student_pk == st.id))
             s.delete(st)
             changes.removed.append(sid)
@@ -211,6 +203,7 @@ def load_channel_references(db: Database, model_name: str, model_version: str, c
 def reference_thumbnail(db: Database, student_id: str) -> bytes | None:
     """The JPEG face thumbnail of a listed student's first accepted reference photo, decrypted;
     None when there is none (not enrolled, or enrolled before thumbnails were made)."""
+    from photocheck.db.models import ReferenceThumbnail
     from photocheck.protect import decrypt_thumbnail, resolve_key
 
     with db.session() as s:
