@@ -622,3 +622,22 @@ def test_loopback_detection():
 
     assert all(map(is_loopback, ["127.0.0.1", "127.0.0.2", "localhost", "::1", "[::1]"]))
     assert not any(map(is_loopback, ["0.0.0.0", "::", "192.168.1.10", "example.org"]))
+
+
+def test_redacting_from_the_contact_sheet_leads_back_to_it(site):
+    from urllib.parse import unquote
+
+    app, db, ids, _ = site
+    client = signed_in(app)
+    pid = ids["biden1.jpg"]
+    body = client.get("/scans/1/sheet").get_data(as_text=True)
+    card = body[body.index(f'id="card-{pid}"'):]
+    href = re.search(r'href="(/photos/\d+/redact\?next=[^"]+)"', card).group(1)
+    assert unquote(href.split("next=")[1]) == "/scans/1/sheet"
+    page = client.get(href.replace("&amp;", "&"))
+    assert 'name="next" value="/scans/1/sheet"' in page.get_data(as_text=True)
+    r = client.post(f"/photos/{pid}/redact", data={"style": "fill", "version": "0", "next": "/scans/1/sheet",
+                                                    "csrf_token": token(page.data)})
+    assert r.status_code == 303 and unquote(r.headers["Location"]) == f"/photos/{pid}?next=/scans/1/sheet"
+    assert state(db, pid) == "redacted"
+    assert "back to the contact sheet" in text(client.get(r.headers["Location"]))

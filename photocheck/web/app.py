@@ -327,13 +327,14 @@ def create_app(db_url: str | None = None, *, secret_key: bytes | None = None, re
         except RedactError as exc:
             error = str(exc)
         return render_template("redact.html", p=p, scan=scan, style=style, styles=STYLES, error=error,
-                               fit=_fit(p.width, p.height),
+                               fit=_fit(p.width, p.height), next=_safe_next(request.args.get("next")),
                                own=same_person(scan.owner, g.user.username))
 
     @app.post("/photos/<int:photo_id>/redact")
     def redact_confirm(photo_id: int):
         _photo_or_404(photo_id)
         style = request.form.get("style", "fill")
+        nxt = _safe_next(request.form.get("next"))  # the contact sheet the reviewer came from, if any
         try:
             version = int(request.form.get("version", ""))
         except ValueError:
@@ -344,16 +345,16 @@ def create_app(db_url: str | None = None, *, secret_key: bytes | None = None, re
                                     engine=face_engine())
         except RedactError as exc:
             flash(f"Redaction refused: {exc}", "refused")
-            return redirect(url_for("redact_page", photo_id=photo_id, style=style if style in STYLES else "fill"),
-                            303)
+            return redirect(url_for("redact_page", photo_id=photo_id, style=style if style in STYLES else "fill",
+                                    next=nxt), 303)
         if not res.ok:
             flash(f"Redaction refused: {res.message}", "refused")
-            return redirect(url_for("redact_page", photo_id=photo_id, style=style), 303)
+            return redirect(url_for("redact_page", photo_id=photo_id, style=style, next=nxt), 303)
         flash(f"Redacted copy verified: {res.message}.", "ok")
         (result,) = sign(db, [photo_id], reviewer=g.user.username, decision="redact",
                          note=request.form.get("note", "")[:2000], expected_version=version)
         flash(("Signed: " if result.ok else "Refused: ") + result.message, "ok" if result.ok else "refused")
-        return redirect(url_for("photo", photo_id=photo_id), 303)
+        return redirect(url_for("photo", photo_id=photo_id, next=nxt), 303)
 
     @app.get("/photos/<int:photo_id>/image.jpg")
     def image(photo_id: int):
