@@ -290,11 +290,11 @@ def test_each_page_offers_only_what_the_rules_accept(site):
         path = Path(s.get(Photo, other).path)
     path.write_bytes(path.read_bytes() + b"\0")  # changed since the scan: it can only be rejected now
     assert buttons(bob, f"/photos/{other}") == {"reject"}
-    assert "has changed since it was scanned" in text(bob.get(f"/photos/{other}"))
+    assert "The file has changed or gone since it was scanned" in text(bob.get(f"/photos/{other}"))
     with db.session() as s:
         s.get(Photo, clear).needs_recheck = True
     assert buttons(bob, f"/photos/{clear}") == {"reject"}
-    assert "re-checked after a roster change" in text(bob.get(f"/photos/{clear}"))
+    assert "A roster change may concern this photo" in text(bob.get(f"/photos/{clear}"))
     with db.session() as s:  # a photo that could not be screened: reject only, nothing to redact
         p = s.get(Photo, ids["together_sideways.jpg"])
         p.verdict, p.sha256, p.error, p.channel_verdicts = "error", None, "cannot decode", "{}"

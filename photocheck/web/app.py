@@ -52,6 +52,7 @@ SESSION_HOURS = 8
 SIZES = {"thumb": 480, "page": 1600}
 STATES = SIGNOFF_STATES
 PAGE_SIZE = 48  # photos per contact-sheet page (burst groups are never split)
+BANNERS = ("changed", "strict", "recheck", "own_scan")  # refusal rules the photo page states in a banner
 LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "::1"]
 
 CSP = ("default-src 'none'; img-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; form-action 'self'; "
@@ -287,11 +288,14 @@ def create_app(db_url: str | None = None, *, secret_key: bytes | None = None, re
         so = current_signoff(db, photo_id)
         options = decision_options(db, photo_id, reviewer=g.user.username)
         boxes = Markup("".join(_box(f, p.width, p.height) for f in faces)) if p.width and p.height else Markup("")
+        rules = set(options.rules.values())
+        # Rules with a banner of their own on the page are not repeated in the "not offered" list.
         not_offered = {d: decide.refusal(options.rules[d], photo_id, options.refused[d])
-                       for d in ("approve", "reject") if d in options.refused}
+                       for d in ("approve", "reject") if d in options.refused and options.rules[d] not in BANNERS}
         return render_template(
             "photo.html", p=p, scan=scan, verdicts=channel_verdicts(p, scan), faces_text=_faces_text(faces),
             boxes=boxes, so=so, redaction=red, reasons=_reasons(p), options=options, not_offered=not_offered,
+            changed="changed" in rules, strict="strict" in rules,
             evidence=face_evidence(db, photo_id), own=same_person(scan.owner, g.user.username), styles=STYLES,
             fit=_fit(p.width, p.height), next=_safe_next(request.args.get("next")))
 

@@ -1,13 +1,13 @@
 """reference_thumbnails: encrypted face thumbnails of reference photos, for the web review's evidence
 
-Revision ID: 0006
+Revision ID: 0006_web
 Revises: 0005
 Create Date: 2026-12-05
 """
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006"
+revision = "0006_web"
 down_revision = "0005"
 branch_labels = None
 depends_on = None
