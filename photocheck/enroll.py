@@ -1,7 +1,8 @@
 """Enrolment: quality-checked reference photos of listed students become reference encodings.
 
 Only students on the no-consent list are enrolled: a photo of anyone else is skipped, so no
-bystander's biometric data is ever stored.
+bystander's biometric data is ever stored. Each accepted photo also leaves a small face thumbnail,
+encrypted like the encodings, which the web review shows beside a possible match.
 """
 from __future__ import annotations
 
@@ -13,8 +14,7 @@ import numpy as np
 from sqlalchemy import select
 
 from photocheck.db import Database
-from photocheck.db.models import ReferenceEncoding, ReferencePhoto, ReferenceThumbnail, Student
-from photocheck.facecrops import face_thumbnail
+from photocheck.db.models import ReferenceEncoding, ReferencePhoto, Student
 from photocheck.images import ImageError, iter_image_files, load_image
 from photocheck.results import printable_path
 
@@ -83,6 +83,8 @@ def check_reference(engine, thresholds, path: Path) -> tuple[EnrollOutcome, np.n
         return (EnrollOutcome("", str(path), False,
                               f"face too blurred (sharpness {det.sharpness:.0f}, need {rules.min_sharpness:g})",
                               width), None, img.sha256)
+    from photocheck.facecrops import face_thumbnail
+
     (encoding,) = engine.encode(img.rgb, [det])
     return (EnrollOutcome("", str(path), True, "accepted", width, thumbnail=face_thumbnail(img.rgb, det.box)),
             encoding, img.sha256)
@@ -99,13 +101,13 @@ def enroll(
 ) -> EnrollReport:
     """Enroll every reference photo under `root` for students on the no-consent list.
 
-    Encodings, and a small face thumbnail of each accepted photo (shown to reviewers beside a
-    match), are encrypted before they are stored (photocheck/protect.py); the first enrolment
+    Encodings are encrypted before they are stored (photocheck/protect.py); the first enrolment
     creates the key file (reported in `key_created`). Raises protect.ProtectionError when the
     database's encodings were made with a key that is not available.
     """
     from photocheck import audit
     from photocheck.config import current_user
+    from photocheck.db.models import ReferenceThumbnail
     from photocheck.engine import FaceEngine
     from photocheck.protect import encoding_aad, encrypt_bytes, encrypt_vector, key_for_enroll, thumbnail_aad
     from photocheck.thresholds import load_thresholds

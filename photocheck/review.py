@@ -380,7 +380,7 @@ def _check(s: Session, photo: Photo, scan: Scan, *, reviewer: str, decision: str
     """
     if photo.signoff_state != "pending" or photo.version != version:
         prev = _current_signoff(s, photo.id)
-        who = f" by {prev.reviewer} ({prev.decision}, {prev.created_at:%Y-%m-%d %H:%M})" if prev else ""
+        who = f" by {prev.reviewer} ({prev.decision}, {prev.created_at:%Y-%m-%d %H:%M} UTC)" if prev else ""
         raise SignoffError(f"photo {photo.id} was already signed off{who}; nothing was changed "
                            f"(`photocheck review reopen {photo.id}` sends it back to the queue)", rule="signed")
     if same_person(reviewer, scan.owner):
