@@ -1,7 +1,8 @@
 """Enrolment: quality-checked reference photos of listed students become reference encodings.
 
 Only students on the no-consent list are enrolled: a photo of anyone else is skipped, so no
-bystander's biometric data is ever stored.
+bystander's biometric data is ever stored. Each accepted photo also leaves a small face thumbnail,
+encrypted like the encodings, which the web review shows beside a possible match.
 """
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ class EnrollOutcome:
     accepted: bool
     reason: str
     face_px: int | None = None
+    # JPEG face thumbnail of an accepted photo, stored encrypted and then dropped from the outcome
+    thumbnail: bytes | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -84,8 +87,11 @@ def check_reference(engine, thresholds, path: Path) -> tuple[EnrollOutcome, np.n
         return (EnrollOutcome("", str(path), False,
                               f"face too blurred (sharpness {det.sharpness:.0f}, need {rules.min_sharpness:g})",
                               width), None, img.sha256)
+    from photocheck.facecrops import face_thumbnail
+
     (encoding,) = engine.encode(img.rgb, [det])
-    return EnrollOutcome("", str(path), True, "accepted", width), encoding, img.sha256
+    return (EnrollOutcome("", str(path), True, "accepted", width, thumbnail=face_thumbnail(img.rgb, det.box)),
+            encoding, img.sha256)
 
 
 def enroll(
@@ -106,8 +112,9 @@ def enroll(
     """
     from photocheck import audit
     from photocheck.config import current_user
+    from photocheck.db.models import ReferenceThumbnail
     from photocheck.engine import FaceEngine
-    from photocheck.protect import encoding_aad, encrypt_vector, key_for_enroll
+    from photocheck.protect import encoding_aad, encrypt_bytes, encrypt_vector, key_for_enroll, thumbnail_aad
     from photocheck.thresholds import load_thresholds
 
     with db.session() as s:
@@ -133,6 +140,7 @@ def enroll(
             outcome, encoding, sha = check_reference(engine, thresholds, path)
             outcome.student_id = sid
             outcome.path = printable_path(path)
+            thumbnail, outcome.thumbnail = outcome.thumbnail, None
             # One transaction per photo: a crash keeps every photo enrolled before it.
             with db.session(immediate=True) as s:
                 audit.record(s, actor=actor, action="enroll", student_id=sid, reference_sha256=sha,
@@ -152,6 +160,11 @@ def enroll(
                         ref.encoding = ReferenceEncoding(
                             student_pk=listed[sid], model_name=model["name"], model_version=model["version"],
                             vector=encrypt_vector(key, np.asarray(encoding, dtype="<f8"), aad), key_id=key.key_id)
+                    if thumbnail is not None:
+                        s.flush()
+                        ref.thumbnail = ReferenceThumbnail(
+                            student_pk=listed[sid], key_id=key.key_id,
+                            jpeg=encrypt_bytes(key, thumbnail, thumbnail_aad(listed[sid], ref.id)))
             report.outcomes.append(outcome)
             if on_photo:
                 on_photo(outcome)

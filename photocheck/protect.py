@@ -41,7 +41,17 @@ from sqlalchemy.engine import make_url
 
 from photocheck import config, datadir
 from photocheck.db import Database
-from photocheck.db.models import Face, Photo, ProtectionEvent, ReferenceEncoding, ReferencePhoto, Scan, Student, utcnow
+from photocheck.db.models import (
+    Face,
+    Photo,
+    ProtectionEvent,
+    ReferenceEncoding,
+    ReferencePhoto,
+    ReferenceThumbnail,
+    Scan,
+    Student,
+    utcnow,
+)
 
 KEY_BYTES = 32
 NONCE_BYTES = 12
@@ -155,7 +165,8 @@ def create_key() -> Key:
 
 def _stored_key_ids(db: Database) -> set[str]:
     with db.session() as s:
-        return set(s.scalars(select(ReferenceEncoding.key_id).distinct()))
+        return (set(s.scalars(select(ReferenceEncoding.key_id).distinct()))
+                | set(s.scalars(select(ReferenceThumbnail.key_id).distinct())))
 
 
 def resolve_key(db: Database) -> Key | None:
@@ -215,6 +226,26 @@ def decrypt_vector(key: Key, blob: bytes, aad: bytes) -> np.ndarray:
     return np.frombuffer(plain, dtype="<f8")
 
 
+def thumbnail_aad(student_pk: int, reference_photo_id: int) -> bytes:
+    """Associated data binding a reference thumbnail's ciphertext to its row."""
+    return f"photocheck-thumbnail-v1|{student_pk}|{reference_photo_id}".encode()
+
+
+def encrypt_bytes(key: Key, data: bytes, aad: bytes) -> bytes:
+    nonce = os.urandom(NONCE_BYTES)
+    return nonce + AESGCM(key.secret).encrypt(nonce, data, aad)
+
+
+def decrypt_thumbnail(key: Key, thumb: ReferenceThumbnail) -> bytes:
+    """The JPEG of a reference thumbnail; ProtectionError if it fails its integrity check."""
+    try:
+        return AESGCM(key.secret).decrypt(thumb.jpeg[:NONCE_BYTES], thumb.jpeg[NONCE_BYTES:],
+                                          thumbnail_aad(thumb.student_pk, thumb.reference_photo_id))
+    except (InvalidTag, ValueError):
+        raise ProtectionError("a reference thumbnail failed its integrity check: the database was altered or "
+                              "copied between rows") from None
+
+
 def _row_aad(enc: ReferenceEncoding) -> bytes:
     return encoding_aad(enc.student_pk, enc.reference_photo_id, enc.model_name, enc.model_version)
 
@@ -231,7 +262,7 @@ def _is_sqlite(db: Database) -> bool:
 
 
 # The tables that hold (or held) listed students' biometric data and reference-photo records.
-_SCRUBBED_TABLES = ("reference_encodings", "reference_photos")
+_SCRUBBED_TABLES = ("reference_encodings", "reference_thumbnails", "reference_photos")
 
 
 def scrub(db: Database, attempts: int = 20) -> bool:
@@ -292,7 +323,7 @@ class ForgetResult:
 
 
 def forget(db: Database, student_id: str, *, actor: str) -> ForgetResult:
-    """Delete every reference encoding and reference-photo record of one student, completely.
+    """Delete every reference encoding, thumbnail and reference-photo record of one student, completely.
 
     The student stays on the no-consent list if listed (removing them would let their photos
     come out "clear"); they are UNPROTECTED until enrolled again. Only the fact is recorded.
@@ -303,6 +334,7 @@ def forget(db: Database, student_id: str, *, actor: str) -> ForgetResult:
             n_enc = n_ref = 0
         else:
             n_enc = s.execute(delete(ReferenceEncoding).where(ReferenceEncoding.student_pk == st.id)).rowcount
+            s.execute(delete(ReferenceThumbnail).where(ReferenceThumbnail.student_pk == st.id))
             n_ref = s.execute(delete(ReferencePhoto).where(ReferencePhoto.student_pk == st.id)).rowcount
         _event(s, actor, "forget", f"student {student_id}: {n_enc} encoding(s), {n_ref} reference photo record(s) "
                                    "deleted")
@@ -354,6 +386,7 @@ def purge(db: Database, older_than: timedelta, *, actor: str, dry_run: bool = Fa
         s.execute(delete(Photo).where(Photo.scan_id.in_(old_scans)))
         s.execute(delete(Scan).where(Scan.started_at < cutoff))
         s.execute(delete(ReferenceEncoding).where(ReferenceEncoding.reference_photo_id.in_(old_refs)))
+        s.execute(delete(ReferenceThumbnail).where(ReferenceThumbnail.reference_photo_id.in_(old_refs)))
         s.execute(delete(ReferencePhoto).where(ReferencePhoto.created_at < cutoff))
         _event(s, actor, "purge", f"older than {result.cutoff}: {n_scans} scan(s), {n_photos} photo result(s), "
                                   f"{n_enc} encoding(s), {n_refs} reference photo record(s) deleted")
@@ -372,8 +405,22 @@ class RotateResult:
     encodings: int
 
 
+def reencrypt(s, old: Key, new: Key) -> int:
+    """Re-encrypt every encoding and reference thumbnail from `old` to `new` in session `s`;
+    returns the number of encodings."""
+    rows = list(s.scalars(select(ReferenceEncoding)))
+    for enc in rows:
+        enc.vector = encrypt_vector(new, decrypt_row(old, enc), _row_aad(enc))
+        enc.key_id = new.key_id
+    for thumb in s.scalars(select(ReferenceThumbnail)):
+        thumb.jpeg = encrypt_bytes(new, decrypt_thumbnail(old, thumb),
+                                   thumbnail_aad(thumb.student_pk, thumb.reference_photo_id))
+        thumb.key_id = new.key_id
+    return len(rows)
+
+
 def rotate_key(db: Database, *, actor: str) -> RotateResult:
-    """Re-encrypt every encoding with a fresh key and replace the key file.
+    """Re-encrypt every encoding and reference thumbnail with a fresh key and replace the key file.
 
     Crash-safe: the new key is first written beside the old one (`photocheck.key.new`), the
     database is re-encrypted in one transaction, then the new file replaces the old. A crash
@@ -396,16 +443,13 @@ def rotate_key(db: Database, *, actor: str) -> RotateResult:
     new = Key(new_secret, f"key file {path}", path)
     # immediate: an enrolment cannot slip in (under the old key) between reading and re-encrypting
     with db.session(immediate=True) as s:
-        rows = list(s.scalars(select(ReferenceEncoding)))
-        for enc in rows:
-            enc.vector = encrypt_vector(new, decrypt_row(old, enc), _row_aad(enc))
-            enc.key_id = new.key_id
-        _event(s, actor, "keys-rotate", f"key {old.key_id} replaced by {new.key_id}: {len(rows)} encoding(s) "
+        n = reencrypt(s, old, new)
+        _event(s, actor, "keys-rotate", f"key {old.key_id} replaced by {new.key_id}: {n} encoding(s) "
                                         "re-encrypted")
     os.replace(pending, path)
     _fsync_dir(path.parent)
     scrub(db)
-    return RotateResult(old.key_id, new.key_id, path, len(rows))
+    return RotateResult(old.key_id, new.key_id, path, n)
 
 
 @dataclass

@@ -17,15 +17,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable, Mapping
 
 from sqlalchemy import exists, func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from photocheck import audit
 from photocheck.config import ConfigError, check_channel, school_channels
 from photocheck.db import Database
-from photocheck.db.models import Face, Photo, Redaction, Scan, Signoff, Student
+from photocheck.db.models import Face, Photo, Redaction, ReferenceThumbnail, Scan, Signoff, Student
 from photocheck.groups import assign_groups
 from photocheck.images import file_sha256
 from photocheck.results import FaceResult, FaceStatus, PhotoResult, ScanSummary, Verdict
@@ -38,7 +38,15 @@ PUBLISHABLE_VERDICTS = ("clear", "review")  # review: the reviewer has now looke
 
 
 class SignoffError(Exception):
-    """A sign-off refused by a rule; the message says which and what to do."""
+    """A sign-off refused by a rule; the message says which and what to do.
+
+    `rule` names the rule (e.g. "blocked", "no_redaction") so a caller such as the web review
+    can word the way out in its own terms.
+    """
+
+    def __init__(self, message: str, rule: str = ""):
+        super().__init__(message)
+        self.rule = rule
 
 
 class PhotoNotFound(SignoffError):
@@ -151,6 +159,67 @@ def queue(db: Database, *, scan_id: int | None = None, verdicts: Iterable[str] |
     return items
 
 
+SIGNOFF_STATES = ("pending", "approved", "redacted", "rejected")
+_URGENCY = {"blocked": 0, "error": 1, "review": 2, "clear": 3}
+
+
+@dataclass
+class ViewItem:
+    photo: PhotoResult
+    verdict: str        # for the channel shown ("not screened" when it was not judged for it)
+    state: str          # pending|approved|redacted|rejected
+    version: int        # what a decision taken on this view must still find
+
+
+@dataclass
+class ScanView:
+    """One scan's photos for a reviewer: burst groups kept together, the most urgent first."""
+
+    summary: ScanSummary
+    blocks: list[list[ViewItem]]   # a burst group's members, or a single photo
+    count: int                     # photos shown
+    decided: int                   # photos of the scan signed off, whatever the filter
+    total: int
+
+
+def scan_view(db: Database, scan_id: int, *, channel: str | None = None, state: str = "pending") -> ScanView:
+    """The photos of a scan in `state` ("all" for every state), with verdicts for `channel`
+    (None: the strictest), burst groups together in the place of their worst member."""
+    summary = scan_summary(db, scan_id)
+    with db.session() as s:
+        versions = dict(s.execute(select(Photo.id, Photo.version).where(Photo.scan_id == scan_id)).all())
+    groups: dict[object, list[ViewItem]] = {}
+    decided = 0
+    for i, p in enumerate(summary.photos):
+        st = p.signoff.split(" ", 1)[0]
+        decided += st != "pending"
+        if state != "all" and st != state:
+            continue
+        verdict = (p.channel_verdicts[channel].value if channel in p.channel_verdicts else "not screened") \
+            if channel else p.verdict.value
+        key = p.group if p.group_size > 1 else ("single", i)
+        groups.setdefault(key, []).append(ViewItem(p, verdict, st, versions[p.photo_id]))
+    blocks = list(groups.values())
+    for members in blocks:
+        members.sort(key=lambda it: _URGENCY.get(it.verdict, len(_URGENCY)))
+    blocks.sort(key=lambda m: _URGENCY.get(m[0].verdict, len(_URGENCY)))
+    return ScanView(summary, blocks, sum(map(len, blocks)), decided, len(summary.photos))
+
+
+def page_of(blocks: list[list[ViewItem]], page: int, size: int) -> tuple[list[list[ViewItem]], int]:
+    """The blocks of page `page` (1..) holding about `size` photos each, never splitting a burst
+    group; and the number of pages."""
+    pages: list[list[list[ViewItem]]] = [[]]
+    n = 0
+    for members in blocks:
+        if n and n + len(members) > size:
+            pages.append([])
+            n = 0
+        pages[-1].append(members)
+        n += len(members)
+    return pages[min(max(page, 1), len(pages)) - 1], len(pages)
+
+
 def _current_signoff(s: Session, photo_id: int) -> Signoff | None:
     return s.scalar(select(Signoff).where(Signoff.photo_id == photo_id, Signoff.current.is_(True))
                     .order_by(Signoff.id.desc()).limit(1))
@@ -203,11 +272,16 @@ class SignResult:
     message: str
     decision: str | None = None
     channels: list[str] = field(default_factory=list)
+    rule: str = ""  # the rule that refused it (see SignoffError)
 
 
 def sign(db: Database, photo_ids: Iterable[int], *, reviewer: str, decision: str, channel: str | None = None,
-         note: str = "", expected_version: int | None = None) -> list[SignResult]:
-    """Sign off each photo (one transaction each); a refusal for one does not stop the others."""
+         note: str = "", expected_version: int | None = None,
+         expected_versions: Mapping[int, int] | None = None) -> list[SignResult]:
+    """Sign off each photo (one transaction each); a refusal for one does not stop the others.
+
+    `expected_versions`: photo id -> the version the reviewer looked at (overrides `expected_version`).
+    """
     if decision not in DECISIONS:
         raise SignoffError(f"unknown decision {decision!r} (choose approve, reject or redact)")
     if channel is not None:
@@ -218,19 +292,51 @@ def sign(db: Database, photo_ids: Iterable[int], *, reviewer: str, decision: str
     out = []
     for pid in photo_ids:
         try:
+            version = expected_versions.get(pid, expected_version) if expected_versions else expected_version
             out.append(sign_one(db, pid, reviewer=reviewer, decision=decision, channel=channel, note=note,
-                                expected_version=expected_version))
+                                expected_version=version))
         except SignoffError as exc:
             with db.session() as s:
                 photo = s.get(Photo, pid)
                 path = photo.path if photo else str(pid)
-            out.append(SignResult(pid, path, False, str(exc)))
+            out.append(SignResult(pid, path, False, str(exc), decision, rule=exc.rule))
     return out
 
 
+def sign_selected(db: Database, versions: Mapping[int, int], *, reviewer: str, decision: str,
+                  channel: str | None = None, note: str = "") -> list[SignResult]:
+    """One decision for photos a reviewer picked after looking at them (e.g. on a contact sheet).
+
+    `versions`: photo id -> the version shown; a photo decided or reopened since is refused, not
+    re-decided. Each photo passes every rule of `sign_one` on its own: the refused ones come back
+    with why (ok False), the others are decided. Nothing selected is an error, never "all".
+    """
+    if not versions:
+        raise SignoffError("no photo selected: tick the photos to decide first", rule="empty")
+    return sign(db, sorted(versions), reviewer=reviewer, decision=decision, channel=channel, note=note,
+                expected_versions=versions)
+
+
+GROUP_REJECT_ONLY = ("blocked", "error")  # group verdicts for which a burst group is only rejected as a group
+
+
+def group_decisions(group_verdict: str, member_decisions: Iterable[Iterable[str]]) -> list[str]:
+    """The decisions `sign_group` would take for a group of several photos: those every pending
+    member passes on its own (from `decision_options`), never approve for a blocked/error group."""
+    members = [set(d) for d in member_decisions]
+    if not members:
+        return []
+    return [d for d in ("approve", "reject") if all(d in m for m in members)
+            and not (d == "approve" and group_verdict in GROUP_REJECT_ONLY)]
+
+
 def sign_group(db: Database, scan_id: int, group: int, *, reviewer: str, decision: str,
-               channel: str | None = None, note: str = "") -> list[SignResult]:
+               channel: str | None = None, note: str = "",
+               versions: Mapping[int, int] | None = None) -> list[SignResult]:
     """One decision for every pending photo of a burst group (see `burst_groups`).
+
+    `versions`: the group's photos the reviewer saw, each at the version shown (a web page);
+    by default every pending member at its current version.
 
     Each photo still passes every rule of `sign_one` on its own. On top of that, a group that
     holds a blocked or unscreenable photo cannot be approved as a group: the same people are
@@ -248,12 +354,87 @@ def sign_group(db: Database, scan_id: int, group: int, *, reviewer: str, decisio
         group_verdict = next(iter(members.values()))[2]
         pending = list(s.scalars(select(Photo.id).where(Photo.id.in_(list(members)),
                                                         Photo.signoff_state == "pending").order_by(Photo.id)))
-    if decision != "reject" and group_verdict in ("blocked", "error") and len(members) > 1:
+    if decision != "reject" and group_verdict in GROUP_REJECT_ONLY and len(members) > 1:
         raise GroupRefused(
             f"burst group {group} of scan {scan_id} holds a {group_verdict} photo: the same people are probably in "
             f"every frame, so its {len(members)} photos must be signed one by one (photo ids "
-            f"{', '.join(map(str, sorted(members)))}); rejecting the whole group is allowed")
+            f"{', '.join(map(str, sorted(members)))}); rejecting the whole group is allowed", rule="group")
+    if versions is not None:
+        strangers = sorted(set(versions) - set(members))
+        if strangers:
+            raise SignoffError(f"photo(s) {', '.join(map(str, strangers))} are not in burst group {group} of "
+                               f"scan {scan_id}; nothing was changed", rule="group")
+        return sign(db, sorted(versions), reviewer=reviewer, decision=decision, channel=channel, note=note,
+                    expected_versions=versions)
     return sign(db, pending, reviewer=reviewer, decision=decision, channel=channel, note=note)
+
+
+def _check(s: Session, photo: Photo, scan: Scan, *, reviewer: str, decision: str, channel: str | None,
+           version: int, file_sha: Callable[[], str | None],
+           strict: list[str] | None = None) -> tuple[list[str], list[str], int | None]:
+    """Every rule of a sign-off, in one place: raises SignoffError (with its rule) when one refuses.
+
+    Returns (channels judged, channels the decision allows, verified redaction id).
+    `file_sha`: the photo file's sha256 now (called at most once, only when it matters);
+    `strict`: `strict_in_photo` if the caller already knows it.
+    """
+    if photo.signoff_state != "pending" or photo.version != version:
+        prev = _current_signoff(s, photo.id)
+        who = f" by {prev.reviewer} ({prev.decision}, {prev.created_at:%Y-%m-%d %H:%M} UTC)" if prev else ""
+        raise SignoffError(f"photo {photo.id} was already signed off{who}; nothing was changed "
+                           f"(`photocheck review reopen {photo.id}` sends it back to the queue)", rule="signed")
+    if same_person(reviewer, scan.owner):
+        raise SignoffError(f"{reviewer} ran scan {scan.id}: a second person must sign off its photos",
+                           rule="own_scan")
+
+    verdicts = channel_verdicts(photo, scan)
+    if channel is not None and channel not in verdicts:
+        raise SignoffError(f"photo {photo.id} was screened for {', '.join(verdicts)} only; scan it again "
+                           f"without --channel (or with --channel {channel}) to sign it off for {channel}",
+                           rule="channel")
+    targets = [channel] if channel else list(verdicts)
+
+    sha = photo.sha256
+    if decision != "reject":
+        if photo.verdict == "error" or not sha:
+            raise SignoffError(f"photo {photo.id} could not be screened ({photo.error or 'no result'}): "
+                               "it can only be rejected", rule="unscreened")
+        now = file_sha()
+        if now != sha:
+            raise SignoffError(f"{photo.path} has {'changed' if now else 'gone'} since it was scanned: "
+                               "scan it again; a sign-off only holds for the exact file that was screened",
+                               rule="changed")
+        if photo.needs_recheck:
+            raise SignoffError(f"photo {photo.id} must be re-checked after a roster change: "
+                               "run `photocheck recheck` first", rule="recheck")
+        if strict_in_photo(s, photo.id) if strict is None else strict:
+            raise SignoffError(f"photo {photo.id} shows a student who must never be published "
+                               "(strict in the roster, e.g. a protection order), not even redacted: reject it",
+                               rule="strict")
+
+    redaction_id = None
+    if decision == "approve":
+        allowed = [ch for ch in targets if verdicts[ch] in PUBLISHABLE_VERDICTS]
+        if not allowed:
+            blocked_on = ", ".join(ch for ch in targets if verdicts[ch] == "blocked")
+            raise SignoffError(f"photo {photo.id} is blocked ({'on ' + blocked_on if blocked_on else verdicts}): "
+                               "a listed student is in it, so it can never be approved as is — reject it, or "
+                               f"run `photocheck redact {photo.id} --out DIR` and sign with --decision redact",
+                               rule="blocked")
+    elif decision == "redact":
+        red = s.scalar(select(Redaction).where(Redaction.photo_id == photo.id, Redaction.source_sha256 == sha)
+                       .order_by(Redaction.id.desc()).limit(1))
+        if red is None:
+            raise SignoffError(f"photo {photo.id} has no verified redacted copy: run "
+                               f"`photocheck redact {photo.id} --out DIR` first", rule="no_redaction")
+        if file_sha256(red.path) != red.sha256:
+            raise SignoffError(f"the redacted copy {red.path} has changed or gone since it was verified: "
+                               "redact the photo again", rule="no_redaction")
+        redaction_id = red.id
+        allowed = [ch for ch in targets if verdicts[ch] != "error"]
+    else:
+        allowed = []
+    return targets, allowed, redaction_id
 
 
 def sign_one(db: Database, photo_id: int, *, reviewer: str, decision: str, channel: str | None = None,
@@ -266,61 +447,14 @@ def sign_one(db: Database, photo_id: int, *, reviewer: str, decision: str, chann
     with db.session(immediate=True) as s:
         photo = s.get(Photo, photo_id)
         if photo is None:
-            raise PhotoNotFound(f"no photo with id {photo_id}")
+            raise PhotoNotFound(f"no photo with id {photo_id}", rule="not_found")
         scan = s.get(Scan, photo.scan_id)
         version = photo.version if expected_version is None else expected_version
-        if photo.signoff_state != "pending" or photo.version != version:
-            prev = _current_signoff(s, photo.id)
-            who = f" by {prev.reviewer} ({prev.decision}, {prev.created_at:%Y-%m-%d %H:%M} UTC)" if prev else ""
-            raise SignoffError(f"photo {photo.id} was already signed off{who}; nothing was changed "
-                               f"(`photocheck review reopen {photo.id}` sends it back to the queue)")
-        if same_person(reviewer, scan.owner):
-            raise SignoffError(f"{reviewer} ran scan {scan.id}: a second person must sign off its photos")
-
+        targets, allowed, redaction_id = _check(s, photo, scan, reviewer=reviewer, decision=decision,
+                                                channel=channel, version=version,
+                                                file_sha=lambda: file_sha256(photo.path))
         verdicts = channel_verdicts(photo, scan)
-        if channel is not None and channel not in verdicts:
-            raise SignoffError(f"photo {photo.id} was screened for {', '.join(verdicts)} only; scan it again "
-                               f"without --channel (or with --channel {channel}) to sign it off for {channel}")
-        targets = [channel] if channel else list(verdicts)
-
         sha = photo.sha256
-        if decision != "reject":
-            if photo.verdict == "error" or not sha:
-                raise SignoffError(f"photo {photo.id} could not be screened ({photo.error or 'no result'}): "
-                                   "it can only be rejected")
-            now = file_sha256(photo.path)
-            if now != sha:
-                raise SignoffError(f"{photo.path} has {'changed' if now else 'gone'} since it was scanned: "
-                                   "scan it again; a sign-off only holds for the exact file that was screened")
-            if photo.needs_recheck:
-                raise SignoffError(f"photo {photo.id} must be re-checked after a roster change: "
-                                   "run `photocheck recheck` first")
-            strict = strict_in_photo(s, photo.id)
-            if strict:
-                raise SignoffError(f"photo {photo.id} shows a student who must never be published "
-                                   "(strict in the roster, e.g. a protection order), not even redacted: reject it")
-
-        redaction_id = None
-        if decision == "approve":
-            allowed = [ch for ch in targets if verdicts[ch] in PUBLISHABLE_VERDICTS]
-            if not allowed:
-                blocked_on = ", ".join(ch for ch in targets if verdicts[ch] == "blocked")
-                raise SignoffError(f"photo {photo.id} is blocked ({'on ' + blocked_on if blocked_on else verdicts}): "
-                                   "a listed student is in it, so it can never be approved as is — reject it, or "
-                                   f"run `photocheck redact {photo.id} --out DIR` and sign with --decision redact")
-        elif decision == "redact":
-            red = s.scalar(select(Redaction).where(Redaction.photo_id == photo.id, Redaction.source_sha256 == sha)
-                           .order_by(Redaction.id.desc()).limit(1))
-            if red is None:
-                raise SignoffError(f"photo {photo.id} has no verified redacted copy: run "
-                                   f"`photocheck redact {photo.id} --out DIR` first")
-            if file_sha256(red.path) != red.sha256:
-                raise SignoffError(f"the redacted copy {red.path} has changed or gone since it was verified: "
-                                   "redact the photo again")
-            redaction_id = red.id
-            allowed = [ch for ch in targets if verdicts[ch] != "error"]
-        else:
-            allowed = []
 
         # The race guard: only the transaction that still sees the version it read moves it on.
         moved = s.execute(update(Photo).where(Photo.id == photo.id, Photo.version == version,
@@ -328,7 +462,8 @@ def sign_one(db: Database, photo_id: int, *, reviewer: str, decision: str, chann
                           .values(signoff_state=STATE[decision], version=version + 1)
                           .execution_options(synchronize_session=False))
         if moved.rowcount != 1:
-            raise SignoffError(f"photo {photo.id} was signed off by someone else just now; nothing was changed")
+            raise SignoffError(f"photo {photo.id} was signed off by someone else just now; nothing was changed",
+                               rule="signed")
         s.execute(update(Signoff).where(Signoff.photo_id == photo.id).values(current=False))
         so = Signoff(photo_id=photo.id, photo_version=version, reviewer=reviewer, decision=decision,
                      channels=";".join(allowed), sha256=sha or "", redaction_id=redaction_id, note=note)
@@ -343,6 +478,152 @@ def sign_one(db: Database, photo_id: int, *, reviewer: str, decision: str, chann
         if decision != "reject" and not_covered:
             msg += " (not for " + ", ".join(f"{ch}: {verdicts[ch]}" for ch in not_covered) + ")"
         return SignResult(photo.id, photo.path, True, msg, decision, allowed)
+
+
+@dataclass
+class DecisionOptions:
+    """What a reviewer may decide on one photo now: exactly what `sign_one` would accept."""
+
+    photo_id: int
+    version: int
+    decisions: list[str]            # in the order approve, redact, reject
+    refused: dict[str, str]         # decision -> why `sign_one` would refuse it
+    rules: dict[str, str]           # decision -> the rule that refuses it
+    approve_channels: list[str]     # the channels an approval would cover
+    can_make_redaction: bool        # `redact` may make a verified copy to sign ("redact" then only lacks it)
+
+
+def decision_options(db: Database, photo_id: int, *, reviewer: str, check_file: bool = True) -> DecisionOptions:
+    """Ask every rule of `sign_one` about each decision, without deciding anything.
+
+    `check_file=False` skips hashing the photo file (a page listing many photos); the file check
+    still runs when the decision is made.
+    """
+    from photocheck.redact import COVER_STATUSES
+
+    with db.session() as s:
+        photo = s.get(Photo, photo_id)
+        if photo is None:
+            raise PhotoNotFound(f"no photo with id {photo_id}", rule="not_found")
+        scan = s.get(Scan, photo.scan_id)
+        memo: list[str | None] = []
+
+        def file_sha() -> str | None:
+            if not check_file:
+                return photo.sha256
+            if not memo:
+                memo.append(file_sha256(photo.path))
+            return memo[0]
+
+        decisions, refused, rules, approve_channels = [], {}, {}, []
+        strict = strict_in_photo(s, photo.id)
+        for decision in ("approve", "redact", "reject"):
+            try:
+                _, allowed, _ = _check(s, photo, scan, reviewer=reviewer, decision=decision, channel=None,
+                                       version=photo.version, file_sha=file_sha, strict=strict)
+            except SignoffError as exc:
+                refused[decision], rules[decision] = str(exc), exc.rule
+                continue
+            decisions.append(decision)
+            if decision == "approve":
+                approve_channels = allowed
+        covers = any(f.status in COVER_STATUSES for f in photo.faces)
+        can_make = (photo.signoff_state == "pending" and covers and scan.channel is None and photo.verdict != "error"
+                    and rules.get("redact", "no_redaction") in ("no_redaction", "own_scan")
+                    and not strict)  # the scanner may make the copy, not sign it
+        return DecisionOptions(photo.id, photo.version, decisions, refused, rules, approve_channels, can_make)
+
+
+# --- evidence beside a decision ----------------------------------------------------------------
+
+EVIDENCE_STATUSES = ("listed", "uncertain", "too_small", "unprotected")
+
+
+@dataclass
+class FaceEvidence:
+    """One face a reviewer should look at, with the listed student it may be and why, in words."""
+
+    face_id: int
+    number: int                 # 1.. in the photo's face order (as its boxes)
+    status: str
+    student_id: str | None      # the listed student it is, or may be
+    distance: float | None
+    words: str                  # "very likely the same person", ...
+    detail: str                 # the distance against the thresholds the scan used
+    has_reference: bool = False  # a reference thumbnail of that student is stored
+
+
+def scan_match_thresholds(scan: Scan) -> tuple[float, float]:
+    """(block distance, review distance) the scan ran with (models/thresholds.toml at the time)."""
+    stored = json.loads(scan.thresholds or "{}").get("match") or {}
+    if "block_distance" in stored and "review_distance" in stored:
+        return float(stored["block_distance"]), float(stored["review_distance"])
+    m = load_thresholds().match
+    return m.block_distance, m.review_distance
+
+
+def distance_words(distance: float | None, block: float, review: float) -> str:
+    """A face-to-reference distance in words, by the block and review distances."""
+    if distance is None:
+        return "no listed student to compare with"
+    if distance <= block:
+        return "very likely the same person"
+    if distance <= review:
+        return "could be the same person"
+    return "probably not the same person"
+
+
+def face_evidence(db: Database, photo_id: int) -> list[FaceEvidence]:
+    """The photo's listed and to-review faces, each with the listed student it may be."""
+    with db.session() as s:
+        photo = s.get(Photo, photo_id)
+        if photo is None:
+            raise PhotoNotFound(f"no photo with id {photo_id}", rule="not_found")
+        block, review = scan_match_thresholds(s.get(Scan, photo.scan_id))
+        with_thumbnail = set(s.scalars(select(Student.student_id).join(
+            ReferenceThumbnail, ReferenceThumbnail.student_pk == Student.id)))
+        out = []
+        for number, f in enumerate(photo.faces, 1):
+            if f.status not in EVIDENCE_STATUSES:
+                continue
+            sid = f.student_id or f.candidate_id
+            if f.status == "too_small" and f.distance is None:
+                words = "too small or blurred to tell who it is"
+            elif f.status == "unprotected" and f.distance is None:
+                words = "cannot be ruled out: a listed student has no usable reference photo"
+            else:
+                words = distance_words(f.distance, block, review)
+                if f.status == "too_small":
+                    words += "; too small or blurred to be sure"
+            detail = (f"distance {f.distance:.2f}: at or below {block:.2f} counts as the same person, "
+                      f"up to {review:.2f} as maybe" if f.distance is not None else "")
+            out.append(FaceEvidence(f.id, number, f.status, sid, f.distance, words, detail,
+                                    sid in with_thumbnail))
+        return out
+
+
+def face_crop(db: Database, face_id: int, px: int | None = None) -> bytes:
+    """A JPEG of one face of a scanned photo, cut from the photo file now (nothing is stored)."""
+    from photocheck.facecrops import CROP_PX, photo_face_crop
+
+    with db.session() as s:
+        f = s.get(Face, face_id)
+        if f is None:
+            raise PhotoNotFound(f"no face with id {face_id}", rule="not_found")
+        path, box = f.photo.path, (f.top, f.right, f.bottom, f.left)
+    return photo_face_crop(path, box, px or CROP_PX)
+
+
+def face_reference(db: Database, face_id: int) -> bytes | None:
+    """The reference thumbnail of the listed student a face is, or may be; None if there is none."""
+    from photocheck.students import reference_thumbnail
+
+    with db.session() as s:
+        f = s.get(Face, face_id)
+        if f is None:
+            raise PhotoNotFound(f"no face with id {face_id}", rule="not_found")
+        sid = f.student_id or f.candidate_id
+    return reference_thumbnail(db, sid) if sid else None
 
 
 def reopen(db: Database, photo_id: int, *, actor: str, reason: str) -> None:
@@ -390,8 +671,14 @@ def scan_summary(db: Database, scan_id: int) -> ScanSummary:
             raise PhotoNotFound(f"no scan with id {scan_id}")
         photos = []
         groups = burst_groups(s, scan)
-        for p in scan.photos:
-            so = _current_signoff(s, p.id)
+        # Two queries for the whole scan, not two per photo: a page of hundreds of photos reads this.
+        current: dict[int, Signoff] = {}
+        for so in s.scalars(select(Signoff).join(Photo, Photo.id == Signoff.photo_id)
+                            .where(Photo.scan_id == scan.id, Signoff.current.is_(True)).order_by(Signoff.id)):
+            current[so.photo_id] = so  # the newest current one, as _current_signoff
+        for p in s.scalars(select(Photo).where(Photo.scan_id == scan.id).options(selectinload(Photo.faces))
+                           .order_by(Photo.id)):
+            so = current.get(p.id)
             state = p.signoff_state
             if so is not None and state != "pending":
                 state += f" by {so.reviewer}" + (f" for {so.channels.replace(';', ', ')}" if so.channels else "")

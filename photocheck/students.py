@@ -285,6 +285,22 @@ def load_channel_references(db: Database, model_name: str, model_version: str, c
             for ch in channels}
 
 
+def reference_thumbnail(db: Database, student_id: str) -> bytes | None:
+    """The JPEG face thumbnail of a listed student's first accepted reference photo, decrypted;
+    None when there is none (not enrolled, or enrolled before thumbnails were made)."""
+    from photocheck.db.models import ReferenceThumbnail
+    from photocheck.protect import decrypt_thumbnail, resolve_key
+
+    with db.session() as s:
+        thumb = s.scalar(select(ReferenceThumbnail).join(Student, Student.id == ReferenceThumbnail.student_pk)
+                         .where(Student.student_id == student_id).order_by(ReferenceThumbnail.id).limit(1))
+        if thumb is None:
+            return None
+        key = resolve_key(db)
+        assert key is not None  # resolve_key raises when encrypted rows exist without their key
+        return decrypt_thumbnail(key, thumb)
+
+
 def roster_fingerprint(references: ReferenceSet) -> str:
     """Identifies the list and references a scan was made with (to know when results go stale)."""
     h = hashlib.sha256()

@@ -210,9 +210,7 @@ def test_rotation_interrupted_after_commit_is_finished_on_next_open(enrolled, tm
     protect._write_key_file(pending, new_secret)
     new = protect.Key(new_secret, "", pending)
     with db.session() as s:  # what rotate_key commits before it swaps the files
-        for enc in s.scalars(select(ReferenceEncoding)):
-            enc.vector = protect.encrypt_vector(new, protect.decrypt_row(old, enc), protect._row_aad(enc))
-            enc.key_id = new.key_id
+        protect.reencrypt(s, old, new)
     db.dispose()
     assert references_ok(db_path)
     assert not pending.exists() and protect._read_key_file(key_file).key_id == new.key_id
@@ -260,6 +258,73 @@ def test_consent_granted_on_reimport_leaves_no_byte_either(enrolled, tmp_path: P
     empty.write_text("student_id,first_name,last_name,campus,grade,opt_out\n")
     assert "removed: D0001" in cli("roster", "import", empty).output
     _assert_forgotten(db_path, blob)
+
+
+# --- reference thumbnails (the web review's evidence) ------------------------------------------
+
+
+def stored_thumbnails(db_path: Path) -> list[tuple[bytes, str]]:
+    with sqlite3.connect(db_path) as c:
+        rows = c.execute("SELECT jpeg, key_id FROM reference_thumbnails").fetchall()
+    c.close()
+    return rows
+
+
+def thumbnail_of(db_path: Path, student_id: str = "D0001") -> bytes | None:
+    from photocheck.students import reference_thumbnail
+
+    db = open_database(f"sqlite:///{db_path}")
+    try:
+        return reference_thumbnail(db, student_id)
+    finally:
+        db.dispose()
+
+
+def test_enrolment_keeps_an_encrypted_face_thumbnail_that_rotation_reencrypts(enrolled, engine):
+    import io
+
+    from PIL import Image
+
+    cli, db_path, _ = enrolled
+    ((blob, key_id),) = stored_thumbnails(db_path)
+    ((_, enc_key_id),) = stored_encodings(db_path)
+    assert key_id == enc_key_id and b"JFIF" not in blob  # ciphertext under the encodings' key, not a JPEG
+    jpeg = thumbnail_of(db_path)
+    with Image.open(io.BytesIO(jpeg)) as im:
+        assert max(im.size) == 128
+        rgb = np.asarray(im.convert("RGB"))
+    assert len(engine.detect(rgb)) == 1  # the student's face, not the whole portrait
+    cli("keys", "rotate")
+    ((new_blob, new_id),) = stored_thumbnails(db_path)
+    assert new_id != key_id and new_blob != blob and blob[12:44] not in raw_bytes(db_path)
+    assert thumbnail_of(db_path) == jpeg
+    with sqlite3.connect(db_path) as c:  # a ciphertext moved to another row does not decrypt
+        c.execute("UPDATE reference_thumbnails SET reference_photo_id = reference_photo_id + 100")
+    c.close()
+    with pytest.raises(protect.ProtectionError, match="integrity check"):
+        thumbnail_of(db_path)
+
+
+@pytest.mark.parametrize("how", ["forget", "purge", "roster re-import"])
+def test_the_reference_thumbnail_is_gone_after_forget_purge_and_reimport(enrolled, tmp_path: Path, how: str):
+    cli, db_path, _ = enrolled
+    ((blob, _),) = stored_thumbnails(db_path)
+    assert blob[12:44] in raw_bytes(db_path)
+    if how == "forget":
+        cli("forget", "D0001")
+    elif how == "purge":
+        with sqlite3.connect(db_path) as c:
+            c.execute("UPDATE reference_photos SET created_at = datetime('now', '-400 days')")
+        c.close()
+        cli("purge")
+    else:
+        empty = tmp_path / "empty.csv"
+        empty.write_text("student_id,first_name,last_name,campus,grade,opt_out\n")
+        cli("roster", "import", empty)
+    assert stored_thumbnails(db_path) == []
+    _assert_forgotten(db_path, blob)
+    if how != "roster re-import":
+        assert thumbnail_of(db_path) is None
 
 
 # --- retention ------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ pixels and brighter, as the next frame of a burst would be).
 """
 from __future__ import annotations
 
+import io
 import json
 import shutil
 from pathlib import Path
@@ -12,11 +13,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from photocheck.db import open_database
 from photocheck.db.models import Photo
-from photocheck.review import GroupRefused, queue, sign_group
+from photocheck.review import (
+    GroupRefused,
+    SignoffError,
+    decision_options,
+    distance_words,
+    face_crop,
+    face_evidence,
+    face_reference,
+    queue,
+    sign,
+    sign_group,
+    sign_selected,
+)
+from photocheck.thresholds import load_thresholds
 from tests.helpers import REPO, Cli
 
 pytestmark = pytest.mark.backends("sqlite", "postgresql")
@@ -114,3 +128,77 @@ def test_review_contact_sheet_shows_burst_groups(bursts, tmp_path: Path):
     bob("review", "list", "--scan", "1", "--html", tmp_path / "q.html")
     html = (tmp_path / "q.html").read_text(encoding="utf-8")
     assert html.count("near-identical photos") == 2
+
+
+# --- the library behind the web review's bulk decisions and evidence ------------------------------
+
+def _ids_versions(db) -> dict[str, tuple[int, int]]:
+    with db.session() as s:
+        return {Path(p.path).name: (p.id, p.version) for p in s.scalars(select(Photo))}
+
+
+def test_sign_selected_decides_each_photo_on_its_own_at_the_version_seen(bursts):
+    _, db, _ = bursts
+    ids = _ids_versions(db)
+    with pytest.raises(SignoffError, match="no photo selected"):
+        sign_selected(db, {}, reviewer="bob", decision="approve")
+    picked = {ids[n][0]: ids[n][1] for n in ("obama3.jpg", "biden1.jpg", "obama1.jpg")}
+    picked[ids["obama1.jpg"][0]] += 1  # shown at an older version: someone decided it since
+    results = {r.photo_id: r for r in sign_selected(db, picked, reviewer="bob", decision="approve")}
+    assert results[ids["obama3.jpg"][0]].ok
+    assert (results[ids["biden1.jpg"][0]].ok, results[ids["biden1.jpg"][0]].rule) == (False, "blocked")
+    assert (results[ids["obama1.jpg"][0]].ok, results[ids["obama1.jpg"][0]].rule) == (False, "signed")
+    states = {Path(i.path).name: i.state for i in queue(db, scan_id=1, states=None)}
+    assert states["obama3.jpg"] == "approved" and states["biden1.jpg"] == states["obama1.jpg"] == "pending"
+
+
+def test_a_group_decision_covers_only_the_photos_shown(bursts):
+    _, db, _ = bursts
+    ids = _ids_versions(db)
+    group = next(i.group for i in queue(db, scan_id=1) if Path(i.path).name == "obama1.jpg")
+    with pytest.raises(SignoffError, match="not in burst group"):
+        sign_group(db, 1, group, reviewer="bob", decision="approve", versions=dict([ids["obama3.jpg"]]))
+    results = sign_group(db, 1, group, reviewer="bob", decision="approve", versions=dict([ids["obama1.jpg"]]))
+    assert [r.ok for r in results] == [True]
+    states = {Path(i.path).name: i.state for i in queue(db, scan_id=1, states=None)}
+    assert states["obama1.jpg"] == "approved" and states["obama1_b.jpg"] == "pending"
+
+
+def test_decision_options_offer_exactly_what_sign_one_accepts(bursts, tmp_path: Path):
+    _, db, _ = bursts
+    ids = _ids_versions(db)
+    clear, blocked = ids["obama3.jpg"][0], ids["biden1.jpg"][0]
+    o = decision_options(db, clear, reviewer="bob")
+    assert o.decisions == ["approve", "reject"] and not o.can_make_redaction
+    assert o.approve_channels == ["web", "social", "yearbook", "newsletter", "press"]
+    o = decision_options(db, blocked, reviewer="bob")
+    assert o.decisions == ["reject"] and o.can_make_redaction
+    assert (o.rules["approve"], o.rules["redact"]) == ("blocked", "no_redaction")
+    o = decision_options(db, clear, reviewer="alice")
+    assert o.decisions == [] and o.rules["reject"] == "own_scan"
+    with db.session() as s:
+        path = Path(s.get(Photo, clear).path)
+    path.write_bytes(path.read_bytes() + b"\0")  # the file changed after the scan
+    o = decision_options(db, clear, reviewer="bob")
+    assert o.decisions == ["reject"] and o.rules["approve"] == "changed"
+    assert decision_options(db, clear, reviewer="bob", check_file=False).decisions == ["approve", "reject"]
+    for decision in ("approve", "reject"):  # what is offered is what signing accepts, and no more
+        ok = {r.ok for r in sign(db, [clear], reviewer="bob", decision=decision)}
+        assert ok == {decision in o.decisions}
+
+
+def test_face_evidence_puts_the_distance_in_words_from_the_scans_thresholds(bursts):
+    _, db, _ = bursts
+    ids = _ids_versions(db)
+    assert face_evidence(db, ids["obama3.jpg"][0]) == []  # no listed or doubtful face: nothing to weigh
+    (ev,) = face_evidence(db, ids["biden1.jpg"][0])
+    block, review = load_thresholds().match.block_distance, load_thresholds().match.review_distance
+    assert (ev.status, ev.student_id, ev.words) == ("listed", "D0001", "very likely the same person")
+    assert ev.distance <= block and f"{block:.2f}" in ev.detail and f"{review:.2f}" in ev.detail
+    assert [distance_words(d, 0.5, 0.6) for d in (0.5, 0.55, 0.6, 0.61, None)] == [
+        "very likely the same person", "could be the same person", "could be the same person",
+        "probably not the same person", "no listed student to compare with"]
+    crop, ref = face_crop(db, ev.face_id), face_reference(db, ev.face_id)
+    for jpeg, px in ((crop, 160), (ref, 128)):
+        with Image.open(io.BytesIO(jpeg)) as im:
+            assert im.format == "JPEG" and max(im.size) == px

@@ -84,8 +84,11 @@ def post_form(client, url: str, page_url: str, **data):
 
 
 def sign(client, pid: int, decision: str, **extra):
+    """POST a decision on a photo, as its page's form would (or as a hand-made POST would, when the
+    page offers no form: the photo's first version)."""
     page = client.get(f"/photos/{pid}").data
-    version = re.search(rb'name="version" value="(\d+)"', page).group(1).decode()
+    m = re.search(rb'name="version" value="(\d+)"', page)
+    version = m.group(1).decode() if m else "0"
     return client.post(f"/photos/{pid}/sign", data={"decision": decision, "version": version,
                                                     "csrf_token": token(page), **extra}, follow_redirects=True)
 
@@ -96,7 +99,8 @@ def state(db, pid: int) -> str:
 
 
 def text(resp) -> str:
-    return " ".join(resp.get_data(as_text=True).split())
+    """The page's words as a reader sees them: tags dropped, white space collapsed."""
+    return " ".join(re.sub(r"<[^>]+>", " ", resp.get_data(as_text=True)).split())
 
 
 # --- sign-in and session ------------------------------------------------------------------------
@@ -225,6 +229,8 @@ def test_the_person_who_ran_the_scan_cannot_sign_it_off(site):
     client = signed_in(app, "alice")
     pid = ids["obama1.jpg"]
     assert "a second person must sign off" in text(client.get(f"/photos/{pid}"))
+    sheet = client.get("/scans/1/sheet").get_data(as_text=True)
+    assert buttons(client, f"/photos/{pid}") == set() and 'name="photo"' not in sheet and 'name="decision"' not in sheet
     r = sign(client, pid, "approve")
     assert "Refused: alice ran scan 1: a second person must sign off its photos" in text(r)
     assert state(db, pid) == "pending"
@@ -247,18 +253,58 @@ def test_a_second_person_approves_a_clear_photo(site):
     assert "already signed off by bob" in text(r) and state(db, pid) == "approved"
 
 
+def buttons(client, url: str) -> set[str]:
+    """The decisions a page offers as buttons, and whether it links to Redact…"""
+    body = client.get(url).get_data(as_text=True)
+    found = set(re.findall(r'<button type="submit" name="decision" value="(\w+)"', body))
+    return found | ({"redact-link"} if "/redact\"" in body else set())
+
+
 def test_a_blocked_photo_is_never_approved_as_is(site):
     app, db, ids, _ = site
     client = signed_in(app)
     pid = ids["biden1.jpg"]
-    r = sign(client, pid, "approve")
-    assert "can never be approved as is" in text(r) and state(db, pid) == "pending"
-    r = sign(client, pid, "approve", channel="web")
-    assert "can never be approved as is" in text(r) and state(db, pid) == "pending"
-    r = sign(client, pid, "redact")
-    assert "no verified redacted copy" in text(r) and state(db, pid) == "pending"
+    assert buttons(client, f"/photos/{pid}") == {"reject", "redact-link"}  # no "Approve as is" on offer
+    page = text(client.get(f"/photos/{pid}"))
+    assert "Not offered here: Approve as is — photo" in page and "never approved as is" in page
+    # A hand-made (or stale) POST is refused, in words naming what the page offers, not a command.
+    for extra in ({}, {"channel": "web"}):
+        r = text(sign(client, pid, "approve", **extra))
+        assert "Refused: photo" in r and "never approved as is" in r and "use Redact…" in r, r
+        assert "photocheck redact" not in r and state(db, pid) == "pending"
+    r = text(sign(client, pid, "redact"))
+    assert "no verified redacted copy yet: use Redact…" in r and state(db, pid) == "pending"
     r = sign(client, pid, "reject")
     assert "Signed: rejected" in text(r) and state(db, pid) == "rejected"
+    assert buttons(client, f"/photos/{pid}") == set()
+
+
+def test_each_page_offers_only_what_the_rules_accept(site):
+    app, db, ids, root = site
+    bob, alice = signed_in(app), signed_in(app, "alice")
+    clear, other = ids["obama1.jpg"], ids["obama3.jpg"]
+    assert buttons(bob, f"/photos/{clear}") == {"approve", "reject"}  # nothing to redact on a clear photo
+    assert buttons(alice, f"/photos/{clear}") == set()  # her own scan: nothing to decide
+    assert buttons(alice, f"/photos/{ids['biden1.jpg']}") == {"redact-link"}  # she may make the copy only
+    with db.session() as s:
+        path = Path(s.get(Photo, other).path)
+    path.write_bytes(path.read_bytes() + b"\0")  # changed since the scan: it can only be rejected now
+    assert buttons(bob, f"/photos/{other}") == {"reject"}
+    assert "The file has changed or gone since it was scanned" in text(bob.get(f"/photos/{other}"))
+    with db.session() as s:
+        s.get(Photo, clear).needs_recheck = True
+    assert buttons(bob, f"/photos/{clear}") == {"reject"}
+    assert "A roster change may concern this photo" in text(bob.get(f"/photos/{clear}"))
+    with db.session() as s:  # a photo that could not be screened: reject only, nothing to redact
+        p = s.get(Photo, ids["together_sideways.jpg"])
+        p.verdict, p.sha256, p.error, p.channel_verdicts = "error", None, "cannot decode", "{}"
+    assert buttons(bob, f"/photos/{ids['together_sideways.jpg']}") == {"reject"}
+    r = text(sign(bob, ids["together_sideways.jpg"], "approve"))
+    assert "could not be screened: it can only be rejected" in r
+    sheet = bob.get("/scans/1/sheet").get_data(as_text=True)  # the cards offer the same
+    card = sheet[sheet.index(f'id="card-{ids["biden1.jpg"]}"'):]
+    card = card[:card.index("</article>")]
+    assert 'value="reject"' in card and 'value="approve"' not in card and "/redact" in card
 
 
 def test_a_strict_student_is_never_published_not_even_redacted(site, tmp_path: Path):
@@ -268,6 +314,8 @@ def test_a_strict_student_is_never_published_not_even_redacted(site, tmp_path: P
     Cli(db.url, user="alice")("roster", "import", strict)
     client = signed_in(app)
     pid = ids["biden1.jpg"]
+    assert buttons(client, f"/photos/{pid}") == {"reject"}  # no approval, no redaction on offer
+    assert "not even redacted" in text(client.get(f"/photos/{pid}"))
     page = client.get(f"/photos/{pid}/redact")
     assert "not even redacted" in text(page) and "confirm-redact" not in page.get_data(as_text=True)
     assert client.get(f"/photos/{pid}/preview.jpg").status_code == 404
@@ -313,6 +361,155 @@ def test_the_scanner_may_make_a_redacted_copy_but_not_sign_it(site):
     assert "Approve the verified redacted copy" in text(bob.get(f"/photos/{pid}"))
     r = sign(bob, pid, "redact")
     assert "approved in redacted form" in text(r) and state(db, pid) == "redacted"
+
+
+# --- evidence beside each decision ----------------------------------------------------------------
+
+def _files(root: Path) -> set[Path]:
+    return {p for p in root.rglob("*") if p.is_file() and not p.name.startswith("db.sqlite")}
+
+
+def test_evidence_shows_each_face_beside_the_reference_picture_with_the_distance_in_words(site):
+    from photocheck.thresholds import load_thresholds
+
+    app, db, ids, root = site
+    client = signed_in(app)
+    before = _files(root)
+    pid = ids["biden1.jpg"]
+    body = client.get(f"/photos/{pid}").get_data(as_text=True)
+    crop = re.search(r'src="(/faces/(\d+)/crop\.jpg)"', body)
+    ref = re.search(r'src="(/faces/\d+/reference\.jpg)"', body)
+    assert crop and ref, "the face and the reference picture are side by side"
+    m = load_thresholds().match  # the words come from models/thresholds.toml, as the scan used them
+    page = text(client.get(f"/photos/{pid}"))
+    assert "Very likely the same person as listed student D0001" in page
+    assert f"at or below {m.block_distance:.2f} counts as the same person, up to {m.review_distance:.2f}" in page
+    for url, px in ((crop.group(1), 160), (ref.group(1), 128)):
+        r = client.get(url)
+        assert r.status_code == 200 and r.headers["Content-Type"] == "image/jpeg"
+        with Image.open(io.BytesIO(r.data)) as im:
+            assert max(im.size) == px
+    assert "Very likely the same person" in text(client.get("/scans/1/sheet"))  # on the contact sheet too
+    assert "/faces/" not in client.get(f"/photos/{ids['obama1.jpg']}").get_data(as_text=True)  # nothing to weigh
+    assert _files(root) == before  # crops are cut on demand: no copy of an event photo is written
+    assert app.test_client().get(crop.group(1)).status_code == 302  # signed-in reviewers only
+    Cli(db.url, user="admin")("forget", "D0001")
+    assert client.get(ref.group(1)).status_code == 404
+    assert "no reference picture kept" in text(client.get(f"/photos/{pid}"))
+    assert client.get("/faces/9999/crop.jpg").status_code == 404
+
+
+def test_distances_in_the_review_band_could_be_the_same_person(site):
+    app, db, ids, _ = site
+    from photocheck.db.models import Face
+    from photocheck.thresholds import load_thresholds
+
+    m = load_thresholds().match
+    pid = ids["obama1.jpg"]
+    with db.session() as s:  # as if the scan had found obama1's face in the review band of D0001
+        f = s.scalars(select(Face).where(Face.photo_id == pid)).first()
+        f.status, f.candidate_id, f.distance = "uncertain", "D0001", (m.block_distance + m.review_distance) / 2
+        s.get(Photo, pid).verdict = "review"
+    page = text(signed_in(app).get(f"/photos/{pid}"))
+    assert "Could be the same person as listed student D0001" in page
+
+
+# --- deciding many at once ------------------------------------------------------------------------
+
+def test_a_contact_sheet_decides_the_ticked_photos_each_on_its_own(site):
+    app, db, ids, _ = site
+    client = signed_in(app)
+    body = client.get("/scans/1/sheet").get_data(as_text=True)
+    assert "Decided 0 of 4 photos" in text(client.get("/scans/1/sheet"))
+    ticks = re.findall(r'<input type="checkbox" form="bulk" name="photo"\s+value="(\d+):(\d+)"( checked)?', body)
+    assert {int(pid) for pid, _, _ in ticks} == {ids["obama1.jpg"], ids["obama3.jpg"]}  # the clear photos only
+    assert not any(checked for *_, checked in ticks)  # nothing pre-selected
+    r = client.post("/scans/1/sign-selected", data={"decision": "approve", "csrf_token": token(body.encode())},
+                    follow_redirects=True)
+    assert "No photo selected" in text(r) and state(db, ids["obama1.jpg"]) == "pending"
+    with db.session() as s:  # one of them changed on disk after the page was shown
+        path = Path(s.get(Photo, ids["obama3.jpg"]).path)
+    path.write_bytes(path.read_bytes() + b"\0")
+    # ...and a blocked photo slipped into the selection by hand: each is refused on its own
+    picked = [f"{pid}:{v}" for pid, v, _ in ticks] + [f"{ids['biden1.jpg']}:0"]
+    r = client.post("/scans/1/sign-selected", data={"decision": "approve", "photo": picked,
+                                                     "csrf_token": token(body.encode())}, follow_redirects=True)
+    page = text(r)
+    assert f"Approved: 1 photo(s) ({ids['obama1.jpg']})" in page
+    assert f"Refused photo {ids['obama3.jpg']}:" in page and "has changed since it was scanned" in page
+    assert f"Refused photo {ids['biden1.jpg']}: photo {ids['biden1.jpg']} is blocked" in page
+    assert "Decided 1 of 4 photos" in page  # back on the sheet, progress moved
+    assert [state(db, ids[n]) for n in ("obama1.jpg", "obama3.jpg", "biden1.jpg")] == \
+        ["approved", "pending", "pending"]
+    with db.session() as s:
+        so = s.scalars(select(Signoff).where(Signoff.photo_id == ids["obama1.jpg"])).one()
+    assert (so.reviewer, so.decision) == ("bob", "approve")
+    # a stale page: the same selection again is refused, not decided twice
+    r = client.post("/scans/1/sign-selected", data={"decision": "reject", "photo": picked[:1],
+                                                     "csrf_token": token(body.encode())}, follow_redirects=True)
+    assert "already signed off by bob" in text(r) and state(db, ids["obama1.jpg"]) == "approved"
+
+
+def test_a_burst_group_is_decided_in_one_action_and_a_blocked_group_only_rejected(site):
+    app, db, ids, _ = site
+    with db.session() as s:  # same dHash: obama1+obama3 one clear burst, biden1+together one blocked burst
+        for names, h in ((("obama1.jpg", "obama3.jpg"), "00ff00ff00ff00ff"),
+                         (("biden1.jpg", "together_sideways.jpg"), "ff00ff00ff00ff00")):
+            for n in names:
+                s.get(Photo, ids[n]).phash = h
+    client = signed_in(app)
+    body = client.get("/scans/1/sheet").get_data(as_text=True)
+    forms = re.findall(r'<form method="post" class="group-decide" action="(/scans/1/groups/(\d+)/sign)">(.*?)</form>',
+                       body, re.S)
+    assert len(forms) == 2
+    by_verdict = {}
+    for url, _, inner in forms:
+        pids = {int(p) for p in re.findall(r'name="photo" value="(\d+):\d+"', inner)}
+        by_verdict["clear" if ids["obama1.jpg"] in pids else "blocked"] = (url, inner, pids)
+    url, inner, pids = by_verdict["blocked"]
+    assert 'value="approve"' not in inner and 'value="reject"' in inner and "one by one" in inner
+    versions = re.findall(r'name="photo" value="(\d+:\d+)"', inner)
+    r = client.post(url, data={"decision": "approve", "photo": versions, "csrf_token": token(body.encode())},
+                    follow_redirects=True)  # a hand-made POST: the library refuses it
+    assert "holds a blocked photo" in text(r) and all(state(db, p) == "pending" for p in pids)
+    url, inner, pids = by_verdict["clear"]
+    assert 'value="approve"' in inner and pids == {ids["obama1.jpg"], ids["obama3.jpg"]}
+    versions = re.findall(r'name="photo" value="(\d+:\d+)"', inner)
+    r = client.post(url, data={"decision": "approve", "photo": versions, "csrf_token": token(body.encode())},
+                    follow_redirects=True)
+    assert "Approved: 2 photo(s)" in text(r) and all(state(db, p) == "approved" for p in pids)
+    url, inner, pids = by_verdict["blocked"]
+    versions = re.findall(r'name="photo" value="(\d+:\d+)"', inner)
+    r = client.post(url, data={"decision": "reject", "photo": versions, "csrf_token": token(body.encode())},
+                    follow_redirects=True)
+    assert "Rejected: 2 photo(s)" in text(r) and all(state(db, p) == "rejected" for p in pids)
+    assert "Decided 4 of 4 photos" in text(r)
+
+
+def test_a_decision_on_a_card_comes_back_to_the_sheet_at_the_next_photo(site):
+    app, db, ids, _ = site
+    client = signed_in(app)
+    body = client.get("/scans/1/sheet").get_data(as_text=True)
+    pid = ids["biden1.jpg"]
+    card = body[body.index(f'id="card-{pid}"'):]
+    nxt = re.search(r'name="next" value="([^"]+)"', card).group(1)
+    assert nxt.startswith("/scans/1/sheet#card-")
+    r = client.post(f"/photos/{pid}/sign", data={"decision": "reject", "version": "0", "next": nxt,
+                                                  "csrf_token": token(body.encode())})
+    assert r.status_code == 303 and r.headers["Location"] == nxt and state(db, pid) == "rejected"
+    r = client.post(f"/photos/{ids['obama1.jpg']}/sign", data={"decision": "reject", "version": "0",
+                                                                "next": "https://evil.example/",
+                                                                "csrf_token": token(body.encode())})
+    assert r.headers["Location"] == f"/photos/{ids['obama1.jpg']}"  # never an open redirect
+
+
+def test_pages_load_only_their_own_script(site):
+    app, *_ = site
+    r = signed_in(app).get("/scans/1/sheet")
+    csp = r.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp.split("script-src")[1].split(";")[0]
+    assert re.findall(r"<script[^>]*>", r.get_data(as_text=True)) == [
+        '<script src="/static/review.js" defer>']  # no inline script, which the policy would block
 
 
 # --- the pages --------------------------------------------------------------------------------------
@@ -425,3 +622,22 @@ def test_loopback_detection():
 
     assert all(map(is_loopback, ["127.0.0.1", "127.0.0.2", "localhost", "::1", "[::1]"]))
     assert not any(map(is_loopback, ["0.0.0.0", "::", "192.168.1.10", "example.org"]))
+
+
+def test_redacting_from_the_contact_sheet_leads_back_to_it(site):
+    from urllib.parse import unquote
+
+    app, db, ids, _ = site
+    client = signed_in(app)
+    pid = ids["biden1.jpg"]
+    body = client.get("/scans/1/sheet").get_data(as_text=True)
+    card = body[body.index(f'id="card-{pid}"'):]
+    href = re.search(r'href="(/photos/\d+/redact\?next=[^"]+)"', card).group(1)
+    assert unquote(href.split("next=")[1]) == "/scans/1/sheet"
+    page = client.get(href.replace("&amp;", "&"))
+    assert 'name="next" value="/scans/1/sheet"' in page.get_data(as_text=True)
+    r = client.post(f"/photos/{pid}/redact", data={"style": "fill", "version": "0", "next": "/scans/1/sheet",
+                                                    "csrf_token": token(page.data)})
+    assert r.status_code == 303 and unquote(r.headers["Location"]) == f"/photos/{pid}?next=/scans/1/sheet"
+    assert state(db, pid) == "redacted"
+    assert "back to the contact sheet" in text(client.get(r.headers["Location"]))

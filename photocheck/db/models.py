@@ -2,7 +2,8 @@
 
 Bystanders' encodings are never stored: faces keep only their box, status and the distance to
 the nearest listed student. Reference encodings (biometric data of listed students) live only in
-`reference_encodings`, encrypted (photocheck/protect.py), and go with their student (ON DELETE CASCADE).
+`reference_encodings` (and their face thumbnails in `reference_thumbnails`), encrypted
+(photocheck/protect.py), and go with their student (ON DELETE CASCADE).
 """
 from __future__ import annotations
 
@@ -96,6 +97,9 @@ class ReferencePhoto(Base):
     encoding: Mapped[ReferenceEncoding | None] = relationship(
         back_populates="photo", cascade="all, delete-orphan", passive_deletes=True, uselist=False
     )
+    thumbnail: Mapped[ReferenceThumbnail | None] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True, uselist=False
+    )
 
 
 class ReferenceEncoding(Base):
@@ -117,6 +121,25 @@ class ReferenceEncoding(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     photo: Mapped[ReferencePhoto] = relationship(back_populates="encoding")
+
+
+class ReferenceThumbnail(Base):
+    """A small face thumbnail of one accepted reference photo, shown to reviewers beside a match.
+
+    Encrypted like the encodings (same key, AES-256-GCM bound to this row, protect.thumbnail_aad)
+    and deleted with them by forget, purge and a roster import that drops the student.
+    """
+
+    __tablename__ = "reference_thumbnails"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    reference_photo_id: Mapped[int] = mapped_column(
+        ForeignKey("reference_photos.id", ondelete="CASCADE"), unique=True
+    )
+    student_pk: Mapped[int] = mapped_column(ForeignKey("students.id", ondelete="CASCADE"), index=True)
+    jpeg: Mapped[bytes] = mapped_column(LargeBinary)  # 12-byte nonce + ciphertext of the JPEG + 16-byte tag
+    key_id: Mapped[str] = mapped_column(String(32), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class ProtectionEvent(Base):

@@ -27,29 +27,35 @@ from photocheck import audit, datadir, users
 from photocheck.config import data_dir, resolve_db_url, school_channels
 from photocheck.db import open_database
 from photocheck.db.models import Photo, Redaction, Scan
-from photocheck.images import file_sha256
 from photocheck.redact import STYLES, RedactError
 from photocheck.redact import preview as redact_preview
 from photocheck.redact import redact as run_redact
 from photocheck.reports.html_report import VERDICT_ORDER, _box, _faces_text, explain_error, jpeg_thumbnail
 from photocheck.results import FaceResult, FaceStatus
 from photocheck.review import (
+    SIGNOFF_STATES,
     SignoffError,
     channel_verdicts,
     current_signoff,
+    decision_options,
+    face_evidence,
+    group_decisions,
+    page_of,
     same_person,
-    scan_summary,
+    scan_view,
     sign,
-    strict_in_photo,
 )
+from photocheck.web import decide
 
 SECRET_FILE = "web-secret.key"
 SESSION_HOURS = 8
 SIZES = {"thumb": 480, "page": 1600}
-STATES = ("pending", "approved", "redacted", "rejected")
+STATES = SIGNOFF_STATES
+PAGE_SIZE = 48  # photos per contact-sheet page (burst groups are never split)
+BANNERS = ("changed", "strict", "recheck", "own_scan")  # refusal rules the photo page states in a banner
 LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "::1"]
 
-CSP = ("default-src 'none'; img-src 'self'; style-src 'self' 'unsafe-inline'; form-action 'self'; "
+CSP = ("default-src 'none'; img-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; form-action 'self'; "
        "frame-ancestors 'none'; base-uri 'none'")
 
 
@@ -214,54 +220,54 @@ def create_app(db_url: str | None = None, *, secret_key: bytes | None = None, re
                              "total": sum(counts.values()), "own": same_person(scan.owner, g.user.username)})
         return render_template("scans.html", rows=rows, verdicts=[v.value for v in VERDICT_ORDER])
 
-    def _scan_view(scan_id: int):
-        """Photos of one scan for a channel and states, in burst groups, worst first."""
-        try:
-            summary = scan_summary(db, scan_id)
-        except SignoffError:
-            abort(404, f"no scan with id {scan_id}")
+    def _scan_view(scan_id: int) -> dict:
+        """Photos of one scan for a channel and a state, in burst groups, worst first (review.scan_view)."""
         channel = request.args.get("channel", "")
         if channel and channel not in school_channels():
             abort(404, f"unknown channel {channel!r}")
         state = request.args.get("state", "pending")
         if state not in STATES + ("all",):
             abort(404, f"unknown state {state!r}")
-        # scan_summary numbers burst groups as the scan's reports and `review list` do.
-        rank = {v.value: i for i, v in enumerate(VERDICT_ORDER)}
-        items = []
-        for p in summary.photos:
-            st = p.signoff.split(" ", 1)[0]
-            if state != "all" and st != state:
-                continue
-            verdict = (p.channel_verdicts[channel].value if channel in p.channel_verdicts else "not screened") \
-                if channel else p.verdict.value
-            items.append({"p": p, "verdict": verdict, "state": st, "faces_text": _faces_text(p.faces)})
-        groups: dict[object, list[dict]] = {}
-        for i, it in enumerate(items):
-            p = it["p"]
-            key = p.group if p.group_size > 1 else ("single", i)
-            groups.setdefault(key, []).append(it)
-        blocks = []
-        for members in groups.values():
-            members.sort(key=lambda it: rank.get(it["verdict"], len(rank)))
-            blocks.append(members)
-        blocks.sort(key=lambda m: rank.get(m[0]["verdict"], len(rank)))
-        return dict(summary=summary, blocks=blocks, channel=channel, state=state, count=len(items),
-                    channels=school_channels(), states=STATES, own=same_person(summary.owner, g.user.username))
+        try:
+            view = scan_view(db, scan_id, channel=channel or None, state=state)
+        except SignoffError:
+            abort(404, f"no scan with id {scan_id}")
+        return dict(view=view, summary=view.summary, blocks=view.blocks, channel=channel, state=state,
+                    count=view.count, channels=school_channels(), states=STATES,
+                    own=same_person(view.summary.owner, g.user.username))
 
     @app.get("/scans/<int:scan_id>")
     def queue(scan_id: int):
-        return render_template("queue.html", **_scan_view(scan_id))
+        view = _scan_view(scan_id)
+        for members in view["blocks"]:
+            for it in members:
+                it.faces_text = _faces_text(it.photo.faces)
+        return render_template("queue.html", **view)
 
     @app.get("/scans/<int:scan_id>/sheet")
     def sheet(scan_id: int):
         view = _scan_view(scan_id)
+        try:
+            page = int(request.args.get("page", "1"))
+        except ValueError:
+            page = 1
+        view["blocks"], view["pages"] = page_of(view["blocks"], page, PAGE_SIZE)
+        view["page"] = min(max(page, 1), view["pages"])
         for members in view["blocks"]:
             for it in members:
-                p = it["p"]
-                it["boxes"] = Markup("".join(_box(f, p.width, p.height) for f in p.faces)) \
+                p = it.photo
+                it.boxes = Markup("".join(_box(f, p.width, p.height) for f in p.faces)) \
                     if p.width and p.height else Markup("")
-        return render_template("sheet.html", **view)
+                it.faces_text = _faces_text(p.faces)
+                # What the rules allow now (the file's hash is checked when deciding, not for every card).
+                it.options = decision_options(db, p.photo_id, reviewer=g.user.username, check_file=False)
+                it.evidence = face_evidence(db, p.photo_id) if p.faces else []
+                it.selectable = it.verdict == "clear" and "approve" in it.options.decisions
+            _group_actions(members)
+        items = [it for members in view["blocks"] for it in members]
+        for i, it in enumerate(items):  # after a decision, the page comes back at the next photo
+            it.next_id = items[min(i + 1, len(items) - 1)].photo.photo_id
+        return render_template("sheet.html", any_selectable=any(it.selectable for it in items), **view)
 
     def _photo_or_404(photo_id: int) -> tuple[Photo, Scan]:
         with db.session() as s:
@@ -278,18 +284,22 @@ def create_app(db_url: str | None = None, *, secret_key: bytes | None = None, re
                                 detector_score=f.detector_score, student_id=f.student_id,
                                 candidate_id=f.candidate_id, distance=f.distance, reason=f.reason)
                      for f in s.get(Photo, photo_id).faces]
-            strict = bool(strict_in_photo(s, photo_id))
             red = s.scalar(select(Redaction).where(Redaction.photo_id == photo_id,
                                                    Redaction.source_sha256 == p.sha256)
                            .order_by(Redaction.id.desc()).limit(1)) if p.sha256 else None
         so = current_signoff(db, photo_id)
+        options = decision_options(db, photo_id, reviewer=g.user.username)
         boxes = Markup("".join(_box(f, p.width, p.height) for f in faces)) if p.width and p.height else Markup("")
-        changed = bool(p.sha256) and file_sha256(p.path) != p.sha256
+        rules = set(options.rules.values())
+        # Rules with a banner of their own on the page are not repeated in the "not offered" list.
+        not_offered = {d: decide.refusal(options.rules[d], photo_id, options.refused[d])
+                       for d in ("approve", "reject") if d in options.refused and options.rules[d] not in BANNERS}
         return render_template(
             "photo.html", p=p, scan=scan, verdicts=channel_verdicts(p, scan), faces_text=_faces_text(faces),
-            boxes=boxes, so=so, strict=strict, redaction=red, changed=changed, reasons=_reasons(p),
-            own=same_person(scan.owner, g.user.username), styles=STYLES, fit=_fit(p.width, p.height),
-            can_redact=any(f.status.value in ("listed", "uncertain") for f in faces))
+            boxes=boxes, so=so, redaction=red, reasons=_reasons(p), options=options, not_offered=not_offered,
+            changed="changed" in rules, strict="strict" in rules,
+            evidence=face_evidence(db, photo_id), own=same_person(scan.owner, g.user.username), styles=STYLES,
+            fit=_fit(p.width, p.height), next=_safe_next(request.args.get("next")))
 
     @app.post("/photos/<int:photo_id>/sign")
     def sign_photo(photo_id: int):
@@ -304,10 +314,12 @@ def create_app(db_url: str | None = None, *, secret_key: bytes | None = None, re
             (result,) = sign(db, [photo_id], reviewer=g.user.username, decision=decision, channel=channel,
                              note=request.form.get("note", "")[:2000], expected_version=version)
         except SignoffError as exc:
-            flash(str(exc), "refused")
+            flash("Refused: " + decide.refusal(exc.rule, photo_id, str(exc)), "refused")
         else:
-            flash(("Signed: " if result.ok else "Refused: ") + result.message, "ok" if result.ok else "refused")
-        return redirect(url_for("photo", photo_id=photo_id), 303)
+            flash(("Signed: " + result.message) if result.ok else
+                  ("Refused: " + decide.refusal(result.rule, photo_id, result.message)),
+                  "ok" if result.ok else "refused")
+        return redirect(_safe_next(request.form.get("next")) or url_for("photo", photo_id=photo_id), 303)
 
     @app.get("/photos/<int:photo_id>/redact")
     def redact_page(photo_id: int):
@@ -321,13 +333,14 @@ def create_app(db_url: str | None = None, *, secret_key: bytes | None = None, re
         except RedactError as exc:
             error = str(exc)
         return render_template("redact.html", p=p, scan=scan, style=style, styles=STYLES, error=error,
-                               fit=_fit(p.width, p.height),
+                               fit=_fit(p.width, p.height), next=_safe_next(request.args.get("next")),
                                own=same_person(scan.owner, g.user.username))
 
     @app.post("/photos/<int:photo_id>/redact")
     def redact_confirm(photo_id: int):
         _photo_or_404(photo_id)
         style = request.form.get("style", "fill")
+        nxt = _safe_next(request.form.get("next"))  # the contact sheet the reviewer came from, if any
         try:
             version = int(request.form.get("version", ""))
         except ValueError:
@@ -338,16 +351,16 @@ def create_app(db_url: str | None = None, *, secret_key: bytes | None = None, re
                                     engine=face_engine())
         except RedactError as exc:
             flash(f"Redaction refused: {exc}", "refused")
-            return redirect(url_for("redact_page", photo_id=photo_id, style=style if style in STYLES else "fill"),
-                            303)
+            return redirect(url_for("redact_page", photo_id=photo_id, style=style if style in STYLES else "fill",
+                                    next=nxt), 303)
         if not res.ok:
             flash(f"Redaction refused: {res.message}", "refused")
-            return redirect(url_for("redact_page", photo_id=photo_id, style=style), 303)
+            return redirect(url_for("redact_page", photo_id=photo_id, style=style, next=nxt), 303)
         flash(f"Redacted copy verified: {res.message}.", "ok")
         (result,) = sign(db, [photo_id], reviewer=g.user.username, decision="redact",
                          note=request.form.get("note", "")[:2000], expected_version=version)
         flash(("Signed: " if result.ok else "Refused: ") + result.message, "ok" if result.ok else "refused")
-        return redirect(url_for("photo", photo_id=photo_id), 303)
+        return redirect(url_for("photo", photo_id=photo_id, next=nxt), 303)
 
     @app.get("/photos/<int:photo_id>/image.jpg")
     def image(photo_id: int):
@@ -374,6 +387,8 @@ def create_app(db_url: str | None = None, *, secret_key: bytes | None = None, re
         im.save(buf, "JPEG", quality=85)
         return _jpeg(buf.getvalue())
 
+    app.register_blueprint(decide.bp)
+
     @app.get("/audit")
     def audit_log():
         action = request.args.get("action") or None
@@ -386,6 +401,15 @@ def create_app(db_url: str | None = None, *, secret_key: bytes | None = None, re
                                verification=audit.verify(db))
 
     return app
+
+
+def _group_actions(members: list) -> None:
+    """The one-click decisions a burst group's header offers (review.group_decisions)."""
+    head = members[0]
+    head.group_pending = [it for it in members if it.state == "pending"]
+    head.group_decisions = group_decisions(str(head.photo.group_verdict or head.verdict),
+                                           [it.options.decisions for it in head.group_pending]) \
+        if len(members) > 1 else []
 
 
 def _host_name(header: str) -> str:

@@ -1,7 +1,7 @@
 """The web review in a real browser: `photocheck serve` as a user starts it, driven by headless
 Chromium (Debian's chromium through Playwright; nothing is downloaded), over the demo scanned
-with the real engine. Sign-in, a sign-off, a refused approval and a redaction, checked in the
-database; screenshots go to $PHOTOCHECK_SCREENSHOTS (default: a folder under pytest's tmp).
+with the real engine. Sign-in, the evidence beside each decision, a bulk decision and a rejection
+by keyboard, a blocked photo offering no approval, and a redaction, checked in the database; screenshots go to $PHOTOCHECK_SCREENSHOTS (default: a folder under pytest's tmp).
 
 Skipped when chromium is not installed, unless PHOTOCHECK_REQUIRE_BROWSER=1 (set by .ci/run).
 """
@@ -86,7 +86,8 @@ def test_sign_in_sign_off_and_redact_in_a_real_browser(server, tmp_path: Path):
     # The test process can reach the server too (and the server answers only to loopback host names).
     with urllib.request.urlopen(base + "signin", timeout=10) as r:
         assert r.status == 200 and "no-store" in r.headers["Cache-Control"]
-    clear, blocked = _pid(db, "obama1.jpg"), _pid(db, "biden1.jpg")
+    clear, other, blocked = _pid(db, "obama1.jpg"), _pid(db, "obama3.jpg"), _pid(db, "biden1.jpg")
+    together = _pid(db, "together_sideways.jpg")
 
     with sync_playwright() as pw:
         ctx = pw.chromium.launch_persistent_context(str(tmp_path / "profile"), executable_path=chromium(),
@@ -118,23 +119,40 @@ def test_sign_in_sign_off_and_redact_in_a_real_browser(server, tmp_path: Path):
         expect(page.locator("#whoami")).to_have_text("bob")
         shot("02-scans")
 
-        # The contact sheet: red box on the listed student, images served.
+        # The contact sheet: red box on the listed student, each face beside the reference picture, in words.
         page.click("text=contact sheet")
-        page.select_option("select[name=state]", "all")
-        page.click("text=Show")
         expect(page.locator(".box.listed").first).to_be_visible()
-        images_loaded()
+        expect(page.locator(".progress")).to_contain_text("Decided 0 of 4 photos")
+        expect(page.locator(f"#card-{blocked} .evidence")).to_contain_text("Very likely the same person")
+        images_loaded()  # photos, face crops and reference thumbnails
+        assert page.locator(f"#card-{blocked} .evidence img").count() == 2
+        assert page.locator("input[type=checkbox]:checked").count() == 0  # nothing pre-selected
         shot("03-contact-sheet")
 
-        # A sign-off: approve a clear photo.
-        page.goto(f"{base}photos/{clear}")
-        images_loaded()
-        shot("04-photo-clear")
-        page.click("button[value=approve]")
-        expect(page.locator(".flash.ok")).to_contain_text("Signed: approved")
-        shot("05-approved")
+        # The keyboard alone: j/k move between photos, x ticks, then one action decides the ticked photos.
+        first = page.evaluate("document.activeElement.id")
+        assert first.startswith("card-")  # the first photo has the focus on arrival
+        page.keyboard.press("j")
+        assert page.evaluate("document.activeElement.id") != first
+        page.keyboard.press("k")
+        assert page.evaluate("document.activeElement.id") == first
+        for pid in (clear, other):
+            page.focus(f"#card-{pid}")
+            page.keyboard.press("x")
+            expect(page.locator(f"#card-{pid} input[type=checkbox]")).to_be_checked()
+        expect(page.locator("#ticked-count")).to_have_text(" — 2 ticked")
+        shot("04-ticked")
+        page.focus("#approve-ticked")
+        page.keyboard.press("Enter")
+        expect(page.locator(".flash.ok")).to_contain_text("Approved: 2 photo(s)")
+        expect(page.locator(".progress")).to_contain_text("Decided 2 of 4 photos")
+        shot("05-bulk-approved")
+        page.focus(f"#card-{together}")
+        page.keyboard.press("r")  # reject the focused photo
+        expect(page.locator(".flash.ok")).to_contain_text("Signed: rejected")
+        expect(page.locator(".progress")).to_contain_text("Decided 3 of 4 photos")
 
-        # The blocked photo: approving it as is is refused; it is redacted instead.
+        # The blocked photo: its page shows the evidence and offers no "Approve as is"; it is redacted instead.
         page.goto(f"{base}photos/{blocked}")
         images_loaded()
         img = page.locator(".thumb.big img").bounding_box()
@@ -142,9 +160,10 @@ def test_sign_in_sign_off_and_redact_in_a_real_browser(server, tmp_path: Path):
         assert img["width"] > 200 and img["height"] <= 900
         assert img["x"] <= box["x"] and box["x"] + box["width"] <= img["x"] + img["width"] + 1  # on the face,
         assert img["y"] <= box["y"] and box["y"] + box["height"] <= img["y"] + img["height"] + 1  # not beside it
-        page.click("button[value=approve]")
-        expect(page.locator(".flash.refused").first).to_contain_text("never be approved as is")
-        shot("06-blocked-refused")
+        expect(page.locator(".side .evidence")).to_contain_text("Very likely the same person as listed student D0001")
+        assert page.locator("button[value=approve]").count() == 0
+        expect(page.locator("#not-offered")).to_contain_text("never approved as is")
+        shot("06-blocked-evidence")
         page.click("#redact-link")
         expect(page.locator("#preview")).to_be_visible()
         images_loaded()
@@ -163,15 +182,16 @@ def test_sign_in_sign_off_and_redact_in_a_real_browser(server, tmp_path: Path):
         ctx.close()
 
     with db.session() as s:
-        assert s.get(Photo, clear).signoff_state == "approved"
-        assert s.get(Photo, blocked).signoff_state == "redacted"
+        states = {pid: s.get(Photo, pid).signoff_state for pid in (clear, other, together, blocked)}
         signoffs = {so.photo_id: so for so in s.scalars(select(Signoff))}
         red = s.scalars(select(Redaction)).one()
         actions = [e.action for e in s.scalars(select(AuditEvent).where(AuditEvent.actor == "bob")
                                                   .order_by(AuditEvent.seq))]
-    assert (signoffs[clear].reviewer, signoffs[clear].decision) == ("bob", "approve")
+    assert states == {clear: "approved", other: "approved", together: "rejected", blocked: "redacted"}
+    assert {(signoffs[p].reviewer, signoffs[p].decision) for p in (clear, other)} == {("bob", "approve")}
     assert (signoffs[blocked].reviewer, signoffs[blocked].decision, signoffs[blocked].redaction_id) == \
         ("bob", "redact", red.id)
     assert Path(red.path).is_file() and red.path.startswith(str(tmp_path / "redacted"))
-    assert actions == ["web.signin.failed", "web.signin", "signoff", "redact", "signoff", "web.signout"]
+    assert actions == ["web.signin.failed", "web.signin", "signoff", "signoff", "signoff", "redact", "signoff",
+                       "web.signout"]
     assert len(list(shots.glob("*.png"))) >= 9
