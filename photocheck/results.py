@@ -55,6 +55,7 @@ class FaceResult:
     candidate_id: str | None = None    # nearest listed student (LISTED/UNCERTAIN)
     distance: float | None = None      # distance to that student's nearest reference
     reason: str = ""
+    time_s: float | None = None        # clips: seconds from the start of the frame the box is in
 
     @property
     def width(self) -> int:
@@ -79,6 +80,8 @@ class PhotoResult:
     group_size: int = 1
     group_verdict: Verdict | None = None  # worst verdict among the group's members
     cached: bool = False                # result reused from an earlier scan of the same bytes
+    kind: str = "photo"                 # "photo" or "video" (a clip: one verdict, faces carry time_s)
+    duration_s: float | None = None     # clips: length in seconds
 
 
 @dataclass
