@@ -571,7 +571,7 @@ def _log_skip(path: Path, reason: str) -> None:
 
 
 def iter_image_files(paths: Iterable[str | os.PathLike], *,
-                     on_skip: SkipCallback | None = None) -> Iterator[Path]:
+                     on_skip: SkipCallback | None = None, videos: bool = False) -> Iterator[Path]:
     """Yield the image files to screen, in a stable (sorted) order.
 
     Explicit file arguments are always yielded (load_image reports what is wrong
@@ -580,19 +580,27 @@ def iter_image_files(paths: Iterable[str | os.PathLike], *,
     directory is visited once (symlink loops end). Things passed over that might
     matter -- unreadable directories, hidden images or directories, unreadable
     files -- go to on_skip(path, reason) (default: a logged warning), so a scan
-    can say what it did not look at.
+    can say what it did not look at. `videos`: also yield video clips, by extension
+    or content (photocheck/video.py).
     """
     skip = on_skip or _log_skip
     visited: set[tuple[int, int]] = set()
+    extensions, sniff = IMAGE_EXTENSIONS, sniff_format
+    if videos:
+        from photocheck.video import VIDEO_EXTENSIONS, sniff_video
+
+        extensions = IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
+        sniff = lambda head: sniff_format(head) or sniff_video(head)  # noqa: E731
     for p in paths:
         p = Path(p)
         if p.is_dir():
-            yield from _walk(p, visited, skip)
+            yield from _walk(p, visited, skip, extensions, sniff)
         else:
             yield p
 
 
-def _walk(root: Path, visited: set[tuple[int, int]], skip: SkipCallback) -> Iterator[Path]:
+def _walk(root: Path, visited: set[tuple[int, int]], skip: SkipCallback,
+          extensions: frozenset[str] = IMAGE_EXTENSIONS, sniff=sniff_format) -> Iterator[Path]:
     # Iterative depth-first walk (no recursion limit on deep trees), sorted by name.
     stack: list[Iterator[os.DirEntry]] = []
 
@@ -618,7 +626,7 @@ def _walk(root: Path, visited: set[tuple[int, int]], skip: SkipCallback) -> Iter
             stack.pop()
             continue
         path = Path(entry.path)
-        has_ext = path.suffix.lower() in IMAGE_EXTENSIONS
+        has_ext = path.suffix.lower() in extensions
         try:
             is_dir = entry.is_dir()  # follows symlinks
             is_file = not is_dir and entry.is_file()
@@ -641,7 +649,7 @@ def _walk(root: Path, visited: set[tuple[int, int]], skip: SkipCallback) -> Iter
                 yield path
             else:
                 head = _read_head(path, skip)
-                if head is not None and sniff_format(head):
+                if head is not None and sniff(head):
                     yield path
         elif has_ext:
             # Broken symlink or special file with an image name: let load_image

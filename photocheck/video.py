@@ -91,6 +91,29 @@ def media_kind(path: str | os.PathLike) -> str | None:
     return None
 
 
+def is_clip(path: str | os.PathLike) -> bool:
+    """Screen this file as a clip? By content first; a file of neither kind by its extension
+    (so a damaged "x.mp4" is reported as a clip that cannot be read)."""
+    kind = media_kind(path)
+    return kind == "video" or (kind is None and Path(path).suffix.lower() in VIDEO_EXTENSIONS)
+
+
+def screen_clips(paths, references: ReferenceSet, thresholds, channel_refs, record, threads: int = 2) -> None:
+    """Screen each clip in this process with one engine (loaded only if there are clips) and
+    pass each result to record(result). Clips run one at a time: each already keeps the cores
+    busy (FFmpeg's decoder threads, onnxruntime's `threads`)."""
+    from photocheck.engine import FaceEngine
+
+    paths = list(paths)
+    if not paths:
+        return
+    engine = FaceEngine(thresholds.detector, threads=threads)
+    for p in paths:
+        result = screen_video(p, engine, references, thresholds, channel_refs)
+        release_memory()
+        record(result)
+
+
 @dataclass
 class _Track:
     """One person's faces across screened frames."""
@@ -215,9 +238,13 @@ def _open(path: Path, settings):
     except av.FFmpegError as exc:
         raise VideoError(f"cannot open {kind} clip (damaged or truncated?): {exc}") from None
     try:
-        if not container.streams.video:
+        still = av.stream.Disposition.attached_pic | av.stream.Disposition.timed_thumbnails
+        videos = [v for v in container.streams.video if not v.disposition & still]  # not cover art
+        if not videos:
             raise VideoError(f"{kind} file has no video stream")
-        stream = container.streams.video[0]
+        if len(videos) > 1:  # screening one would leave the others unlooked at
+            raise VideoError(f"{kind} file has {len(videos)} video streams; only single-stream clips are screened")
+        stream = videos[0]
         w, h = stream.codec_context.width, stream.codec_context.height
         if w * h > settings.max_frame_pixels:
             raise VideoError(f"frame size {w}x{h} is beyond the limit of {settings.max_frame_pixels:,} pixels")
@@ -226,6 +253,10 @@ def _open(path: Path, settings):
             raise VideoError(f"clip declares {declared / 3600:.1f} h, beyond the limit of "
                              f"{settings.max_duration_s / 3600:g} h")
         stream.thread_type = "AUTO"
+        # Stop at damage the decoder notices instead of concealing it (H.264, MPEG-4 Part 2): a
+        # concealed frame could hide a face. HEVC and VP9 conceal regardless; truncation and
+        # corrupt-frame flags are checked in _screen_frames.
+        stream.codec_context.options = {"err_detect": "explode"}
         return container, stream, declared
     except BaseException:
         container.close()
@@ -339,20 +370,23 @@ def screen_video(path: str | os.PathLike, engine, references: ReferenceSet, thre
 
 
 def frame_at(path: str | os.PathLike, time_s: float, max_side: int | None = None) -> np.ndarray:
-    """The upright RGB frame shown at `time_s` seconds from the clip's start (for reports: the
-    evidence is re-read from the clip rather than kept in memory). Raises VideoError."""
+    """The upright RGB frame shown at `time_s` seconds from the clip's start, at most max_side
+    on its long side (for reports: evidence is read again from the clip, never kept in memory).
+    Seeks to the key frame before it, so a frame late in a long clip is quick. Raises VideoError."""
     import av
 
     from photocheck.thresholds import load_thresholds
 
     container, stream, _ = _open(Path(path), load_thresholds().video)
     try:
-        t0 = None
+        tb = stream.time_base
+        start = float(stream.start_time * tb) if stream.start_time is not None and tb else 0.0
+        target = start + max(0.0, time_s)
+        if time_s > 1 and tb:
+            container.seek(int(target / tb), stream=stream, backward=True)
         best = None
         for frame in container.decode(stream):
-            t = frame.time or 0.0
-            t0 = t if t0 is None else t0
-            if best is not None and t - t0 > time_s + 1e-6:
+            if best is not None and frame.time is not None and frame.time > target + 1e-3:
                 break
             best = frame
         if best is None:

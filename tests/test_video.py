@@ -2,7 +2,10 @@
 references enrolled in a real database (the demo roster: D0001 is Joseph Biden)."""
 from __future__ import annotations
 
+import csv
 import dataclasses
+import io
+import json
 import struct
 from fractions import Fraction
 from pathlib import Path
@@ -18,7 +21,7 @@ from photocheck.results import FaceStatus, Verdict
 from photocheck.students import load_channel_references
 from photocheck.thresholds import ThresholdsError, load_thresholds
 from photocheck.video import media_kind, screen_video, sniff_video
-from tests.helpers import FACES, REPO
+from tests.helpers import FACES, REPO, load_report
 
 SAMPLES = REPO / "sample_images"
 W, H = 640, 360
@@ -164,6 +167,13 @@ def test_truncated_clips_are_errors(tmp_path, engine, th, refs):
         assert r.verdict is Verdict.ERROR and r.kind == "video", (src.name, r.reasons)
         assert r.channel_verdicts == {"web": Verdict.ERROR}
         assert "truncated" in r.error, r.error
+    # Damage in the middle of the picture data: the decoder's complaint makes it an error too.
+    data = bytearray(fast.read_bytes())
+    data[len(data) // 2:len(data) // 2 + 300] = bytes(range(256)) + bytes(44)
+    damaged = tmp_path / "damaged.mp4"
+    damaged.write_bytes(bytes(data))
+    r = screen(damaged, engine, th, refs)
+    assert r.verdict is Verdict.ERROR and "damaged" in r.error, r.error
 
 
 def test_files_that_are_not_clips(tmp_path, engine, th, refs):
@@ -190,6 +200,23 @@ def test_files_that_are_not_clips(tmp_path, engine, th, refs):
             c.mux(p)
     r = screen(audio, engine, th, refs)
     assert r.verdict is Verdict.ERROR and "no video stream" in r.error
+    # Two video streams (e.g. two camera angles): screening one would leave the other unseen.
+    two = tmp_path / "two.mp4"
+    with av.open(str(two), "w", format="mp4") as c:
+        streams = [c.add_stream("libx264", rate=25) for _ in range(2)]
+        for s in streams:
+            s.width, s.height, s.pix_fmt = W, H, "yuv420p"
+        for i in range(5):
+            for s in streams:
+                f = av.VideoFrame.from_ndarray(backdrop(i), format="rgb24")
+                f.pts = i
+                for p in s.encode(f):
+                    c.mux(p)
+        for s in streams:
+            for p in s.encode():
+                c.mux(p)
+    r = screen(two, engine, th, refs)
+    assert r.verdict is Verdict.ERROR and "2 video streams" in r.error
 
 
 def test_absurd_clips_are_errors(tmp_path, engine, th, refs):
@@ -239,3 +266,45 @@ def test_sniffing_and_limits_in_thresholds(tmp_path):
     bad.write_text(text.replace("sample_interval_s = 0.25", "sample_interval_s = 1.0"))
     with pytest.raises(ThresholdsError, match=r"\[video\]"):
         load_thresholds(bad)
+
+
+@pytest.mark.backends("sqlite", "postgresql")
+def test_scan_finds_clips_beside_photos(cli, demo_copy: Path, tmp_path: Path, backend):
+    """`photocheck scan` screens clips found by content beside photos and stores kind, duration and
+    time_s; a rescan reuses the stored clip result (scan cache) with the same facts."""
+    cli("roster", "import", demo_copy / "roster" / "no_consent.csv")
+    cli("enroll", demo_copy / "roster" / "photos")
+    batch = tmp_path / "post"
+    batch.mkdir()
+    (batch / "photo.jpg").write_bytes((SAMPLES / "obama1.jpg").read_bytes())
+    make_clip(batch / "reel", [(face_tile(*BIDEN), 300, 60, 1.0, 2.0)], seconds=2.5)  # no extension: by content
+    make_clip(batch / "empty.webm", [], seconds=1, fmt="webm", codec="libvpx-vp9")
+    (batch / "broken.mp4").write_text("not a clip")
+    (batch / "notes.txt").write_text("neither")
+    for run in ("first", "cached"):
+        report = tmp_path / f"{run}.json"
+        cli("scan", batch, "--json", report, "--csv", report.with_suffix(".csv"), "--html",
+            report.with_suffix(".html"), expect=1)
+        items = {Path(im["path"]).name: im for im in load_report(report)["images"]}
+        assert set(items) == {"photo.jpg", "reel", "empty.webm", "broken.mp4"}, run
+        reel = items["reel"]
+        assert (reel["kind"], reel["verdict"], reel["cached"]) == ("video", "blocked", run == "cached")
+        assert abs(reel["duration_s"] - 2.5) < 0.1
+        (face,) = [f for f in reel["faces"] if f["status"] == "listed"]
+        assert face["student_id"] == "D0001" and 1.0 <= face["time_s"] < 2.0
+        assert items["photo.jpg"]["kind"] == "photo" and "duration_s" not in items["photo.jpg"]
+        assert "time_s" not in items["photo.jpg"]["faces"][0]
+        assert (items["broken.mp4"]["kind"], items["broken.mp4"]["verdict"]) == ("video", "error")
+        rows = {Path(r["path"]).name: r for r in csv.DictReader(io.StringIO(
+            report.with_suffix(".csv").read_text(encoding="utf-8-sig"), newline=""))}
+        assert rows["reel"]["kind"] == "video" and f"D0001 at {face['time_s']:.2f} s" in rows["reel"]["flagged_times"]
+    html = report.with_suffix(".html").read_text()
+    assert f'alt="frame at {face["time_s"]:.2f} s of {batch / "reel"}"' in html  # the flagged frame itself
+    assert f"D0001 at {face['time_s']:.2f} s" in html
+    # A clear clip can be signed off, but publish refuses clips (no clean copy is made of them yet).
+    clip = max((i for i in json.loads(cli("review", "list", "--verdict", "clear", "--json").output)
+                if Path(i["path"]).name == "empty.webm"), key=lambda i: i["photo_id"])  # the second scan's
+    cli("review", "sign", clip["photo_id"], "--decision", "approve", "--as", "bob")
+    dest = tmp_path / "web"
+    out = cli("publish", "--channel", "web", "--to", dest, clip["photo_id"], expect=1).output
+    assert "video clip" in out and not any(p.suffix in (".webm", ".jpg") for p in dest.glob("*"))

@@ -176,6 +176,9 @@ class Photo(Base):
     channel_verdicts: Mapped[str] = mapped_column(Text, default="{}", server_default="{}")
     # Set when a roster change may have made an approved photo unpublishable (see recheck).
     needs_recheck: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # "photo" or "video" (a clip screened as sampled frames; photocheck/video.py) and a clip's length.
+    kind: Mapped[str] = mapped_column(String(10), default="photo", server_default="photo")
+    duration_s: Mapped[float | None] = mapped_column(Float, nullable=True)
 
     scan: Mapped[Scan] = relationship(back_populates="photos")
     faces: Mapped[list[Face]] = relationship(
@@ -200,6 +203,7 @@ class Face(Base):
     distance: Mapped[float | None] = mapped_column(Float, nullable=True)
     detector_score: Mapped[float] = mapped_column(Float, default=0.0)
     reason: Mapped[str] = mapped_column(Text, default="")
+    time_s: Mapped[float | None] = mapped_column(Float, nullable=True)  # clips: seconds from the start
 
     photo: Mapped[Photo] = relationship(back_populates="faces")
 

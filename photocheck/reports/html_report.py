@@ -174,20 +174,10 @@ def _thresholds_line(thresholds: dict) -> str:
 def _card(photo: PhotoResult, px: int) -> str:
     e = escape
     verdict = str(photo.verdict)
-    try:
-        data_uri, full = _thumbnail(photo.path, px)
-    except FileNotFoundError:
-        thumb = '<div class="thumb missing">Thumbnail unavailable: the file no longer exists.</div>'
-    except Exception as exc:  # unreadable, bomb, odd mode…: the report must still be written
-        thumb = (f'<div class="thumb missing">Thumbnail unavailable: '
-                 f"{e(type(exc).__name__)}: {e(str(exc))}</div>")
+    if photo.kind == "video":
+        thumb = _clip_frames(photo, px)
     else:
-        # Boxes are in upright full-size pixels; % positions make them independent of thumbnail
-        # and display size, and keep the thumbnail itself clean.
-        w, h = (photo.width, photo.height) if photo.width and photo.height else full
-        boxes = "".join(_box(face, w, h) for face in photo.faces)
-        thumb = (f'<div class="thumb"><img src="{data_uri}" alt="thumbnail of {e(str(photo.path))}">'
-                 f"{boxes}</div>")
+        thumb = _photo_thumb(photo, px)
     parts = [f'<article class="card {e(verdict)}">', thumb, '<div class="meta">',
              f'<span class="badge {e(verdict)}">{e(verdict)}</span>']
     if photo.reasons:
@@ -204,6 +194,55 @@ def _card(photo: PhotoResult, px: int) -> str:
     return "".join(parts)
 
 
+MAX_CLIP_FRAMES = 4  # frames shown per clip: the worst flagged faces first
+
+
+def _clip_frames(photo: PhotoResult, px: int) -> str:
+    """A clip's card pictures: the frame of each listed or review face (up to MAX_CLIP_FRAMES,
+    listed first) with the faces seen in that frame boxed and its time; else its first frame."""
+    from photocheck.video import frame_at
+
+    order = {"listed": 0, "review": 1}
+    flagged = sorted((f for f in photo.faces if f.time_s is not None and _BOX_CLASS.get(f.status) in order),
+                     key=lambda f: (order[_BOX_CLASS[f.status]], f.time_s))
+    times = list(dict.fromkeys(f.time_s for f in flagged))[:MAX_CLIP_FRAMES] or [0.0]
+    out = []
+    for t in times:
+        try:
+            rgb = frame_at(photo.path, t, max_side=px)
+        except Exception as exc:  # gone, unreadable: the report must still be written
+            out.append(f'<div class="thumb missing">Frame at {t:.2f} s unavailable: '
+                       f"{escape(type(exc).__name__)}: {escape(str(exc))}</div>")
+            continue
+        buf = io.BytesIO()
+        Image.fromarray(rgb).save(buf, "JPEG", quality=80, optimize=True)
+        uri = "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+        w, h = (photo.width, photo.height) if photo.width and photo.height else (rgb.shape[1], rgb.shape[0])
+        boxes = "".join(_box(f, w, h) for f in photo.faces if f.time_s == t)
+        out.append(f'<div class="thumb"><img src="{uri}" alt="frame at {t:.2f} s of {escape(str(photo.path))}">'
+                   f'{boxes}</div><p class="frame-time">at {t:.2f} s of {photo.duration_s or 0:.1f} s</p>')
+    return "".join(out)
+
+
+def _photo_thumb(photo: PhotoResult, px: int) -> str:
+    e = escape
+    try:
+        data_uri, full = _thumbnail(photo.path, px)
+    except FileNotFoundError:
+        thumb = '<div class="thumb missing">Thumbnail unavailable: the file no longer exists.</div>'
+    except Exception as exc:  # unreadable, bomb, odd mode…: the report must still be written
+        thumb = (f'<div class="thumb missing">Thumbnail unavailable: '
+                 f"{e(type(exc).__name__)}: {e(str(exc))}</div>")
+    else:
+        # Boxes are in upright full-size pixels; % positions make them independent of thumbnail
+        # and display size, and keep the thumbnail itself clean.
+        w, h = (photo.width, photo.height) if photo.width and photo.height else full
+        boxes = "".join(_box(face, w, h) for face in photo.faces)
+        thumb = (f'<div class="thumb"><img src="{data_uri}" alt="thumbnail of {e(str(photo.path))}">'
+                 f"{boxes}</div>")
+    return thumb
+
+
 def _faces_text(faces: list[FaceResult]) -> str:
     # The same facts as the boxes, in words: survives a missing thumbnail and black-and-white print.
     if not faces:
@@ -213,6 +252,10 @@ def _faces_text(faces: list[FaceResult]) -> str:
     text = f"{len(faces)} face{'s' if len(faces) != 1 else ''}"
     if listed:
         text += f"; listed: {', '.join(listed)}"
+    times = [f"{f.student_id or f.status} at {f.time_s:.2f} s" for f in faces if f.time_s is not None
+             and _BOX_CLASS.get(f.status, "review") != "nomatch"]
+    if times:  # clips: where in the clip
+        text += " (" + "; ".join(times) + ")"
     if review:
         text += f"; to review: {len(review)} (" + ", ".join(
             str(f.status) + (f" ~{f.candidate_id}" if f.candidate_id else "") for f in review) + ")"
