@@ -308,3 +308,37 @@ def test_scan_finds_clips_beside_photos(cli, demo_copy: Path, tmp_path: Path, ba
     dest = tmp_path / "web"
     out = cli("publish", "--channel", "web", "--to", dest, clip["photo_id"], expect=1).output
     assert "video clip" in out and not any(p.suffix in (".webm", ".jpg") for p in dest.glob("*"))
+
+
+def test_recheck_screens_an_approved_clip_again(cli, demo_copy: Path, tmp_path: Path, db_url: str):
+    """A student newly listed after a clip was approved: `recheck` screens the clip (as a clip)
+    again, voids the sign-off and stores the new verdict with its times."""
+    from sqlalchemy import select
+
+    from photocheck.db.models import Photo
+
+    cli("roster", "import", demo_copy / "roster" / "no_consent.csv")
+    cli("enroll", demo_copy / "roster" / "photos")
+    batch = tmp_path / "post"
+    batch.mkdir()
+    make_clip(batch / "reel.mp4", [(face_tile(*OBAMA), 100, 60, 0.5, 1.5)], seconds=2)
+    cli("scan", batch)  # clear: exit 0
+    db = open_database(db_url)
+    with db.session() as s:
+        pid = s.scalar(select(Photo.id))
+    cli("review", "sign", pid, "--decision", "approve", "--as", "bob")
+    roster = tmp_path / "new.csv"
+    roster.write_text("student_id,first_name,last_name,campus,grade,opt_out\n"
+                      "D0001,Joseph,Biden,Demo High School,12,all\nD0002,Barack,Obama,Demo,12,all\n")
+    assert "1 approved photo(s) flagged for re-check" in cli("roster", "import", roster).output
+    refs = tmp_path / "refs" / "D0002"
+    refs.mkdir(parents=True)
+    (refs / "obama3.jpg").write_bytes((SAMPLES / "obama3.jpg").read_bytes())
+    cli("enroll", tmp_path / "refs")
+    cli("recheck", expect=1)
+    with db.session() as s:
+        photo = s.get(Photo, pid)
+        assert (photo.kind, photo.verdict, photo.signoff_state) == ("video", "blocked", "pending")
+        (face,) = photo.faces
+        assert face.student_id == "D0002" and 0.5 <= face.time_s < 1.5
+    db.dispose()
