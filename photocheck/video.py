@@ -129,15 +129,20 @@ class _Track:
 @dataclass
 class _Tracker:
     settings: object  # VideoSettings
-    tracks: list[_Track] = field(default_factory=list)
+    tracks: list[_Track] = field(default_factory=list)  # every track, for the report
+    active: list[_Track] = field(default_factory=list)  # seen within track_max_gap_s: linkable
 
     def add(self, t: float, faces: list[FaceResult], encodings: list[np.ndarray | None]) -> None:
         st = self.settings
-        live = [k for k, tr in enumerate(self.tracks) if t - tr.last_t <= st.track_max_gap_s]
+        live = []
+        for tr in self.active:
+            if t - tr.last_t <= st.track_max_gap_s:
+                live.append(tr)
+            else:
+                tr.encoding = None  # ended: only its reported face is kept (memory stays small)
         pairs = []  # (rank, track index, face index): encoding links first, then overlap links
         for i, (f, enc) in enumerate(zip(faces, encodings)):
-            for k in live:
-                tr = self.tracks[k]
+            for k, tr in enumerate(live):
                 if f.student_id and tr.student and f.student_id != tr.student:
                     continue  # two different listed students are never one track
                 if enc is not None and tr.encoding is not None:
@@ -154,10 +159,13 @@ class _Tracker:
                 continue
             used_t.add(k)
             used_f.add(i)
-            self._extend(self.tracks[k], t, faces[i], encodings[i])
+            self._extend(live[k], t, faces[i], encodings[i])
         for i, (f, enc) in enumerate(zip(faces, encodings)):
             if i not in used_f:
-                self.tracks.append(_Track(f.box, t, t, enc, f.student_id, _with_time(f, t)))
+                tr = _Track(f.box, t, t, enc, f.student_id, _with_time(f, t))
+                self.tracks.append(tr)
+                live.append(tr)
+        self.active = live
 
     @staticmethod
     def _extend(tr: _Track, t: float, f: FaceResult, enc: np.ndarray | None) -> None:

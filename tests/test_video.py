@@ -342,3 +342,35 @@ def test_recheck_screens_an_approved_clip_again(cli, demo_copy: Path, tmp_path: 
         (face,) = photo.faces
         assert face.student_id == "D0002" and 0.5 <= face.time_s < 1.5
     db.dispose()
+
+
+def test_tracker_links_one_person_and_keeps_people_apart(th):
+    """Tracking rules on made-up encodings: the same person links wherever they move, overlapping
+    boxes of different people do not, two listed students never share a track, and the track
+    reports its worst sighting with that sighting's time."""
+    from photocheck.results import FaceResult
+    from photocheck.video import _Tracker
+
+    a, b = np.zeros(128), np.full(128, 0.1)  # 1.13 apart: different people
+    near_a = a + 0.01  # 0.11 from a: the same person
+
+    def face(box, status=FaceStatus.NO_MATCH, sid=None, dist=0.9):
+        return FaceResult(box=box, status=status, student_id=sid, distance=dist)
+
+    tr = _Tracker(th.video)
+    tr.add(0.0, [face((0, 100, 100, 0)), face((0, 300, 100, 200))], [a, b])
+    # a moved across the frame (no overlap) and b moved onto a's old place (overlap, other encoding).
+    tr.add(0.25, [face((0, 500, 100, 400), FaceStatus.UNCERTAIN, dist=0.6), face((0, 110, 100, 10))], [near_a, b])
+    # Unencodable faces link by overlap.
+    tr.add(0.5, [face((0, 505, 100, 405), FaceStatus.TOO_SMALL)], [None])
+    assert len(tr.tracks) == 2
+    first = tr.tracks[0]
+    assert (first.sightings, first.worst.status, first.worst.time_s) == (3, FaceStatus.UNCERTAIN, 0.25)
+    # Two listed students at the same place one after the other: two tracks.
+    tr2 = _Tracker(th.video)
+    tr2.add(0.0, [face((0, 100, 100, 0), FaceStatus.LISTED, "S1", 0.4)], [None])
+    tr2.add(0.25, [face((0, 100, 100, 0), FaceStatus.LISTED, "S2", 0.4)], [None])
+    assert [t.worst.student_id for t in tr2.tracks] == ["S1", "S2"]
+    # A track not seen for longer than track_max_gap_s ends: a later face starts a new one.
+    tr2.add(0.25 + th.video.track_max_gap_s + 0.5, [face((0, 100, 100, 0), FaceStatus.LISTED, "S2", 0.4)], [None])
+    assert len(tr2.tracks) == 3 and len(tr2.active) == 1
