@@ -301,6 +301,9 @@ def test_scan_finds_clips_beside_photos(cli, demo_copy: Path, tmp_path: Path, ba
     html = report.with_suffix(".html").read_text()
     assert f'alt="frame at {face["time_s"]:.2f} s of {batch / "reel"}"' in html  # the flagged frame itself
     assert f"D0001 at {face['time_s']:.2f} s" in html
+    reel_id = max(i["photo_id"] for i in json.loads(cli("review", "list", "--json").output)
+                  if Path(i["path"]).name == "reel")
+    assert "cannot redact clips" in cli("redact", reel_id, "--out", tmp_path / "red", expect=1).output
     # A clear clip can be signed off, but publish refuses clips (no clean copy is made of them yet).
     clip = max((i for i in json.loads(cli("review", "list", "--verdict", "clear", "--json").output)
                 if Path(i["path"]).name == "empty.webm"), key=lambda i: i["photo_id"])  # the second scan's
