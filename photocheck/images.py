@@ -582,7 +582,7 @@ def _log_skip(path: Path, reason: str) -> None:
 
 
 def iter_image_files(paths: Iterable[str | os.PathLike], *, on_skip: SkipCallback | None = None,
-                     on_error: SkipCallback | None = None) -> Iterator[Path]:
+                     on_error: SkipCallback | None = None, videos: bool = False) -> Iterator[Path]:
     """Yield the image files to screen, in a stable (sorted) order.
 
     Explicit file arguments are always yielded (load_image reports what is wrong
@@ -596,10 +596,18 @@ def iter_image_files(paths: Iterable[str | os.PathLike], *, on_skip: SkipCallbac
     file without an image extension whose content cannot be read to tell -- goes
     to on_error(path, reason): it may hold photos nobody looked at. Both default
     to a logged warning; reasons name the path and the OS error.
+
+    `videos`: also yield video clips, by extension or content (photocheck/video.py).
     """
     skip = on_skip or _log_skip
     error = on_error or on_skip or _log_skip
     visited: set[tuple[int, int]] = set()
+    extensions, sniff = IMAGE_EXTENSIONS, sniff_format
+    if videos:
+        from photocheck.video import VIDEO_EXTENSIONS, sniff_video
+
+        extensions = IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
+        sniff = lambda head: sniff_format(head) or sniff_video(head)  # noqa: E731
     for p in paths:
         p = Path(p)
         try:
@@ -608,7 +616,7 @@ def iter_image_files(paths: Iterable[str | os.PathLike], *, on_skip: SkipCallbac
             error(p, f"cannot examine {os_error_text(p, e)}")
             continue
         if is_dir:
-            yield from _walk(p, visited, skip, error)
+            yield from _walk(p, visited, skip, error, extensions, sniff)
         else:
             yield p
 
@@ -620,8 +628,8 @@ def os_error_text(path: str | os.PathLike, e: OSError) -> str:
     return f"{printable_path(path)}: {e.strerror or e}" + (f" [{code}]" if code else "")
 
 
-def _walk(root: Path, visited: set[tuple[int, int]], skip: SkipCallback,
-          error: SkipCallback) -> Iterator[Path]:
+def _walk(root: Path, visited: set[tuple[int, int]], skip: SkipCallback, error: SkipCallback,
+          extensions: frozenset[str] = IMAGE_EXTENSIONS, sniff=sniff_format) -> Iterator[Path]:
     # Iterative depth-first walk (no recursion limit on deep trees), sorted by name.
     stack: list[Iterator[os.DirEntry]] = []
 
@@ -647,7 +655,7 @@ def _walk(root: Path, visited: set[tuple[int, int]], skip: SkipCallback,
             stack.pop()
             continue
         path = Path(entry.path)
-        has_ext = path.suffix.lower() in IMAGE_EXTENSIONS
+        has_ext = path.suffix.lower() in extensions
         try:
             is_dir = entry.is_dir()  # follows symlinks
             is_file = not is_dir and entry.is_file()
@@ -672,7 +680,7 @@ def _walk(root: Path, visited: set[tuple[int, int]], skip: SkipCallback,
                 yield path
             else:
                 head = _read_head(path, error)
-                if head is not None and sniff_format(head):
+                if head is not None and sniff(head):
                     yield path
         elif has_ext:
             # Broken symlink or special file with an image name: let load_image

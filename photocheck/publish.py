@@ -144,6 +144,8 @@ def _publish_one(db: Database, pid: int, channel: str, dest: Path, actor: str, c
         so = _current_signoff(s, pid)
         if so is None or photo.signoff_state == "pending":
             raise _Refused("not signed off yet (pending in `photocheck review list`)")
+        if photo.kind == "video":  # a clip's copy without metadata (and its redaction) is not made yet
+            raise _Refused("a video clip: photocheck cannot publish clips yet")
         if so.decision == "reject":
             raise _Refused(f"rejected by {so.reviewer}")
         allowed = [c for c in so.channels.split(";") if c]

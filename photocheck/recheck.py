@@ -52,6 +52,7 @@ def recheck(db: Database, *, actor: str, engine=None, thresholds=None) -> Rechec
     from photocheck.scan import face_rows, screen_photo
     from photocheck.students import load_channel_references
     from photocheck.thresholds import load_thresholds
+    from photocheck.video import screen_video
 
     with db.session() as s:
         ids = list(s.scalars(select(Photo.id).where(Photo.needs_recheck.is_(True)).order_by(Photo.id)))
@@ -73,8 +74,9 @@ def recheck(db: Database, *, actor: str, engine=None, thresholds=None) -> Rechec
             photo = s.get(Photo, pid)
             so = _current_signoff(s, pid)
             red = s.get(Redaction, so.redaction_id) if so and so.redaction_id else None
-            path = photo.path
-        fresh = text_check(screen_photo(Path(path), engine, refs[None], thresholds, channel_refs))
+            path, kind = photo.path, photo.kind
+        screen = screen_video if kind == "video" else screen_photo
+        fresh = text_check(screen(Path(path), engine, refs[None], thresholds, channel_refs))
         copy = screen_photo(Path(red.path), engine, refs[None], thresholds) if red else None
 
         with db.session(immediate=True) as s:

@@ -90,6 +90,10 @@ def _covered(db: Database, pid: int, style: str) -> tuple[str, str, list[tuple[i
         faces = [((f.top, f.right, f.bottom, f.left), f.status) for f in photo.faces]
         strict = strict_in_photo(s, pid)
         scan_channel = s.get(Scan, photo.scan_id).channel
+        kind = photo.kind
+    if kind == "video":  # covering faces in every frame of a clip is not built yet
+        raise RedactError("a video clip: photocheck cannot redact clips yet; reject it, or cut the "
+                          "student out of the clip and scan it again", path)
     if strict:
         raise RedactError("a student in this photo must never be published (strict in the roster), "
                           "not even redacted: reject it instead", path)

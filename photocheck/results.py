@@ -55,6 +55,7 @@ class FaceResult:
     candidate_id: str | None = None    # nearest listed student (LISTED/UNCERTAIN)
     distance: float | None = None      # distance to that student's nearest reference
     reason: str = ""
+    time_s: float | None = None        # clips: seconds from the start of the frame the box is in
 
     @property
     def width(self) -> int:
@@ -80,6 +81,8 @@ class PhotoResult:
     group_verdict: Verdict | None = None  # worst verdict among the group's members
     cached: bool = False                # result reused from an earlier scan of the same bytes
     text_hits: int = 0                  # listed students' names found in its embedded text / file name
+    kind: str = "photo"                 # "photo" or "video" (a clip: one verdict, faces carry time_s)
+    duration_s: float | None = None     # clips: length in seconds
 
 
 @dataclass

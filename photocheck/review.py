@@ -686,11 +686,13 @@ def scan_summary(db: Database, scan_id: int) -> ScanSummary:
                 state += " (re-check needed)"
             faces = [FaceResult(box=(f.top, f.right, f.bottom, f.left), status=FaceStatus(f.status),
                                 detector_score=f.detector_score, student_id=f.student_id,
-                                candidate_id=f.candidate_id, distance=f.distance, reason=f.reason) for f in p.faces]
+                                candidate_id=f.candidate_id, distance=f.distance, reason=f.reason,
+                                time_s=f.time_s) for f in p.faces]
             photos.append(PhotoResult(path=p.path, verdict=Verdict(p.verdict), reasons=json.loads(p.reasons or "[]"),
                                       faces=faces, sha256=p.sha256, width=p.width, height=p.height, error=p.error,
                                       channel_verdicts={k: Verdict(v) for k, v in channel_verdicts(p, scan).items()},
-                                      photo_id=p.id, signoff=state, phash=p.phash))
+                                      photo_id=p.id, signoff=state, phash=p.phash, kind=p.kind,
+                                      duration_s=p.duration_s))
             photos[-1].group, photos[-1].group_size, group_verdict = groups[p.id]
             photos[-1].group_verdict = Verdict(group_verdict)
         return ScanSummary(scan_id=scan.id, started_at=scan.started_at.isoformat(timespec="seconds"),

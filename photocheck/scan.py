@@ -30,6 +30,7 @@ from photocheck.groups import assign_groups
 from photocheck.images import file_sha256, iter_image_files, os_error_text
 from photocheck.results import FaceResult, FaceStatus, PhotoResult, ScanSummary, Verdict, printable_path
 from photocheck.screening import ReferenceSet
+from photocheck.video import is_clip, screen_clips
 from photocheck.worker import WorkerSetup, error_result, release_memory, screen_photo
 
 __all__ = ["ScanOutcome", "ScanSetupError", "Skipped", "scan", "screen_photo"]
@@ -61,7 +62,7 @@ def face_rows(result: PhotoResult) -> list[Face]:
     return [
         Face(top=f.box[0], right=f.box[1], bottom=f.box[2], left=f.box[3], status=f.status.value,
              student_id=f.student_id, candidate_id=f.candidate_id, distance=f.distance,
-             detector_score=f.detector_score, reason=f.reason)
+             detector_score=f.detector_score, reason=f.reason, time_s=f.time_s)
         for f in result.faces
     ]
 
@@ -78,6 +79,7 @@ def _add_photo(s, scan_id: int, result: PhotoResult, owner: str, cached_from: in
     photo = Photo(scan_id=scan_id, path=result.path, sha256=result.sha256, verdict=result.verdict.value,
                   reasons=json.dumps(result.reasons), error=result.error, width=result.width,
                   height=result.height, phash=result.phash, cached_from=cached_from, text_hits=result.text_hits,
+                  kind=result.kind, duration_s=result.duration_s,
                   channel_verdicts=json.dumps({k: str(v) for k, v in result.channel_verdicts.items()}))
     photo.faces = face_rows(result)
     s.add(photo)
@@ -110,10 +112,11 @@ def scan_roots_key(roots: list[Path]) -> str:
 def _result_from_row(photo: Photo, path: str | None = None, cached: bool = False) -> PhotoResult:
     faces = [FaceResult(box=(f.top, f.right, f.bottom, f.left), status=FaceStatus(f.status),
                         detector_score=f.detector_score, student_id=f.student_id, candidate_id=f.candidate_id,
-                        distance=f.distance, reason=f.reason) for f in photo.faces]
+                        distance=f.distance, reason=f.reason, time_s=f.time_s) for f in photo.faces]
     return PhotoResult(path=path or photo.path, verdict=Verdict(photo.verdict), reasons=json.loads(photo.reasons),
                        faces=faces, sha256=photo.sha256, width=photo.width, height=photo.height,
-                       error=photo.error, phash=photo.phash, cached=cached,
+                       error=photo.error, phash=photo.phash, cached=cached, kind=photo.kind,
+                       duration_s=photo.duration_s,
                        channel_verdicts={k: Verdict(v) for k, v in json.loads(photo.channel_verdicts or "{}").items()})
 
 
@@ -280,7 +283,7 @@ def scan(
     unreadable: list[tuple[Path, str]] = []  # found, not read: each becomes an `error` photo
     files = list(dict.fromkeys(iter_image_files(
         roots, on_skip=lambda p, why: skipped.append(Skipped(printable_path(p), why)),
-        on_error=lambda p, why: unreadable.append((p, why)))))
+        on_error=lambda p, why: unreadable.append((p, why)), videos=True)))
 
     model = model_info(thresholds.detector)
     # Before loading the engine: a missing or wrong key fails at once (protect.KeyUnavailable).
@@ -392,7 +395,9 @@ def scan(
             if (sha := file_sha256(f)) is not None:
                 hashes[f] = sha
         identical = _Identical(misses, hashes)
-        to_screen = identical.first
+        clips = [f for f in identical.first if is_clip(f)]  # screened after the photos, in this process
+        clip_set = set(clips)
+        to_screen = [f for f in identical.first if f not in clip_set]
         n_jobs = max(1, min(jobs or default_jobs(), len(to_screen) or 1))
         if to_screen and n_jobs == 1:
             from photocheck.engine import FaceEngine
@@ -405,6 +410,7 @@ def scan(
                 queue.extend(record(result))
         elif to_screen:
             _run_pool(to_screen, n_jobs, references, thresholds, record, channel_refs)
+        screen_clips(clips, references, thresholds, channel_refs, record, threads=min(2, jobs or default_jobs()))
         status = "finished"
     finally:
         with db.session(immediate=True) as s:

@@ -19,7 +19,8 @@ from sqlalchemy import select
 
 from photocheck.db import Database
 from photocheck.db.models import Student
-from photocheck.metadata import FoundText, read_embedded_text
+from photocheck.images import file_sha256
+from photocheck.metadata import EmbeddedText, FoundText, read_embedded_text
 from photocheck.names import FIRST_NAME, NAMED, NameIndex, Person
 from photocheck.results import PhotoResult, Verdict
 from photocheck.screening import listed_for
@@ -112,6 +113,12 @@ class TextChecker:
             return result
 
     def _apply(self, result: PhotoResult, path: Path) -> PhotoResult:
+        if result.kind == "video":  # a clip can be gigabytes: its name only (container tags are not read yet)
+            if result.verdict is not Verdict.ERROR and result.sha256 and file_sha256(path) != result.sha256:
+                return _error(result, "the file changed while it was being screened: scan it again")
+            embedded = EmbeddedText()
+            embedded.add("file name", path.name)
+            return self._merge(result, embedded)
         try:
             data = path.read_bytes()
         except OSError as exc:
@@ -120,7 +127,9 @@ class TextChecker:
                 return _error(result, f"cannot read the file again to check its text: {exc.strerror or exc}")
         if data and result.sha256 and hashlib.sha256(data).hexdigest() != result.sha256:
             return _error(result, "the file changed while it was being screened: scan it again")
-        embedded = read_embedded_text(path, data)
+        return self._merge(result, read_embedded_text(path, data))
+
+    def _merge(self, result: PhotoResult, embedded: EmbeddedText) -> PhotoResult:
         findings = self.find(embedded.texts)
         problems = [] if result.verdict is Verdict.ERROR else [
             f"{p}: a listed student's name in it cannot be ruled out" for p in embedded.problems]

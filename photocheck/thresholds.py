@@ -103,6 +103,20 @@ class TextThresholds(_Section):
 
 
 @dataclass(frozen=True)
+class VideoSettings(_Section):
+    sample_interval_s: float  # a frame is screened at least this often (seconds of clip)
+    scene_change_diff: float  # mean grey difference (0-255) from the last screened frame that screens this one too
+    scene_min_gap_s: float  # ... but not more often than this
+    track_max_gap_s: float  # a face links to a track last seen at most this long before
+    track_min_iou: float  # box overlap with the track's last box that links a face (if encodings allow)
+    track_max_distance: float  # encoding distance that links a face to a track wherever it is in the frame
+    max_duration_s: float  # longer clips are errors (declared or decoded)
+    max_frame_pixels: int  # frames larger than this (width x height) are errors
+    max_fps: float  # more decoded frames per second of clip than this is an error (absurd timestamps)
+    truncation_tolerance_s: float  # decoded video may end this much before its declared duration
+
+
+@dataclass(frozen=True)
 class Thresholds:
     detector: DetectorSettings
     match: MatchThresholds
@@ -110,6 +124,7 @@ class Thresholds:
     enroll: EnrollThresholds
     grouping: GroupingThresholds = GroupingThresholds(max_hamming=0)
     text: TextThresholds = TextThresholds(first_name_min_letters=4)
+    video: VideoSettings | None = None  # None only for hand-made Thresholds; load_thresholds always sets it
     source: str = ""
 
     def as_dict(self) -> dict:
@@ -121,6 +136,7 @@ class Thresholds:
             "enroll": self.enroll.as_dict(),
             "grouping": self.grouping.as_dict(),
             "text": self.text.as_dict(),
+            **({"video": self.video.as_dict()} if self.video is not None else {}),
         }
 
     def fingerprint(self) -> str:
@@ -137,10 +153,11 @@ def load_thresholds(path: str | Path | None = None) -> Thresholds:
             data = tomllib.load(fh)
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ThresholdsError(f"cannot read thresholds file {p}: {exc}") from None
-    unknown = set(data) - {"detector", "match", "quality", "enroll", "grouping", "text"}
+    sections = ("detector", "match", "quality", "enroll", "grouping", "text", "video")
+    unknown = set(data) - set(sections)
     if unknown:
         raise ThresholdsError(f"{p}: unknown section(s) {sorted(unknown)}")
-    for sec in ("detector", "match", "quality", "enroll", "grouping", "text"):
+    for sec in sections:
         if sec not in data:
             raise ThresholdsError(f"{p}: missing section [{sec}]")
     t = Thresholds(
@@ -150,6 +167,7 @@ def load_thresholds(path: str | Path | None = None) -> Thresholds:
         enroll=EnrollThresholds.from_dict(data["enroll"], "enroll"),
         grouping=GroupingThresholds.from_dict(data["grouping"], "grouping"),
         text=TextThresholds.from_dict(data["text"], "text"),
+        video=VideoSettings.from_dict(data["video"], "video"),
         source=str(p),
     )
     d = t.detector
@@ -159,4 +177,10 @@ def load_thresholds(path: str | Path | None = None) -> Thresholds:
     m = t.match
     if not (0 < m.block_distance <= m.review_distance):
         raise ThresholdsError(f"{p}: need 0 < block_distance <= review_distance, got {m}")
+    v = t.video
+    if not (0 < v.scene_min_gap_s <= v.sample_interval_s <= 0.5 and v.max_duration_s > 0
+            and v.max_frame_pixels > 0 and v.max_fps > 0 and v.truncation_tolerance_s >= 0):
+        # Above 0.5 s, a person on screen for one second could fall between two samples.
+        raise ThresholdsError(f"{p}: [video] need 0 < scene_min_gap_s <= sample_interval_s <= 0.5 and "
+                              f"positive limits, got {v}")
     return t

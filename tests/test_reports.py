@@ -156,7 +156,7 @@ def test_csv_rows_and_escaping(summary, tmp_path):
     rows = list(csv.DictReader(io.StringIO(raw.decode("utf-8-sig"), newline="")))
     assert list(rows[0]) == ["path", "verdict", "faces", "listed_students", "review_faces",
                              "reasons", "error", "sha256", "group", "group_size", "group_verdict",
-                             "channel_verdicts"]
+                             "channel_verdicts", "kind", "duration_s", "flagged_times"]
     assert len(rows) == len(summary.photos)
     by_name = {Path(r["path"]).name: r for r in rows}
     b = by_name["blocked.jpg"]

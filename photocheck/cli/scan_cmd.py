@@ -21,7 +21,7 @@ STYLE = {Verdict.BLOCKED: "bold red", Verdict.ERROR: "bold magenta", Verdict.REV
 
 
 def scan(
-    paths: Annotated[list[Path], typer.Argument(metavar="PATH...", help="Photos or folders (searched recursively).",
+    paths: Annotated[list[Path], typer.Argument(metavar="PATH...", help="Photos, video clips or folders (searched recursively).",
                                                 show_default=False)],
     json_out: Annotated[Path | None, typer.Option("--json", metavar="FILE", help="Write the JSON report here.")] = None,
     csv_out: Annotated[Path | None, typer.Option("--csv", metavar="FILE", help="Write a CSV, one row per photo.")] = None,

@@ -226,6 +226,9 @@ class Photo(Base):
     # Listed students' names found in the photo's embedded text or file name (textcheck.py). Only
     # rows with none are reused by the scan cache: their verdict is the pixels' alone.
     text_hits: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # "photo" or "video" (a clip screened as sampled frames; photocheck/video.py) and a clip's length.
+    kind: Mapped[str] = mapped_column(String(10), default="photo", server_default="photo")
+    duration_s: Mapped[float | None] = mapped_column(Float, nullable=True)
 
     scan: Mapped[Scan] = relationship(back_populates="photos")
     faces: Mapped[list[Face]] = relationship(
@@ -250,6 +253,7 @@ class Face(Base):
     distance: Mapped[float | None] = mapped_column(Float, nullable=True)
     detector_score: Mapped[float] = mapped_column(Float, default=0.0)
     reason: Mapped[str] = mapped_column(Text, default="")
+    time_s: Mapped[float | None] = mapped_column(Float, nullable=True)  # clips: seconds from the start
 
     photo: Mapped[Photo] = relationship(back_populates="faces")
 

@@ -9,7 +9,7 @@ from photocheck.reports._atomic import atomic_open
 from photocheck.results import FaceStatus, PhotoResult, ScanSummary
 
 COLUMNS = ["path", "verdict", "faces", "listed_students", "review_faces", "reasons", "error", "sha256",
-           "group", "group_size", "group_verdict", "channel_verdicts"]
+           "group", "group_size", "group_verdict", "channel_verdicts", "kind", "duration_s", "flagged_times"]
 
 REVIEW_STATUSES = frozenset({FaceStatus.UNCERTAIN, FaceStatus.TOO_SMALL, FaceStatus.UNPROTECTED})
 
@@ -40,8 +40,23 @@ def photo_row(photo: PhotoResult) -> list[object]:
         photo.group_size,
         str(photo.group_verdict) if photo.group_verdict else "",
         ";".join(f"{ch}:{v}" for ch, v in photo.channel_verdicts.items()),  # e.g. web:blocked;yearbook:clear
+        photo.kind,
+        photo.duration_s if photo.duration_s is not None else "",
+        flagged_times(photo),
     ]
     return [escape_cell(v) for v in row]
+
+
+def flagged_times(photo: PhotoResult) -> str:
+    """Clips: where each listed or review face is, e.g. "D0001 at 2.13 s; uncertain ~D0001 at 4.00 s"."""
+    out = []
+    for f in photo.faces:
+        if f.time_s is None or f.status not in REVIEW_STATUSES | {FaceStatus.LISTED}:
+            continue
+        who = f.student_id if f.status == FaceStatus.LISTED else str(f.status) + (
+            f" ~{f.candidate_id}" if f.candidate_id else "")
+        out.append(f"{who} at {f.time_s:.2f} s")
+    return "; ".join(out)
 
 
 def write_csv(summary: ScanSummary, path: str | os.PathLike) -> Path:

@@ -227,6 +227,8 @@ def _card(photo: PhotoResult, px: int) -> str:
     if photo.verdict == Verdict.ERROR:
         # Never decoded for a preview: it could not be read when screened (a bomb must not be opened twice).
         thumb = '<div class="thumb missing">No preview: photocheck could not read this file.</div>'
+    elif photo.kind == "video":
+        thumb = _clip_frames(photo, px)
     else:
         thumb = _thumb_html(photo, px)
     parts = [f'<article class="card {e(verdict)}">', thumb, '<div class="meta">',
@@ -246,6 +248,36 @@ def _card(photo: PhotoResult, px: int) -> str:
     parts.append(f'<p class="path" title="sha256 {e(photo.sha256 or "unknown")}">{e(str(photo.path))}</p>')
     parts.append("</div></article>\n")
     return "".join(parts)
+
+
+MAX_CLIP_FRAMES = 4  # frames shown per clip: the worst flagged faces first
+
+
+def _clip_frames(photo: PhotoResult, px: int) -> str:
+    """A clip's card pictures: the frame of each listed or review face (up to MAX_CLIP_FRAMES,
+    listed first) with the faces seen in that frame boxed and its time; else its first frame."""
+    from photocheck.video import frame_at
+
+    order = {"listed": 0, "review": 1}
+    flagged = sorted((f for f in photo.faces if f.time_s is not None and _BOX_CLASS.get(f.status) in order),
+                     key=lambda f: (order[_BOX_CLASS[f.status]], f.time_s))
+    times = list(dict.fromkeys(f.time_s for f in flagged))[:MAX_CLIP_FRAMES] or [0.0]
+    out = []
+    for t in times:
+        try:
+            rgb = frame_at(photo.path, t, max_side=px)
+        except Exception:  # gone, unreadable: the report must still be written
+            out.append(f'<div class="thumb missing">No preview of the frame at {t:.2f} s: the clip can no longer '
+                       "be read.</div>")
+            continue
+        buf = io.BytesIO()
+        Image.fromarray(rgb).save(buf, "JPEG", quality=80, optimize=True)
+        uri = "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+        w, h = (photo.width, photo.height) if photo.width and photo.height else (rgb.shape[1], rgb.shape[0])
+        boxes = "".join(_box(f, w, h) for f in photo.faces if f.time_s == t)
+        out.append(f'<div class="thumb"><img src="{uri}" alt="frame at {t:.2f} s of {escape(str(photo.path))}">'
+                   f'{boxes}</div><p class="frame-time">at {t:.2f} s of {photo.duration_s or 0:.1f} s</p>')
+    return "".join(out)
 
 
 def _thumb_html(photo: PhotoResult, px: int) -> str:
@@ -272,6 +304,10 @@ def _faces_text(faces: list[FaceResult]) -> str:
     text = f"{len(faces)} face{'s' if len(faces) != 1 else ''}"
     if listed:
         text += f"; listed: {', '.join(listed)}"
+    times = [f"{f.student_id or f.status} at {f.time_s:.2f} s" for f in faces if f.time_s is not None
+             and _BOX_CLASS.get(f.status, "review") != "nomatch"]
+    if times:  # clips: where in the clip
+        text += " (" + "; ".join(times) + ")"
     if review:
         text += f"; to review: {len(review)} (" + ", ".join(
             str(f.status) + (f" ~{f.candidate_id}" if f.candidate_id else "") for f in review) + ")"

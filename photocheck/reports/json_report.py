@@ -41,7 +41,7 @@ def _num(x: float | None, ndigits: int = 4) -> float | None:
 
 
 def _face_dict(face: FaceResult) -> dict[str, Any]:
-    return {
+    d = {
         "box": [int(v) for v in face.box],
         "student_id": face.student_id,
         "status": str(face.status),
@@ -50,11 +50,15 @@ def _face_dict(face: FaceResult) -> dict[str, Any]:
         "reason": face.reason,
         "detector_score": _num(face.detector_score),
     }
+    if face.time_s is not None:  # clips: seconds from the start of the frame the box is in
+        d["time_s"] = _num(face.time_s, 3)
+    return d
 
 
 def _photo_dict(photo: PhotoResult) -> dict[str, Any]:
-    return {
+    d = {
         "path": str(photo.path),
+        "kind": photo.kind,  # "photo" or "video" (then also duration_s, and time_s on each face)
         "verdict": str(photo.verdict),
         "reasons": list(photo.reasons),
         "faces": [_face_dict(f) for f in photo.faces],
@@ -72,6 +76,9 @@ def _photo_dict(photo: PhotoResult) -> dict[str, Any]:
         "group_verdict": str(photo.group_verdict) if photo.group_verdict else None,
         "cached": photo.cached,
     }
+    if photo.kind == "video":
+        d["duration_s"] = _num(photo.duration_s, 3)
+    return d
 
 
 def to_json_dict(summary: ScanSummary) -> dict[str, Any]:
