@@ -662,3 +662,35 @@ def _row_to_record(row, mapping, field_idx, filter_idx, consent_idx, label):
         strict=strict,
         line=0,
     ), sid, problems
+
+
+# -------------------------------------------------------------------------- shipped mappings
+
+# Source checkout: <repo>/roster/mappings/. Wheel install: photocheck/_mappings/ (force-include).
+_MAPPING_DIRS = (Path(__file__).resolve().parent.parent / "roster" / "mappings",
+                 Path(__file__).resolve().parent / "_mappings")
+
+
+def shipped_mappings() -> dict[str, Path]:
+    """The SIS mappings that come with photocheck, by name (file stem): e.g. "oneroster"."""
+    found: dict[str, Path] = {}
+    for d in _MAPPING_DIRS:
+        if d.is_dir():
+            for p in sorted(d.glob("*.toml")):
+                found.setdefault(p.stem, p)
+    return found
+
+
+def find_mapping(name_or_path: str | Path) -> Path:
+    """A mapping file given as a path, or as the name of a shipped one ("oneroster",
+    "powerschool.toml"). An existing file wins over a shipped name; RosterError otherwise."""
+    p = Path(name_or_path)
+    if p.is_file():
+        return p
+    shipped = shipped_mappings()
+    key = p.name[:-5] if p.name.endswith(".toml") else p.name
+    if p.parent == Path(".") and key in shipped:
+        return shipped[key]
+    names = ", ".join(shipped) or "(none found)"
+    raise RosterError([RosterProblem(str(name_or_path), None, None,
+                                     f"no such mapping file, and not the name of a shipped mapping ({names})")])

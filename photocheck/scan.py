@@ -264,6 +264,8 @@ def scan(
                     if on_photo:
                         on_photo(result)
         n_jobs = max(1, min(jobs or default_jobs(), len(misses) or 1))
+        if os.name != "posix":  # the worker pool hands pipe fds to its children (pass_fds): POSIX only
+            n_jobs = 1
         if misses and n_jobs == 1:
             from photocheck.engine import FaceEngine
 

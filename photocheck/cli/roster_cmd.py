@@ -10,7 +10,7 @@ from rich.table import Table
 
 from photocheck.cli.common import EXIT_ATTENTION, DbOption, console, fail, open_db
 from photocheck.config import current_user
-from photocheck.roster import RosterError
+from photocheck.roster import RosterError, find_mapping
 from photocheck.students import import_roster, list_students
 
 app = typer.Typer(help="Import and show the list of students without photo consent.", no_args_is_help=True)
@@ -21,10 +21,10 @@ def import_(
     file: Annotated[Path, typer.Argument(help="Roster CSV: canonical columns "
                                          "student_id,first_name,last_name,campus,grade,opt_out, or an SIS "
                                          "export with --mapping.", show_default=False)],
-    mapping: Annotated[Path | None, typer.Option(
-        "--mapping", metavar="FILE",
-        help="TOML file mapping an SIS export onto the canonical columns "
-             "(shipped: roster/mappings/oneroster.toml, roster/mappings/powerschool.toml).")] = None,
+    mapping: Annotated[str | None, typer.Option(
+        "--mapping", metavar="NAME|FILE",
+        help="TOML file mapping an SIS export onto the canonical columns, or the name of a shipped "
+             "one: oneroster, powerschool.")] = None,
     campus: Annotated[str | None, typer.Option(
         "--campus", metavar="NAME",
         help="Replace only this campus's students (a database shared by several campuses, each importing "
@@ -43,12 +43,15 @@ def import_(
     campuses stay as they are. Without it, the file is the whole list — on a database shared by
     several campuses, a file with one campus's students removes everyone else's.
     """
-    for path in (file, mapping):
-        if path is not None and not path.is_file():
-            fail(f"no such file: {path}")
+    if not file.is_file():
+        fail(f"no such file: {file}")
+    try:
+        mapping_path = find_mapping(mapping) if mapping is not None else None
+    except RosterError as exc:
+        fail(escape(str(exc)))
     database = open_db(db)
     try:
-        changes = import_roster(database, file, mapping_path=mapping, user=current_user(as_user), campus=campus)
+        changes = import_roster(database, file, mapping_path=mapping_path, user=current_user(as_user), campus=campus)
     except RosterError as exc:
         console.print(f"[bold red]roster not imported[/] — nothing was changed:\n{escape(str(exc))}", highlight=False)
         raise typer.Exit(EXIT_ATTENTION)
