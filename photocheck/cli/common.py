@@ -1,14 +1,15 @@
 """Options and helpers every command shares."""
 from __future__ import annotations
 
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
 
 from photocheck.config import DB_ENV, resolve_db_url
-from photocheck.db import Database, open_database
-from photocheck.db.session import DatabaseError
+
+if TYPE_CHECKING:
+    from photocheck.db import Database
 
 console = Console()
 err_console = Console(stderr=True)
@@ -34,6 +35,9 @@ def fail(message: str, code: int = EXIT_CONFIG) -> NoReturn:
 
 
 def open_db(url_flag: str | None) -> Database:
+    from photocheck.db import open_database
+    from photocheck.db.session import DatabaseError
+
     try:
         return open_database(resolve_db_url(url_flag))
     except DatabaseError as exc:

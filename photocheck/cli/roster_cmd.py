@@ -6,12 +6,9 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from photocheck.cli.common import EXIT_ATTENTION, DbOption, console, fail, open_db
 from photocheck.config import current_user
-from photocheck.roster import RosterError, find_mapping
-from photocheck.students import import_roster, list_students
 
 app = typer.Typer(help="Import and show the list of students without photo consent.", no_args_is_help=True)
 
@@ -43,6 +40,9 @@ def import_(
     campuses stay as they are. Without it, the file is the whole list — on a database shared by
     several campuses, a file with one campus's students removes everyone else's.
     """
+    from photocheck.roster import RosterError, find_mapping
+    from photocheck.students import import_roster
+
     if not file.is_file():
         fail(f"no such file: {file}")
     try:
@@ -74,7 +74,10 @@ def import_(
 @app.command("list")
 def list_(db: DbOption = None) -> None:
     """Show each listed student and whether they are enrolled (have a usable reference photo)."""
+    from rich.table import Table
+
     from photocheck.engine import model_info
+    from photocheck.students import list_students
 
     database = open_db(db)
     students = list_students(database, model_info()["encoder"]["name"])
