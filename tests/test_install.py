@@ -134,3 +134,47 @@ def test_wheel_installs_from_prebuilt_wheels_only_and_scans(wheel, tmp_path):
     where = subprocess.run([str(py), "-c", "from photocheck.thresholds import default_path; print(default_path())"],
                            cwd=tmp_path, capture_output=True, text=True, env=run_env, check=True).stdout
     assert str(venv) in where and "_models" in where
+
+
+def test_shipped_models_match_the_recorded_hashes():
+    """models/SHA256SUMS (what bench/rebuild_models.py --check rebuilds against) lists every shipped
+    model file with its current sha256."""
+    import hashlib
+
+    sums = {}
+    for line in (REPO / "models" / "SHA256SUMS").read_text().splitlines():
+        digest, name = line.split(maxsplit=1)
+        sums[name] = digest
+    shipped = {p.name for p in (REPO / "models").iterdir() if p.suffix in (".onnx", ".dat")}
+    assert set(sums) == shipped
+    for name, digest in sums.items():
+        assert hashlib.sha256((REPO / "models" / name).read_bytes()).hexdigest() == digest, name
+
+
+# ---------------------------------------------------------------------------- other systems
+
+def test_glibc_tuning_is_skipped_off_linux():
+    code = ("import sys; sys.platform = 'darwin'\n"
+            "import photocheck.worker as w\n"
+            "assert w._libc is None\n"
+            "w._return_big_buffers_at_once(); w.release_memory()\n"
+            "print('ok')")
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+
+
+def test_scan_off_posix_screens_in_one_process(cli, monkeypatch):
+    """The worker pool hands pipe file descriptors to its children (POSIX only): elsewhere a scan
+    asked for several jobs screens in its own process, with the same verdicts."""
+    import types
+
+    import photocheck.scan as scan_mod
+
+    fake_os = types.SimpleNamespace(**{k: getattr(os, k) for k in dir(os) if not k.startswith("__")})
+    fake_os.name = "nt"
+    monkeypatch.setattr(scan_mod, "os", fake_os)
+    monkeypatch.setattr(scan_mod, "_Worker", lambda *a, **k: pytest.fail("the worker pool was started"))
+    cli("roster", "import", REPO / "roster" / "no_consent.csv")
+    cli("enroll", REPO / "roster" / "photos")
+    out = cli("scan", REPO / "sample_images", "--jobs", "2", expect=1).output
+    assert "biden1.jpg" in out and "together_sideways.jpg" in out  # both BLOCKED lines
