@@ -58,9 +58,9 @@ def _faces(engine, paths: list[Path]):
 def _dlib_rec():
     import dlib
 
-    from photocheck.engine import _dlib_model_paths
+    from photocheck.engine import source_dat_path
 
-    return dlib.face_recognition_model_v1(str(_dlib_model_paths()[1]))
+    return dlib.face_recognition_model_v1(str(source_dat_path()))
 
 
 def verify(a) -> int:

@@ -6,8 +6,8 @@
 onnxruntime static quantization (QOperator format, uint8 activations, int8 per-channel weights,
 reduce_range for CPUs without VNNI, MinMax calibration). Calibration images: the first 4 photos of
 each CALIBRATION set (seeds 11-16, the sets bench/calibrate.py builds and caches), each fed at the
-two working sizes the engine uses (main pass, long side 1600, and coarse pass, 640), preprocessed
-exactly like FaceEngine does. Seeds 3 and 21+ are for reporting and are never used here.
+two working sizes the engine uses (main pass, long side 1600, and coarse pass, 640), resized with
+plain bilinear (calibration_input). Seeds 3 and 21+ are for reporting and are never used here.
 
 Why: on the 2-core AVX2 machine (no VNNI) the 1600 px pass takes 0.29 instead of 0.79 CPU s
 (user+sys), and its activations are a quarter of the size. Recall is re-measured with
@@ -59,6 +59,20 @@ def _uint8_input(path: Path) -> None:
     onnx.save(model, str(path))
 
 
+def calibration_input(rgb: np.ndarray, long_side: int) -> np.ndarray:
+    """One calibration sample: the photo at the engine's working size, NCHW float32 0..255. Resized
+    with plain bilinear, as the shipped model was made (models/SHA256SUMS): the engine's resize now
+    averages 2x2 blocks first, which would give slightly different activation ranges and so another
+    file (the thresholds were calibrated with the shipped one)."""
+    from PIL import Image
+
+    from photocheck.engine import FaceEngine
+
+    h, w = rgb.shape[:2]
+    img = Image.fromarray(rgb).resize(FaceEngine.work_size(w, h, long_side), Image.Resampling.BILINEAR)
+    return np.ascontiguousarray(np.asarray(img).transpose(2, 0, 1)[None], dtype=np.float32)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=REPO / "models" / "centerface_int8.onnx")
@@ -75,7 +89,7 @@ def main(argv=None) -> int:
     )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from photocheck.engine import FaceEngine, _dynamic_centerface_bytes, centerface_path
+    from photocheck.engine import _dynamic_centerface_bytes, centerface_path
     from photocheck.images import load_image
 
     args.cache.mkdir(parents=True, exist_ok=True)
@@ -95,7 +109,7 @@ def main(argv=None) -> int:
                 return None
             f, side = item
             rgb = load_image(f).rgb
-            return {"input.1": FaceEngine.preprocess(rgb, side)[0].astype(np.float32)}
+            return {"input.1": calibration_input(rgb, side)}
 
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = Path(tmp) / "centerface_fp32.onnx"

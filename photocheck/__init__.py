@@ -1,6 +1,5 @@
 """photocheck: stop school photos of students without photo consent from being published."""
 import os
-from importlib.metadata import PackageNotFoundError, version
 
 # onnxruntime for Linux (since 1.24) carries Microsoft's telemetry (1DS), on by default: it keeps a
 # device id and an event queue under ~/.cache/Microsoft/DeveloperTools/.onnxruntime and may upload
@@ -12,7 +11,17 @@ from importlib.metadata import PackageNotFoundError, version
 os.environ["ORT_TELEMETRY_DISABLED"] = "1"
 os.environ["ORT_DISABLE_TELEMETRY"] = "1"
 
-try:
-    __version__ = version("photocheck")
-except PackageNotFoundError:  # running from a source tree without install
-    __version__ = "0.0.0"
+
+def __getattr__(name: str) -> str:
+    """`__version__`, read from the package metadata when first asked for (importlib.metadata is
+    slow to import, and most commands never need it)."""
+    if name != "__version__":
+        raise AttributeError(f"module 'photocheck' has no attribute {name!r}")
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        v = version("photocheck")
+    except PackageNotFoundError:  # running from a source tree without install
+        v = "0.0.0"
+    globals()["__version__"] = v
+    return v

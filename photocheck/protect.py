@@ -100,7 +100,8 @@ def _read_key_file(path: Path) -> Key | None:
         return None
     except OSError as exc:
         raise ProtectionError(f"cannot read key file {path}: {exc.strerror or exc}") from None
-    if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+    # POSIX mode bits; on Windows access is set by ACLs and st_mode always reads as shared.
+    if os.name == "posix" and st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise ProtectionError(f"key file {path} is accessible by other users (mode {stat.S_IMODE(st.st_mode):04o}); "
                               f"run `chmod 600 {path}`")
     try:

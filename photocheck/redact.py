@@ -22,10 +22,10 @@ from photocheck import audit, datadir
 from photocheck.db import Database
 from photocheck.db.models import Photo, Redaction, Scan
 from photocheck.images import ImageError, file_sha256, load_image
-from photocheck.results import FaceStatus, Verdict
+from photocheck.results import REDACTION_STYLES, FaceStatus, Verdict
 from photocheck.review import strict_in_photo
 
-STYLES = ("fill", "pixelate")
+STYLES = REDACTION_STYLES
 PAD = 0.45            # of the face box's larger side, added on each side
 PIXEL_BLOCKS = 5      # coarse: a face becomes at most 5 x 5 flat squares
 FILL = (0, 0, 0)

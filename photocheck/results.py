@@ -24,6 +24,12 @@ def printable_path(path: str | os.PathLike) -> str:
         return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
+# A reviewer's sign-off decisions (review.py) and the redaction styles (redact.py): here, in a module
+# without heavy imports, because the CLI needs them to build its --help.
+DECISIONS = ("approve", "reject", "redact")
+REDACTION_STYLES = ("fill", "pixelate")
+
+
 class Verdict(StrEnum):
     """Per-photo outcome. Order of severity: error > blocked > review > clear."""
 

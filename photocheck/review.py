@@ -28,10 +28,9 @@ from photocheck.db import Database
 from photocheck.db.models import Face, Photo, Redaction, ReferenceThumbnail, Scan, Signoff, Student
 from photocheck.groups import assign_groups
 from photocheck.images import file_sha256
-from photocheck.results import FaceResult, FaceStatus, PhotoResult, ScanSummary, Verdict
+from photocheck.results import DECISIONS, FaceResult, FaceStatus, PhotoResult, ScanSummary, Verdict
 from photocheck.thresholds import load_thresholds
 
-DECISIONS = ("approve", "reject", "redact")
 # signoff_state after each decision
 STATE = {"approve": "approved", "reject": "rejected", "redact": "redacted"}
 PUBLISHABLE_VERDICTS = ("clear", "review")  # review: the reviewer has now looked at the faces

@@ -23,6 +23,15 @@ from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 
+# An import stops (changes nothing) unless confirmed when it would remove more than
+# GUARD_REMOVED_SHARE of the students listed now (within --campus) and more than GUARD_MIN_STUDENTS,
+# or when a consent column lists more than GUARD_LISTED_SHARE of the file's rows while adding more
+# than GUARD_MIN_STUDENTS: what a consent column read the wrong way round does. Re-importing an
+# unchanged list never stops, so a confirmation stays rare enough to be read.
+GUARD_REMOVED_SHARE = 0.20
+GUARD_LISTED_SHARE = 0.50
+GUARD_MIN_STUDENTS = 5
+
 __all__ = [
     "CHANNELS",
     "CONSENT_MEANINGS",
@@ -802,3 +811,35 @@ def _row_to_record(row, mapping, field_idx, filter_idx, consent_idx, label):
         line=0,
         preferred_name=values.get("preferred_name", ""),
     ), sid, problems, True
+
+
+# -------------------------------------------------------------------------- shipped mappings
+
+# Source checkout: <repo>/roster/mappings/. Wheel install: photocheck/_mappings/ (force-include).
+_MAPPING_DIRS = (Path(__file__).resolve().parent.parent / "roster" / "mappings",
+                 Path(__file__).resolve().parent / "_mappings")
+
+
+def shipped_mappings() -> dict[str, Path]:
+    """The SIS mappings that come with photocheck, by name (file stem): e.g. "oneroster"."""
+    found: dict[str, Path] = {}
+    for d in _MAPPING_DIRS:
+        if d.is_dir():
+            for p in sorted(d.glob("*.toml")):
+                found.setdefault(p.stem, p)
+    return found
+
+
+def find_mapping(name_or_path: str | Path) -> Path:
+    """A mapping file given as a path, or as the name of a shipped one ("oneroster",
+    "powerschool.toml"). An existing file wins over a shipped name; RosterError otherwise."""
+    p = Path(name_or_path)
+    if p.is_file():
+        return p
+    shipped = shipped_mappings()
+    key = p.name[:-5] if p.name.endswith(".toml") else p.name
+    if p.parent == Path(".") and key in shipped:
+        return shipped[key]
+    names = ", ".join(shipped) or "(none found)"
+    raise RosterError([RosterProblem(str(name_or_path), None, None,
+                                     f"no such mapping file, and not the name of a shipped mapping ({names})")])

@@ -399,6 +399,8 @@ def scan(
         clip_set = set(clips)
         to_screen = [f for f in identical.first if f not in clip_set]
         n_jobs = max(1, min(jobs or default_jobs(), len(to_screen) or 1))
+        if os.name != "posix":  # the worker pool hands pipe fds to its children (pass_fds): POSIX only
+            n_jobs = 1
         if to_screen and n_jobs == 1:
             from photocheck.engine import FaceEngine
 

@@ -11,7 +11,10 @@ from sqlalchemy import delete, func, select
 
 from photocheck.db import Database
 from photocheck.db.models import ReferenceEncoding, ReferencePhoto, RosterImport, Student, utcnow
-from photocheck.roster import (
+from photocheck.roster import (  # noqa: F401 (GUARD_*: re-exported)
+    GUARD_LISTED_SHARE,
+    GUARD_MIN_STUDENTS,
+    GUARD_REMOVED_SHARE,
     Mapping,
     RosterError,
     RosterProblem,
@@ -25,14 +28,6 @@ from photocheck.screening import ReferenceSet, listed_for
 # Fields compared to tell a changed student from an unchanged one on re-import.
 _COMPARED = ("first_name", "last_name", "preferred_name", "campus", "grade", "opt_out", "opt_out_until", "strict")
 
-# An import stops (changes nothing) unless confirmed when it would remove more than
-# GUARD_REMOVED_SHARE of the students listed now (within --campus) and more than GUARD_MIN_STUDENTS,
-# or when a consent column lists more than GUARD_LISTED_SHARE of the file's rows while adding more
-# than GUARD_MIN_STUDENTS: what a consent column read the wrong way round does. Re-importing an
-# unchanged list never stops, so a confirmation stays rare enough to be read.
-GUARD_REMOVED_SHARE = 0.20
-GUARD_LISTED_SHARE = 0.50
-GUARD_MIN_STUDENTS = 5
 
 
 @dataclass

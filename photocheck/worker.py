@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -279,11 +280,14 @@ def _return_big_buffers_at_once() -> None:
         pass
 
 
-try:
-    import ctypes
-    import ctypes.util
+_libc = None
+if sys.platform.startswith("linux"):  # glibc tuning only; elsewhere the allocator is left as it is
+    try:
+        import ctypes
+        import ctypes.util
 
-    _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-    _libc.malloc_trim  # noqa: B018  (AttributeError off glibc)
-except Exception:  # pragma: no cover - musl, macOS, Windows
-    _libc = None
+        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        _libc.malloc_trim  # noqa: B018  (AttributeError off glibc)
+        _libc.mallopt  # noqa: B018
+    except Exception:  # pragma: no cover - musl
+        _libc = None

@@ -34,7 +34,7 @@ def engine() -> FaceEngine:
 def dlib_rec():
     import dlib
 
-    return dlib.face_recognition_model_v1(str(engine_mod._dlib_model_paths()[1]))
+    return dlib.face_recognition_model_v1(str(engine_mod.source_dat_path()))
 
 
 @pytest.fixture(scope="module")
@@ -126,13 +126,12 @@ def test_onnx_records_its_source_dat():
     import onnx
 
     meta = {p.key: p.value for p in onnx.load(str(encoder_onnx_path()), load_external_data=False).metadata_props}
-    dat = engine_mod._dlib_model_paths()[1]
-    assert meta["dlib_dat_sha256"] == hashlib.sha256(dat.read_bytes()).hexdigest()
+    dat = engine_mod.source_dat_path()
+    assert meta["dlib_dat_sha256"] == hashlib.sha256(dat.read_bytes()).hexdigest() == engine_mod.ENCODER_DAT_SHA256
 
 
 def test_engine_refuses_onnx_from_another_dat(monkeypatch):
-    """An .onnx converted from another .dat than the installed one must not load."""
-    sp, _ = engine_mod._dlib_model_paths()
-    monkeypatch.setattr(engine_mod, "_dlib_model_paths", lambda: (sp, sp))  # "installed .dat" = another file
+    """An .onnx converted from another .dat than the recorded one must not load."""
+    monkeypatch.setattr(engine_mod, "ENCODER_DAT_SHA256", "0" * 64)  # "recorded .dat" = another file
     with pytest.raises(EncoderModelError, match="regenerate it with bench/convert_dlib_resnet.py"):
         FaceEngine(detector=False)

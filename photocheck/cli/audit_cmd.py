@@ -7,9 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
-from photocheck.audit import log, verify
 from photocheck.cli.common import EXIT_ATTENTION, DbOption, console, open_db
 
 app = typer.Typer(help="The audit trail: every import, enrolment, scan, sign-off, redaction and publish, "
@@ -27,6 +25,10 @@ def log_(
     db: DbOption = None,
 ) -> None:
     """Show the audit log, oldest first: who did what, when, to which photo (sha256)."""
+    from rich.table import Table
+
+    from photocheck.audit import log
+
     events = log(open_db(db), action=action, photo_sha256=photo, limit=last)
     if as_json:
         typer.echo(json.dumps([asdict(e) for e in events], indent=2))
@@ -48,6 +50,8 @@ def verify_(db: DbOption = None) -> None:
     Prints the head hash: keep a copy elsewhere (or compare with one kept earlier) to also
     detect a complete rewrite of the log. Exit status: 0 intact, 1 tampered.
     """
+    from photocheck.audit import verify
+
     result = verify(open_db(db))
     if result.ok:
         console.print(f"[green]audit log intact[/]: {result.events} event(s), head {result.head_hash}")

@@ -1,7 +1,7 @@
 """Options and helpers every command shares."""
 from __future__ import annotations
 
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -10,8 +10,9 @@ from rich.padding import Padding
 from rich.table import Table
 
 from photocheck.config import DB_ENV, resolve_db_url
-from photocheck.db import Database, open_database
-from photocheck.db.session import DatabaseError
+
+if TYPE_CHECKING:
+    from photocheck.db import Database
 
 console = Console()
 err_console = Console(stderr=True)
@@ -68,6 +69,9 @@ def warn_data_dir() -> None:
 
 def open_db(url_flag: str | None) -> Database:
     warn_data_dir()
+    from photocheck.db import open_database
+    from photocheck.db.session import DatabaseError
+
     try:
         return open_database(resolve_db_url(url_flag))
     except DatabaseError as exc:

@@ -6,13 +6,9 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.progress import Progress
 
 from photocheck.cli.common import EXIT_ATTENTION, DbOption, console, fail, open_db
 from photocheck.config import current_user
-from photocheck.enroll import EnrollError, EnrollOutcome, find_reference_photos
-from photocheck.enroll import enroll as enroll_references
-from photocheck.protect import ProtectionError
 
 
 def enroll(
@@ -30,6 +26,12 @@ def enroll(
     stored. Students still without a usable reference are reported as UNPROTECTED: while any
     exists, every photo with a face needs review.
     """
+    from rich.progress import Progress
+
+    from photocheck.enroll import EnrollError, EnrollOutcome, find_reference_photos
+    from photocheck.enroll import enroll as enroll_references
+    from photocheck.protect import ProtectionError
+
     if not directory.is_dir():
         fail(f"not a folder: {directory}")
     database = open_db(db)

@@ -9,7 +9,6 @@ from rich.markup import escape
 
 from photocheck.cli.common import DbOption, console, err_console, fail, open_db
 from photocheck.config import KEY_ENV, KEY_FILE_ENV, RETENTION_ENV, current_user, retention
-from photocheck.protect import ProtectionError, parse_duration
 
 AsOption = Annotated[str | None, typer.Option("--as", metavar="USER", help="Who is acting "
                                               "(default: $PHOTOCHECK_USER, else the OS user).")]
@@ -32,7 +31,7 @@ def rotate(db: DbOption = None, as_user: AsOption = None) -> None:
     The old key stops working: copies and backups of the database made before cannot be
     decrypted with the new key. Keep a copy of the new key file wherever you keep backups.
     """
-    from photocheck.protect import rotate_key
+    from photocheck.protect import ProtectionError, rotate_key
 
     database = open_db(db)
     try:
@@ -49,7 +48,7 @@ def rotate(db: DbOption = None, as_user: AsOption = None) -> None:
 @keys_app.command("status")
 def status(db: DbOption = None) -> None:
     """Show where the key comes from and whether it decrypts this database's encodings."""
-    from photocheck.protect import key_status
+    from photocheck.protect import ProtectionError, key_status
 
     database = open_db(db)
     try:
@@ -107,6 +106,7 @@ def purge(
     before the cutoff are deleted; students whose references go become UNPROTECTED until
     enrolled again (re-enroll after each picture day). Run it regularly, e.g. from cron.
     """
+    from photocheck.protect import ProtectionError, parse_duration
     from photocheck.protect import purge as purge_data
 
     try:
@@ -136,6 +136,7 @@ def backup(
     Encodings stay encrypted in the copy; the key is NOT in it. Keep the key file separately
     (restoring needs both). Backups hold personal data: keep them to the same retention period.
     """
+    from photocheck.protect import ProtectionError
     from photocheck.protect import backup as backup_db
 
     database = open_db(db)

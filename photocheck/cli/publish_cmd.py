@@ -9,9 +9,6 @@ from rich.markup import escape
 
 from photocheck.cli.common import EXIT_ATTENTION, DbOption, console, fail, open_db
 from photocheck.config import SCHOOL_CHANNELS, current_user
-from photocheck.publish import CaptionRefused, PublishError
-from photocheck.publish import publish as run_publish
-from photocheck.review import SignoffError, resolve_photos
 
 
 def publish(
@@ -44,6 +41,10 @@ def publish(
 
     Exit status: 0 all published, 1 any refused, 2 usage error (e.g. not a school channel).
     """
+    from photocheck.publish import CaptionRefused, PublishError
+    from photocheck.publish import publish as run_publish
+    from photocheck.review import SignoffError, resolve_photos
+
     if not photos and scan is None:
         fail("give photo ids or paths, or --scan ID")
     text = None

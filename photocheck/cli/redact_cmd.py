@@ -9,9 +9,7 @@ from rich.markup import escape
 
 from photocheck.cli.common import EXIT_ATTENTION, DbOption, console, fail, open_db
 from photocheck.config import current_user
-from photocheck.redact import STYLES, RedactError
-from photocheck.redact import redact as run_redact
-from photocheck.review import SignoffError, resolve_photos
+from photocheck.results import REDACTION_STYLES as STYLES
 
 
 def redact(
@@ -34,6 +32,10 @@ def redact(
 
     Exit status: 0 all redacted, 1 any refused, 2 usage error.
     """
+    from photocheck.redact import RedactError
+    from photocheck.redact import redact as run_redact
+    from photocheck.review import SignoffError, resolve_photos
+
     database = open_db(db)
     try:
         ids = resolve_photos(database, photos)

@@ -8,11 +8,10 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from photocheck.cli.common import EXIT_ATTENTION, DbOption, console, fail, fits, open_db, print_records
 from photocheck.config import SCHOOL_CHANNELS, current_user
-from photocheck.review import DECISIONS, GroupRefused, SignoffError, queue, reopen, resolve_photos, sign, sign_group
+from photocheck.results import DECISIONS
 
 app = typer.Typer(help="The sign-off queue: a second person approves, rejects or redacts every photo "
                        "before it can be published.", no_args_is_help=True)
@@ -42,6 +41,10 @@ def list_(
     shots share a group (column "group": number and size) and are listed together in the place
     of their worst photo; `photocheck review sign --scan ID --group N` decides a group at once.
     """
+    from rich.table import Table
+
+    from photocheck.review import SignoffError, queue
+
     database = open_db(db)
     if html is not None:
         if scan is None:
@@ -120,6 +123,8 @@ def sign_(
 
     Exit status: 0 all signed, 1 any refused, 2 usage error.
     """
+    from photocheck.review import GroupRefused, SignoffError, resolve_photos, sign, sign_group
+
     if decision not in DECISIONS:
         fail(f"--decision must be one of {', '.join(DECISIONS)}")
     if group is not None and (scan is None or photos or verdict):
@@ -159,6 +164,8 @@ def reopen_(
     db: DbOption = None,
 ) -> None:
     """Send signed-off photos back to the pending queue (their sign-off no longer holds)."""
+    from photocheck.review import SignoffError, reopen
+
     database = open_db(db)
     for pid in photos:
         try:

@@ -3,26 +3,17 @@ from __future__ import annotations
 
 import codecs
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from photocheck.cli.common import EXIT_ATTENTION, DbOption, console, fail, fits, open_db, print_records
 from photocheck.config import current_user, resolve_db_url
-from photocheck.db.session import DatabaseError, open_existing_database
-from photocheck.roster import RosterError
-from photocheck.students import (
-    GUARD_LISTED_SHARE,
-    GUARD_MIN_STUDENTS,
-    GUARD_REMOVED_SHARE,
-    RosterChangeNotConfirmed,
-    RosterChanges,
-    import_roster,
-    list_students,
-    plan_roster_import,
-)
+from photocheck.roster import GUARD_LISTED_SHARE, GUARD_MIN_STUDENTS, GUARD_REMOVED_SHARE
+
+if TYPE_CHECKING:
+    from photocheck.students import RosterChanges
 
 app = typer.Typer(help="Import and show the list of students without photo consent.", no_args_is_help=True)
 
@@ -58,10 +49,10 @@ def import_(
     file: Annotated[Path, typer.Argument(help="Roster CSV: canonical columns "
                                          "student_id,first_name,last_name,campus,grade,opt_out, or an SIS "
                                          "export with --mapping.", show_default=False)],
-    mapping: Annotated[Path | None, typer.Option(
-        "--mapping", metavar="FILE",
-        help="TOML file mapping an SIS export onto the canonical columns "
-             "(shipped: roster/mappings/oneroster.toml, roster/mappings/powerschool.toml).")] = None,
+    mapping: Annotated[str | None, typer.Option(
+        "--mapping", metavar="NAME|FILE",
+        help="TOML file mapping an SIS export onto the canonical columns, or the name of a shipped "
+             "one: oneroster, powerschool.")] = None,
     encoding: Annotated[str | None, typer.Option(
         "--encoding", metavar="NAME",
         help="Text encoding of FILE, e.g. cp1252 for an Excel 'CSV (Windows)' file (default: UTF-8, or the "
@@ -79,9 +70,16 @@ def import_(
     as_user: Annotated[str | None, typer.Option("--as", metavar="USER", help="Who is importing "
                                                 "(default: $PHOTOCHECK_USER, else the OS user).")] = None,
 ) -> None:
-    for path in (file, mapping):
-        if path is not None and not path.is_file():
-            fail(f"no such file: {path}")
+    from photocheck.db.session import DatabaseError, open_existing_database
+    from photocheck.roster import RosterError, find_mapping
+    from photocheck.students import RosterChangeNotConfirmed, import_roster, plan_roster_import
+
+    if not file.is_file():
+        fail(f"no such file: {file}")
+    try:
+        mapping_path = find_mapping(mapping) if mapping is not None else None
+    except RosterError as exc:
+        fail(escape(str(exc)))
     if encoding is not None:
         try:
             codecs.lookup(encoding)
@@ -93,9 +91,10 @@ def import_(
                 database = open_existing_database(resolve_db_url(db))
             except DatabaseError as exc:
                 fail(str(exc))
-            changes = plan_roster_import(database, file, mapping_path=mapping, campus=campus, encoding=encoding)
+            changes = plan_roster_import(database, file, mapping_path=mapping_path, campus=campus,
+                                         encoding=encoding)
         else:
-            changes = import_roster(open_db(db), file, mapping_path=mapping, user=current_user(as_user),
+            changes = import_roster(open_db(db), file, mapping_path=mapping_path, user=current_user(as_user),
                                     campus=campus, encoding=encoding, confirmed=yes)
     except RosterError as exc:
         console.print(f"[bold red]roster not imported[/] — nothing was changed:\n{escape(str(exc))}", highlight=False)
@@ -160,7 +159,10 @@ def _warn_listed_by_default(changes: RosterChanges, file: Path) -> None:
 @app.command("list")
 def list_(db: DbOption = None) -> None:
     """Show each listed student and whether they are enrolled (have a usable reference photo)."""
+    from rich.table import Table
+
     from photocheck.engine import model_info
+    from photocheck.students import list_students
 
     database = open_db(db)
     students = list_students(database, model_info()["encoder"]["name"])

@@ -6,15 +6,10 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
 from photocheck.cli.common import EXIT_ATTENTION, DbOption, console, err_console, fail, open_db
 from photocheck.config import current_user
-from photocheck.protect import ProtectionError
 from photocheck.results import PhotoResult, Verdict
-from photocheck.scan import ScanSetupError
-from photocheck.scan import scan as run_scan
 
 STYLE = {Verdict.BLOCKED: "bold red", Verdict.ERROR: "bold magenta", Verdict.REVIEW: "yellow",
          Verdict.CLEAR: "green"}
@@ -64,6 +59,13 @@ def scan(
     Exit status: 0 all clear, 1 anything blocked, in review or in error, 2 usage or
     configuration error, 130 interrupted.
     """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.table import Table
+
+    from photocheck.protect import ProtectionError
+    from photocheck.scan import ScanSetupError
+    from photocheck.scan import scan as run_scan
+
     database = open_db(db)
     progress = Progress(TextColumn("Screening"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[last]}"),
                         TimeRemainingColumn(), console=err_console, transient=True)

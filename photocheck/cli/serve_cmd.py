@@ -10,7 +10,6 @@ from rich.markup import escape
 
 from photocheck.cli.common import DbOption, console, err_console, fail, warn_data_dir
 from photocheck.config import resolve_db_url
-from photocheck.db.session import DatabaseError
 
 
 def is_loopback(host: str) -> bool:
@@ -43,6 +42,7 @@ def serve(
     """
     from waitress import create_server
 
+    from photocheck.db.session import DatabaseError
     from photocheck.users import list_users
     from photocheck.web import create_app
     from photocheck.web.app import LOOPBACK_HOSTS

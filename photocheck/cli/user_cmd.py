@@ -6,20 +6,9 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from photocheck.cli.common import DbOption, console, fail, open_db
 from photocheck.config import current_user
-from photocheck.users import (
-    UserError,
-    add_user,
-    check_password,
-    get_user,
-    list_users,
-    normalise,
-    set_disabled,
-    set_password,
-)
 
 app = typer.Typer(help="Reviewer accounts for the web review (`photocheck serve`). The signed-in username "
                        "is who signs off: give the person who runs scans the same name as their "
@@ -31,6 +20,8 @@ StdinOption = Annotated[bool, typer.Option("--password-stdin", help="Read the pa
 
 
 def _read_password(from_stdin: bool) -> str:
+    from photocheck.users import UserError, check_password
+
     if from_stdin:
         line = sys.stdin.readline()
         if not line:
@@ -55,6 +46,8 @@ def add(
 ) -> None:
     """Create an account. The password is asked twice (hidden), or read with --password-stdin;
     it is never a command-line argument (those show up in `ps` and shell history)."""
+    from photocheck.users import UserError, add_user, get_user, normalise
+
     database = open_db(db)
     try:  # before asking for a password that would be thrown away
         if get_user(database, normalise(username)) is not None:
@@ -72,6 +65,10 @@ def add(
 @app.command("list")
 def list_(db: DbOption = None) -> None:
     """Show the accounts (never their password hashes)."""
+    from rich.table import Table
+
+    from photocheck.users import list_users
+
     table = Table(title="Reviewer accounts")
     for col in ("username", "name", "created (UTC)", "state"):
         table.add_column(col)
@@ -88,6 +85,8 @@ def disable(
     db: DbOption = None,
 ) -> None:
     """Stop an account from signing in (takes effect on its next page load); --enable undoes it."""
+    from photocheck.users import UserError, set_disabled
+
     try:
         acct = set_disabled(open_db(db), username, not enable, actor=current_user())
     except UserError as exc:
@@ -102,6 +101,8 @@ def passwd(
     db: DbOption = None,
 ) -> None:
     """Set a new password (asked twice, hidden; or --password-stdin)."""
+    from photocheck.users import UserError, set_password
+
     database = open_db(db)
     password = _read_password(password_stdin)
     try:
