@@ -8,8 +8,6 @@ import typer
 
 from photocheck.cli.common import EXIT_ATTENTION, DbOption, console, fail, open_db
 from photocheck.config import ConfigError, check_channel
-from photocheck.names import NAMED
-from photocheck.textcheck import check_text as run_check
 
 
 def check_text(
@@ -40,6 +38,9 @@ def check_text(
             channel = check_channel(channel)
         except ConfigError as exc:
             fail(str(exc))
+    from photocheck.names import NAMED
+    from photocheck.textcheck import check_text as run_check
+
     findings = run_check(open_db(db), text, channel=channel)
     if not findings:
         console.print("No listed student named.")
