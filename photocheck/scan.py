@@ -25,10 +25,11 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import selectinload
 
 from photocheck.db import Database
+from photocheck.db.convert import photo_result
 from photocheck.db.models import Face, Photo, RosterImport, Scan, utcnow
 from photocheck.groups import assign_groups
 from photocheck.images import file_sha256, iter_image_files, os_error_text
-from photocheck.results import FaceResult, FaceStatus, PhotoResult, ScanSummary, Verdict, printable_path
+from photocheck.results import PhotoResult, ScanSummary, Verdict, printable_path
 from photocheck.screening import ReferenceSet
 from photocheck.video import is_clip, screen_clips
 from photocheck.worker import WorkerSetup, error_result, release_memory, screen_photo
@@ -109,17 +110,6 @@ def scan_roots_key(roots: list[Path]) -> str:
     return hashlib.sha256(json.dumps([cwd, given]).encode()).hexdigest()
 
 
-def _result_from_row(photo: Photo, path: str | None = None, cached: bool = False) -> PhotoResult:
-    faces = [FaceResult(box=(f.top, f.right, f.bottom, f.left), status=FaceStatus(f.status),
-                        detector_score=f.detector_score, student_id=f.student_id, candidate_id=f.candidate_id,
-                        distance=f.distance, reason=f.reason, time_s=f.time_s) for f in photo.faces]
-    return PhotoResult(path=path or photo.path, verdict=Verdict(photo.verdict), reasons=json.loads(photo.reasons),
-                       faces=faces, sha256=photo.sha256, width=photo.width, height=photo.height,
-                       error=photo.error, phash=photo.phash, cached=cached, kind=photo.kind,
-                       duration_s=photo.duration_s,
-                       channel_verdicts={k: Verdict(v) for k, v in json.loads(photo.channel_verdicts or "{}").items()})
-
-
 def _copy_cached(db: Database, scan_id: int, hits: list[tuple[Path, str, int]], owner: str,
                  text_check: Callable[[PhotoResult, Path], PhotoResult] | None = None) -> list[PhotoResult]:
     """Store each (path, sha256, source photo id) in this scan with the result stored for the same
@@ -130,7 +120,7 @@ def _copy_cached(db: Database, scan_id: int, hits: list[tuple[Path, str, int]], 
         sources = {p.id: p for p in s.scalars(select(Photo).where(Photo.id.in_({src for _, _, src in hits}))
                                                .options(selectinload(Photo.faces)))}
         for path, sha, source_id in hits:
-            result = _result_from_row(sources[source_id], path=printable_path(path), cached=True)
+            result = photo_result(sources[source_id], path=printable_path(path), cached=True)
             result.sha256 = sha
             if text_check is not None:
                 text_check(result, path)
@@ -311,7 +301,7 @@ def scan(
             s.execute(delete(Photo).where(Photo.scan_id == scan_id, Photo.verdict == Verdict.ERROR.value))
             s.flush()
             for p in s.scalars(select(Photo).where(Photo.scan_id == scan_id).options(selectinload(Photo.faces))):
-                resumed.append(_result_from_row(p))
+                resumed.append(photo_result(p))
             row.status = "running"
             row.finished_at = None
             audit.record(s, actor=owner, action="scan.resume", scan_id=scan_id, photos=len(files),

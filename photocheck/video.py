@@ -25,7 +25,7 @@ import numpy as np
 
 from photocheck.engine import box_iou
 from photocheck.images import file_sha256, sniff_format
-from photocheck.results import FaceResult, FaceStatus, PhotoResult, Verdict
+from photocheck.results import FaceResult, FaceStatus, PhotoResult, Verdict, worst
 from photocheck.screening import ReferenceSet, photo_verdict
 from photocheck.worker import detect_decoded, error_result, judge_photo, release_memory
 
@@ -39,7 +39,6 @@ _NOT_VIDEO_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"mif1", b"msf1", b"avi
 # QuickTime files without an ftyp box start with one of these atoms.
 _QT_ATOMS = {b"moov", b"mdat", b"wide", b"pnot"}
 
-_SEVERITY = {Verdict.CLEAR: 0, Verdict.REVIEW: 1, Verdict.BLOCKED: 2, Verdict.ERROR: 3}
 _FACE_SEVERITY = {FaceStatus.NO_MATCH: 0, FaceStatus.UNPROTECTED: 1, FaceStatus.TOO_SMALL: 2,
                   FaceStatus.UNCERTAIN: 3, FaceStatus.LISTED: 4}
 THUMB_SIZE = (32, 18)  # grey thumbnail for scene changes (width, height)
@@ -364,11 +363,10 @@ def screen_video(path: str | os.PathLike, engine, references: ReferenceSet, thre
                             sha256=sha256, kind="video")
     faces = tracker.faces()
     verdict, reasons = photo_verdict(faces)
-    worst_frame = max((r.verdict for _, r in frames), key=_SEVERITY.__getitem__)
-    if _SEVERITY[worst_frame] > _SEVERITY[verdict]:  # cannot happen (tracks keep their worst face); stay safe
-        verdict = worst_frame
-    channel_verdicts = {ch: max((r.channel_verdicts.get(ch, Verdict.ERROR) for _, r in frames),
-                                key=_SEVERITY.__getitem__) for ch in channels}
+    # A frame worse than the tracks cannot happen (tracks keep their worst face); stay safe.
+    verdict = worst(verdict, *(r.verdict for _, r in frames))
+    channel_verdicts = {ch: worst(*(r.channel_verdicts.get(ch, Verdict.ERROR) for _, r in frames))
+                        for ch in channels}
     if not faces:
         reasons = ["no faces found in any screened frame"]
     reasons.append(f"{len(frames)} frames screened of {n} ({duration:.1f} s clip; every "

@@ -1,0 +1,107 @@
+"""Each rule written once: the verdict orders, the channels, row -> result, the web review's queries."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from photocheck.groups import assign_groups
+from photocheck.reports.html_report import write_html
+from photocheck.results import (
+    DISPLAY_ORDER,
+    SEVERITY,
+    PhotoResult,
+    ScanSummary,
+    Verdict,
+    display_rank,
+    worst,
+)
+from tests.helpers import REPO
+
+B, E, R, C = Verdict.BLOCKED, Verdict.ERROR, Verdict.REVIEW, Verdict.CLEAR
+
+
+def test_the_two_verdict_orders_are_pinned():
+    # Combining: an unreadable file could hide anything, so error outranks blocked.
+    assert sorted(Verdict, key=SEVERITY.__getitem__) == [C, R, B, E]
+    assert worst(C, R) == R and worst(R, B) == B and worst(B, E) == E and worst("clear") == C
+    # Showing: a listed student found first, then files to fix, faces to look at, the rest.
+    assert DISPLAY_ORDER == (B, E, R, C)
+    assert [display_rank(v) for v in ("blocked", "error", "review", "clear", "not screened", None)] == [0, 1, 2, 3, 4, 4]
+
+
+def test_no_module_writes_its_own_verdict_order():
+    """A second ranking (a dict of verdicts to numbers, a tuple of the four) drifts; results.py has the only one."""
+    key = re.compile(r"""(?:["']|Verdict\.)(?:blocked|error|review|clear|BLOCKED|ERROR|REVIEW|CLEAR)["']?\s*:\s*\d""")
+    listing = re.compile(r"\(\s*Verdict\.BLOCKED,\s*Verdict\.\w+,\s*Verdict\.\w+,")
+    offenders = [f"{p.relative_to(REPO)}:{i}" for p in sorted((REPO / "photocheck").rglob("*.py"))
+                 if p.name != "results.py"
+                 for i, line in enumerate(p.read_text().splitlines(), 1)
+                 if len(key.findall(line)) >= 2 or listing.search(line)]
+    assert offenders == []
+
+
+def test_groups_combine_by_severity_and_reports_show_in_display_order(tmp_path: Path):
+    photos = [PhotoResult(path=f"/x/{i}.jpg", verdict=v, phash="0" * 16) for i, v in enumerate((C, B, E, R))]
+    assign_groups(photos, 0)
+    assert {p.group_verdict for p in photos} == {E}  # the group's verdict: the worst member
+    singles = [PhotoResult(path=f"/y/{i}.jpg", verdict=v) for i, v in enumerate((C, R, E, B))]
+    summary = ScanSummary(scan_id=1, started_at="", finished_at=None, owner="t", roots=[], thresholds={},
+                          model={}, listed_students=0, unprotected_students=[], photos=singles)
+    html = write_html(summary, tmp_path / "r.html").read_text()
+    cards = re.findall(r'class="card (\w+)', html)
+    assert cards == ["blocked", "error", "review", "clear"]
+
+
+def test_channels_are_defined_once():
+    from photocheck import config, roster
+
+    assert roster.CHANNELS == ("all", *config.SCHOOL_CHANNELS)
+    assert "SCHOOL_CHANNELS = (" not in (REPO / "photocheck/roster.py").read_text()
+
+
+def test_a_stored_result_reads_back_whole_wherever_it_is_read(tmp_path: Path):
+    """scan cache/resume, reports from the database and the web review share one row -> result
+    conversion; a clip's kind, length and face times, text hits and channel verdicts survive it."""
+    from sqlalchemy import select
+    from sqlalchemy.orm import selectinload
+
+    from photocheck.db import open_database
+    from photocheck.db.convert import photo_result
+    from photocheck.db.models import Photo, Scan
+    from photocheck.results import FaceResult, FaceStatus
+    from photocheck.review import scan_summary
+    from photocheck.scan import _add_photo
+
+    db = open_database(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    clip = PhotoResult(
+        path=str(tmp_path / "clip.mp4"), verdict=B, reasons=["a", "b"], sha256="ab" * 32, width=640, height=360,
+        faces=[FaceResult(box=(1, 50, 60, 2), status=FaceStatus.LISTED, detector_score=0.9, student_id="S1",
+                          candidate_id="S1", distance=0.3, reason="listed", time_s=2.5)],
+        channel_verdicts={"web": B, "yearbook": R}, phash="0123456789abcdef", text_hits=2, kind="video",
+        duration_s=12.0)
+    with db.session() as s:
+        scan = Scan(owner="t", roots="[]", thresholds='{"grouping": {"max_hamming": 6}}', model="{}",
+                    roster_fingerprint="x", status="finished")
+        s.add(scan)
+        s.flush()
+        _add_photo(s, scan.id, clip, "t")
+        scan_id = scan.id
+    with db.session() as s:
+        row = s.scalars(select(Photo).options(selectinload(Photo.faces))).one()
+        stored = photo_result(row)
+    reported = scan_summary(db, scan_id).photos[0]
+    for got in (stored, reported):
+        for name in ("path", "verdict", "reasons", "faces", "sha256", "width", "height", "channel_verdicts",
+                     "photo_id", "phash", "text_hits", "kind", "duration_s"):
+            assert getattr(got, name) == getattr(clip, name), name
+    source = "\n".join(p.read_text() for p in (REPO / "photocheck").rglob("*.py") if p.name != "convert.py")
+    assert "FaceResult(box=(f.top" not in source  # no second copy of the conversion
+
+
+def test_the_web_review_asks_the_library_and_uses_public_helpers():
+    """Queries, grouping and order are review.py's; the report's helpers it shares are public."""
+    for p in sorted((REPO / "photocheck/web").glob("*.py")):
+        text = p.read_text()
+        assert "sqlalchemy" not in text, p.name
+        assert not re.search(r"from photocheck\.\S+ import .*\b_\w+", text), p.name
+
