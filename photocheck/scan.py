@@ -31,6 +31,7 @@ from photocheck.groups import assign_groups
 from photocheck.images import file_sha256, iter_image_files, os_error_text
 from photocheck.results import PhotoResult, ScanSummary, Verdict, printable_path
 from photocheck.screening import ReferenceSet
+from photocheck.thresholds import without_memory_only
 from photocheck.video import is_clip, screen_clips
 from photocheck.worker import WorkerSetup, error_result, release_memory, screen_photo
 
@@ -96,7 +97,9 @@ def default_jobs() -> int:
 
 def scan_cache_key(roster_fp: str, model: dict, thresholds) -> str:
     """Results may be reused only between scans with the same roster (listed students and their
-    reference encodings), the same models/settings and the same thresholds."""
+    reference encodings), the same models/settings and the same thresholds (memory-only settings aside)."""
+    if "settings" in model:  # the detector's settings (engine.model_info)
+        model = {**model, "settings": without_memory_only("detector", model["settings"])}
     canon = json.dumps({"roster": roster_fp, "model": model, "thresholds": thresholds.fingerprint()},
                        sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canon.encode()).hexdigest()

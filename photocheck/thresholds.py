@@ -23,6 +23,16 @@ def default_path() -> Path:
     raise FileNotFoundError("thresholds.toml not found in " + ", ".join(str(p) for p in _CANDIDATES))
 
 
+# Settings that change memory use only, never a detection (tests/test_detect_tiles.py checks the
+# outputs are bit-identical): left out of fingerprint() and the scan cache key, so tuning them reuses results.
+MEMORY_ONLY: dict[str, tuple[str, ...]] = {"detector": ("tile_rows", "tile_margin")}
+
+
+def without_memory_only(section: str, values: dict) -> dict:
+    """`values` of a [section] without its memory-only settings."""
+    return {k: v for k, v in values.items() if k not in MEMORY_ONLY.get(section, ())}
+
+
 class ThresholdsError(ValueError):
     """models/thresholds.toml is missing, unreadable or inconsistent (a configuration error)."""
 
@@ -140,9 +150,10 @@ class Thresholds:
         }
 
     def fingerprint(self) -> str:
-        """Stable sha256 of the canonical values: same numbers -> same fingerprint, whatever
-        the file's comments/ordering/path. Used as a cache key for scan results."""
-        canon = json.dumps(self.as_dict(), sort_keys=True, separators=(",", ":"))
+        """Stable sha256 of the values that can change a verdict (MEMORY_ONLY left out): same
+        numbers -> same fingerprint, whatever the file's comments/ordering/path. Part of the scan cache key."""
+        values = {sec: without_memory_only(sec, d) for sec, d in self.as_dict().items()}
+        canon = json.dumps(values, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canon.encode()).hexdigest()
 
 

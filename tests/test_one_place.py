@@ -1,4 +1,4 @@
-"""Each rule written once: the verdict orders, the channels, row -> result, the web review's queries."""
+"""Each rule written once: verdict orders, channels, row -> result, web queries, the scan cache key."""
 from __future__ import annotations
 
 import re
@@ -105,3 +105,28 @@ def test_the_web_review_asks_the_library_and_uses_public_helpers():
         assert "sqlalchemy" not in text, p.name
         assert not re.search(r"from photocheck\.\S+ import .*\b_\w+", text), p.name
 
+
+def test_memory_only_settings_keep_the_scan_cache_verdict_settings_do_not(cli, demo_copy: Path, db_url: str):
+    """tile_rows/tile_margin change memory use, never a detection: a rescan with other values
+    reuses the stored results; a changed verdict-changing number screens again."""
+    import dataclasses
+
+    from photocheck.db import open_database
+    from photocheck.scan import scan
+    from photocheck.thresholds import load_thresholds
+
+    cli("roster", "import", demo_copy / "roster" / "no_consent.csv")
+    cli("enroll", demo_copy / "roster" / "photos")
+    photos = demo_copy / "sample_images"
+    db = open_database(db_url)
+    th = load_thresholds()
+    first = scan(db, [photos], owner="t", jobs=1, thresholds=th).summary
+    assert first.photos and not any(p.cached for p in first.photos)
+    untiled = dataclasses.replace(th, detector=dataclasses.replace(th.detector, tile_rows=0, tile_margin=0))
+    assert untiled.fingerprint() == th.fingerprint()
+    again = scan(db, [photos], owner="t", jobs=1, thresholds=untiled).summary
+    assert all(p.cached for p in again.photos)
+    assert [(p.path, p.verdict) for p in again.photos] == [(p.path, p.verdict) for p in first.photos]
+    coarse = dataclasses.replace(th, detector=dataclasses.replace(th.detector, min_score=th.detector.min_score + 0.01))
+    assert coarse.fingerprint() != th.fingerprint()
+    assert not any(p.cached for p in scan(db, [photos], owner="t", jobs=1, thresholds=coarse).summary.photos)
