@@ -14,11 +14,14 @@ boxes (IoU >= 0.3), encodes every detected face and every roster reference photo
   * a per-photo simulation of the verdict rules with the thresholds in models/thresholds.toml
     (or --block/--review/--min-face-px/--min-sharpness overrides)
 
-Seeds 3 and 21+ are reserved for reporting: this script refuses them.
+Only seeds 11-19 and 41-49 are calibration seeds; the rest are for reporting and refused here.
+
+Degraded sets: --degrade motion:5,motion:9,... --face-px 36:64 --seeds 41 42 (see models/README.md).
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import subprocess
 import sys
@@ -38,7 +41,9 @@ VARIANTS = {
     "small": ["--face-px", "40:300"],
     "default": [],  # 48:420
 }
-RESERVED = {3}
+# Calibration seeds: 11-19 (clean sets) and 41-49 (degraded sets, --degrade). Every other seed is
+# for reporting (bench/accuracy.py, bench/conditions.py, the tests) and is refused here.
+CALIBRATION_SEEDS = set(range(11, 20)) | set(range(41, 50))
 
 
 def bucket(px: float) -> str:
@@ -51,13 +56,17 @@ def bucket(px: float) -> str:
 BUCKET_NAMES = [f"<{BUCKETS[0][0]}"] + [f"{lo}-{hi}" if hi < 10**9 else f"{lo}+" for lo, hi in BUCKETS]
 
 
-def make_set(seed: int, variant: str, photos: int, cache: Path) -> Path:
-    out = cache / f"{variant}_s{seed}_n{photos}"
+def make_set(seed: int, variant: str, photos: int, cache: Path, extra: list[str] = ()) -> Path:
+    """The event set for one calibration seed (generated once into `cache`). `extra`: more
+    make_event_set options (e.g. --degrade), which also replace the variant's own --face-px."""
+    tag = "".join(a.strip("-").replace(":", "").replace(",", "") for a in extra)
+    out = cache / (f"{variant}_s{seed}_n{photos}" + (f"_{tag}" if tag else ""))
     if (out / "truth.json").is_file():
         return out
+    base = [] if "--face-px" in extra else VARIANTS[variant]
     cmd = [sys.executable, str(SHARED / "tools" / "make_event_set.py"),
            "--people", str(SHARED / "faces" / "people"), "--backdrops", str(SHARED / "faces" / "nofaces"),
-           "--photos", str(photos), "--seed", str(seed), "--out", str(out), *VARIANTS[variant]]
+           "--photos", str(photos), "--seed", str(seed), "--out", str(out), *base, *extra]
     print("generating:", " ".join(cmd), file=sys.stderr)
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return out
@@ -121,6 +130,7 @@ def process_photo(args: tuple[str, list[dict]]) -> dict:
         i, iou = match.get(j, (None, 0.0))
         p = truth_people[i] if i is not None else None
         faces.append({"box": d.box, "width": d.width, "score": d.score, "sharpness": d.sharpness,
+                      "quality": dataclasses.asdict(d.quality) if d.quality else None,
                       "truth": i, "iou": iou, "student_id": p["student_id"] if p else None,
                       "no_consent": p["no_consent"] if p else False,
                       "truth_px": p["face_px"] if p else None, "enc": encs[j].tolist()})
@@ -155,6 +165,9 @@ def main(argv=None) -> int:
     ap.add_argument("--default-variant-seeds", type=int, nargs="*", default=[15, 16],
                     help="seeds generated with the tool's default --face-px (48:420) instead of 40:300")
     ap.add_argument("--photos", type=int, default=16)
+    ap.add_argument("--degrade", help="make_event_set --degrade conditions for every set, e.g. "
+                                      "motion:5,motion:9,defocus:2,dark,jpeg:30,reshare:2048,gray,none")
+    ap.add_argument("--face-px", help="make_event_set --face-px MIN:MAX for every set (instead of the variants')")
     ap.add_argument("--cache", type=Path, default=Path("/tmp/photocheck-calib"))
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--dump", type=Path, help="write all per-face results (with encodings) as JSON")
@@ -167,9 +180,9 @@ def main(argv=None) -> int:
     ap.add_argument("--min-sharpness", type=float)
     args = ap.parse_args(argv)
 
-    bad = [s for s in args.seeds if s in RESERVED or s >= 21]
+    bad = [s for s in args.seeds if s not in CALIBRATION_SEEDS]
     if bad:
-        ap.error(f"seeds {bad} are reserved for reporting; calibrate on others (e.g. 11..16)")
+        ap.error(f"seeds {bad} are reserved for reporting; calibrate on 11..19 or 41..49")
 
     from photocheck.thresholds import load_thresholds
     th = load_thresholds()
@@ -192,15 +205,17 @@ def main(argv=None) -> int:
         sets = sorted({Path(p["set"]) for p in all_photos})
     else:
         args.cache.mkdir(parents=True, exist_ok=True)
-        sets = [make_set(s, "default" if s in args.default_variant_seeds else "small", args.photos, args.cache)
+        extra = (["--face-px", args.face_px] if args.face_px else []) + (["--degrade", args.degrade] if args.degrade else [])
+        sets = [make_set(s, "default" if s in args.default_variant_seeds else "small", args.photos, args.cache, extra)
                 for s in args.seeds]
     with ProcessPoolExecutor(args.workers, initializer=_init, initargs=(overrides,)) as pool:
         for sd in ([] if args.load else sets):
             truth = json.loads((sd / "truth.json").read_text())
             refs = encode_references(sd)
             jobs = [(str(sd / p["file"]), p["people"]) for p in truth["photos"]]
-            for res in pool.map(process_photo, jobs):
+            for res, ph in zip(pool.map(process_photo, jobs), truth["photos"]):
                 res["set"] = sd.name
+                res["degradation"] = ph.get("degradation", "none")
                 res["listed"] = truth["no_consent"]
                 for f in res["faces"]:
                     e = np.asarray(f["enc"])

@@ -61,6 +61,8 @@ class DetectorSettings(_Section):
     max_upscale: float  # small images may be upscaled up to this for the main pass
     coarse_long_side: int  # second pass for very large faces (0 = off)
     nms_iou: float  # overlapping candidates above this IoU are merged
+    nested_overlap: float  # a box with this share of its area inside a wider one is the same face...
+    nested_min_ratio: float  # ...if it is at least this fraction of the wider one's width
     map_k_em: float  # CenterFace landmarks -> dlib-HOG box mapping (fitted, see README)
     map_k_ed: float
     map_ox: float

@@ -173,3 +173,45 @@ def test_thresholds_load_and_fingerprint(th, tmp_path):
     p.write_text(src + "\n[extra]\nx = 1\n")
     with pytest.raises(ValueError):
         load_thresholds(p)
+
+
+def closeup(rel: str, face_px: int) -> np.ndarray:
+    """A picture-day close-up made from a shared portrait: cropped around its face and upscaled so
+    the face is `face_px` wide (the size at which CenterFace can add a nested second box)."""
+    rgb = load(rel)
+    d = max(FaceEngine(encoder=False).detect(rgb), key=lambda d: d.width)
+    t, r, b, l = d.box
+    m = int(0.6 * d.width)
+    crop = Image.fromarray(rgb[max(0, t - m):b + m, max(0, l - m):r + m])
+    s = face_px / d.width
+    return np.asarray(crop.resize((round(crop.width * s), round(crop.height * s)), Image.Resampling.BICUBIC))
+
+
+@pytest.mark.parametrize("rel,face_px", [("people/lin_manuel_miranda/lin1.png", 420),
+                                         ("people/obama/obama4.jpg", 560),
+                                         ("people/rose_leslie/rose2.jpg", 300),
+                                         ("people/rose_leslie/rose2.jpg", 730)])
+def test_closeup_portrait_gives_one_detection(engine, th, tmp_path, rel, face_px):
+    """A second box nested on a big face's features (IoU ~0.2, so IoU-NMS kept it) is dropped, and
+    the close-up enrolls instead of being refused as "2 faces found"."""
+    from photocheck.enroll import check_reference
+
+    rgb = closeup(rel, face_px)
+    dets = engine.detect(rgb)
+    assert len(dets) == 1
+    assert dets[0].width >= 0.7 * face_px
+    path = tmp_path / "closeup.png"
+    Image.fromarray(rgb).save(path)
+    outcome, enc, _ = check_reference(engine, th, path)
+    assert outcome.accepted, outcome.reason
+    assert np.linalg.norm(enc - one_encoding(engine, rel)) <= th.match.block_distance
+
+
+@pytest.mark.parametrize("rel,n", [("groups/obama_and_biden.jpg", 3), ("groups/two_people.jpg", 2),
+                                   ("groups/kit_with_rose.jpg", 2)])
+def test_group_photo_still_refused_at_enrolment(engine, th, rel, n):
+    from photocheck.enroll import check_reference
+
+    outcome, enc, _ = check_reference(engine, th, FACES / rel)
+    assert not outcome.accepted and enc is None
+    assert f"{n} faces found" in outcome.reason
