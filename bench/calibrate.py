@@ -12,7 +12,8 @@ boxes (IoU >= 0.3), encodes every detected face and every roster reference photo
     same-person / different-person pairs, by size bucket
   * sharpness by size bucket
   * a per-photo simulation of the verdict rules with the thresholds in models/thresholds.toml
-    (or --block/--review/--min-face-px/--min-sharpness overrides)
+    (or --block/--review/--min-face-px/--min-sharpness/--min-weak-sharpness overrides), by
+    --degrade condition, and the trade-off of [quality] min_weak_sharpness: missed photos vs review
 
 Only seeds 11-19 and 41-49 are calibration seeds; the rest are for reporting and refused here.
 
@@ -155,6 +156,48 @@ def encode_references(set_dir: Path) -> dict[str, list[np.ndarray]]:
     return refs
 
 
+def simulate(all_photos: list[dict], block: float, review: float, rules) -> dict:
+    """Photo verdicts by screening's rules (distance bands + screening.quality_problem) from a dump."""
+    from photocheck.engine import FaceQuality
+    from photocheck.screening import quality_problem
+
+    out = {"blocked": 0, "review": 0, "clear": 0, "false_block": 0, "listed_clear": 0, "review_nl": 0,
+           "listed_faces": 0, "listed_ident": 0, "reasons": {"uncertain": 0, "quality": 0}, "by_condition": {}}
+    for ph in all_photos:
+        v = "clear"
+        has_listed = any(p.get("no_consent") for p in
+                         [f for f in ph["faces"] if f["truth"] is not None] + ph["missed"])
+        wrong_block = nl_review = False
+        for f in ph["faces"]:
+            dmin_sid = min(f["dist"], key=f["dist"].get) if f["dist"] else None
+            dmin = f["dist"][dmin_sid] if dmin_sid else 9.0
+            q = FaceQuality(**{k: f["quality"][k] for k in FaceQuality.__dataclass_fields__}) if f.get("quality") else None
+            poor = quality_problem(f["width"], f["sharpness"], q, rules) is not None
+            if f["no_consent"]:
+                out["listed_faces"] += 1
+                out["listed_ident"] += f["dist"].get(f["student_id"], 9.0) <= block
+            elif dmin > block and (dmin <= review or poor):
+                nl_review = True
+            if dmin <= block:
+                v = "blocked"
+                wrong_block |= f["student_id"] != dmin_sid
+            elif v != "blocked" and (dmin <= review or poor):
+                v = "review"
+                out["reasons"]["uncertain" if dmin <= review else "quality"] += 1
+        out["listed_faces"] += sum(bool(m["no_consent"]) for m in ph["missed"])
+        out[v] += 1
+        out["review_nl"] += nl_review
+        # A false block = photo blocked while no listed student is in it, or blocked for the wrong one only.
+        out["false_block"] += v == "blocked" and (not has_listed or wrong_block and not any(
+            f["no_consent"] and f["dist"].get(f["student_id"], 9) <= block for f in ph["faces"]))
+        out["listed_clear"] += v == "clear" and has_listed
+        c = out["by_condition"].setdefault(ph.get("degradation", "none"), {"n": 0, "review": 0, "missed": 0})
+        c["n"] += 1
+        c["review"] += v == "review"
+        c["missed"] += v == "clear" and has_listed
+    return out
+
+
 def pct(a, q):
     return float(np.percentile(a, q)) if len(a) else float("nan")
 
@@ -178,6 +221,7 @@ def main(argv=None) -> int:
     ap.add_argument("--review", type=float)
     ap.add_argument("--min-face-px", type=int)
     ap.add_argument("--min-sharpness", type=float)
+    ap.add_argument("--min-weak-sharpness", type=float)
     args = ap.parse_args(argv)
 
     bad = [s for s in args.seeds if s not in CALIBRATION_SEEDS]
@@ -294,58 +338,29 @@ def main(argv=None) -> int:
             print(f"  {b:>8}: n={len(v)} {pct(v, 0):.1f} {pct(v, 1):.1f} {pct(v, 5):.1f} {pct(v, 50):.1f}")
 
     # ---------------------------------------------------------------- verdict simulation
+    rules = dataclasses.replace(th.quality, min_face_px=min_px, min_sharpness=min_sharp,
+                                **({"min_weak_sharpness": args.min_weak_sharpness}
+                                   if args.min_weak_sharpness is not None else {}))
+    sim = simulate(all_photos, block, review, rules)
     n = len(all_photos)
-    n_blocked = n_review = n_clear = false_block = listed_clear = 0
-    listed_faces = listed_ident = 0
-    reasons = {"uncertain": 0, "too_small": 0, "blurred": 0}
-    for ph in all_photos:
-        v = "clear"
-        has_listed = any(p.get("no_consent") for p in
-                         [f for f in ph["faces"] if f["truth"] is not None] + ph["missed"])
-        wrong_block = False
-        for f in ph["faces"]:
-            dmin_sid = min(f["dist"], key=f["dist"].get) if f["dist"] else None
-            dmin = f["dist"][dmin_sid] if dmin_sid else 9.0
-            if f["no_consent"]:
-                listed_faces += 1
-                listed_ident += f["dist"].get(f["student_id"], 9.0) <= block
-            if dmin <= block:
-                v = "blocked"
-                if f["student_id"] != dmin_sid:
-                    wrong_block = True
-            elif v != "blocked":
-                r = None
-                if dmin <= review:
-                    r = "uncertain"
-                elif f["width"] < min_px:
-                    r = "too_small"
-                elif f["sharpness"] < min_sharp:
-                    r = "blurred"
-                if r:
-                    v = "review"
-                    reasons[r] += 1
-        for m in ph["missed"]:
-            if m["no_consent"]:
-                listed_faces += 1
-        n_blocked += v == "blocked"
-        n_review += v == "review"
-        n_clear += v == "clear"
-        # A false block = photo blocked while no listed student is in it, or blocked for the wrong one only.
-        false_block += v == "blocked" and (not has_listed or wrong_block and not any(
-            f["no_consent"] and f["dist"].get(f["student_id"], 9) <= block for f in ph["faces"]))
-        listed_clear += v == "clear" and has_listed
-    print("\n-- per-photo simulation")
-    print(f"  blocked {n_blocked}, review {n_review} ({n_review / n:.1%}), clear {n_clear} of {n}")
-    print(f"  false blocks {false_block} ({false_block / n:.1%}); photos with a listed student left clear: "
-          f"{listed_clear}")
+    print(f"\n-- per-photo simulation ({rules})")
+    print(f"  blocked {sim['blocked']}, review {sim['review']} ({sim['review'] / n:.1%}), clear {sim['clear']} of {n}")
+    print(f"  false blocks {sim['false_block']} ({sim['false_block'] / n:.1%}); photos with a listed student left "
+          f"clear: {sim['listed_clear']}")
     # Blocks hide review cost (a blocked photo is not counted as review); in a real school few students
     # are listed, so also report: photos that would need review because of a NON-listed face alone.
-    n_rev_nl = sum(any(not f["no_consent"] and (
-        (min(f["dist"].values()) if f["dist"] else 9.0) <= review or f["width"] < min_px or f["sharpness"] < min_sharp)
-        for f in ph["faces"]) for ph in all_photos)
-    print(f"  photos needing review because of a non-listed face alone: {n_rev_nl} ({n_rev_nl / n:.1%})")
-    print(f"  listed faces identified (<= block): {listed_ident}/{listed_faces} "
-          f"({listed_ident / max(1, listed_faces):.1%}); review-face reasons {reasons}")
+    print(f"  photos needing review because of a non-listed face alone: {sim['review_nl']} ({sim['review_nl'] / n:.1%})")
+    print(f"  listed faces identified (<= block): {sim['listed_ident']}/{sim['listed_faces']} "
+          f"({sim['listed_ident'] / max(1, sim['listed_faces']):.1%}); review-face reasons {sim['reasons']}")
+    conds = sorted({ph.get("degradation", "none") for ph in all_photos})
+    if len(conds) > 1:
+        print("  by condition (review / missed of photos): " + "; ".join(
+            f"{c} {s['review']}/{s['missed']} of {s['n']}" for c, s in sim["by_condition"].items()))
+    print("\n-- trade-off: [quality] min_weak_sharpness vs missed photos and review load")
+    print("   min_weak  missed  review  review(non-listed face alone)")
+    for w in (0.0, 4.0, 8.0, 10.0, 12.0, 15.0, 20.0, 30.0):
+        t = simulate(all_photos, block, review, dataclasses.replace(rules, min_weak_sharpness=w))
+        print(f"   {w:8g}  {t['listed_clear']:6d}  {t['review'] / n:6.1%}  {t['review_nl'] / n:6.1%}")
     return 0
 
 

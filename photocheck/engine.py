@@ -38,10 +38,9 @@ class FaceQuality:
     """Capture quality of one face crop (face_quality()): what screening needs to decide whether a
     "not a listed student" answer can be trusted."""
     sharpness: float    # variance of the 4-neighbour Laplacian (all directions together)
-    weak_sharpness: float  # second-derivative energy along the weakest direction (motion blur)
+    weak_sharpness: float  # second-derivative energy along the weakest direction (motion blur), per contrast^2
     brightness: float   # mean grey level, 0..255
     contrast: float     # grey standard deviation inside the face
-    noise: float        # sensor/JPEG noise estimate (grey levels, native resolution)
 
 
 @dataclass(frozen=True)
@@ -310,16 +309,15 @@ _ANGLES = np.linspace(0.0, np.pi, 16, endpoint=False)
 
 
 def face_quality(crop: np.ndarray) -> FaceQuality:
-    """Quality measures of an RGB face crop (native pixels inside the face box).
+    """Quality measures of an RGB face crop (the pixels inside the face box).
 
     Blur is measured on a SHARPNESS_SIZE^2 grey copy, so faces of every size are compared at one
     scale. Motion blur flattens detail along one direction only, which the Laplacian (a sum over
     directions) barely sees; weak_sharpness is the energy of the second derivative along the
-    weakest of 16 directions, which it does."""
+    weakest of 16 directions (x1000 / contrast^2), which it does."""
     if crop.size == 0 or min(crop.shape[:2]) < 3:
-        return FaceQuality(0.0, 0.0, 0.0, 0.0, 0.0)
+        return FaceQuality(0.0, 0.0, 0.0, 0.0)
     grey = Image.fromarray(crop).convert("L")
-    native = np.asarray(grey, dtype=np.float32)
     g = np.asarray(grey.resize((SHARPNESS_SIZE, SHARPNESS_SIZE), Image.Resampling.BILINEAR), dtype=np.float32)
     sharp = laplacian_sharpness(g)
     c = g[1:-1, 1:-1]
@@ -333,17 +331,10 @@ def face_quality(crop: np.ndarray) -> FaceQuality:
                                             ("xxyy", ixx * iyy), ("xxxy", ixx * ixy), ("yyxy", iyy * ixy))}
     energy = (a * a * m["xx"] + b * b * m["xy"] + d * d * m["yy"] + 2 * a * b * m["xxxy"]
               + 2 * a * d * m["xxyy"] + 2 * b * d * m["yyxy"])
-    # Noise: Immerkaer's fast estimate (a Laplacian-difference mask that cancels smooth ramps),
-    # on the native pixels where sensor noise has not been averaged away by resizing.
-    n = native
-    if min(n.shape) >= 3:
-        k = (n[:-2, :-2] + n[:-2, 2:] + n[2:, :-2] + n[2:, 2:]
-             - 2 * (n[:-2, 1:-1] + n[2:, 1:-1] + n[1:-1, :-2] + n[1:-1, 2:]) + 4 * n[1:-1, 1:-1])
-        noise = float(np.sqrt(np.pi / 2) * np.mean(np.abs(k)) / 6)
-    else:
-        noise = 0.0
-    return FaceQuality(sharpness=sharp, weak_sharpness=float(energy.min()), brightness=float(g.mean()),
-                       contrast=float(g.std()), noise=noise)
+    contrast = float(g.std())
+    # Relative to the face's contrast, so that a dim but sharp face does not read as blurred.
+    weak = 1000.0 * float(energy.min()) / max(contrast * contrast, 1.0)
+    return FaceQuality(sharpness=sharp, weak_sharpness=weak, brightness=float(g.mean()), contrast=contrast)
 
 
 def box_inside(inner: Box, outer: Box) -> float:

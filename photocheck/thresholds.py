@@ -85,7 +85,10 @@ class MatchThresholds(_Section):
 @dataclass(frozen=True)
 class QualityThresholds(_Section):
     min_face_px: int  # narrower faces can't be ruled out -> review
-    min_sharpness: float  # blurrier faces -> review
+    min_sharpness: float  # blurrier faces (Laplacian, all directions) -> review
+    min_weak_sharpness: float  # faces blurred along one direction (motion) -> review
+    min_brightness: float  # darker faces (mean grey 0..255) -> review
+    min_contrast: float  # flatter faces (grey std) -> review
 
 
 @dataclass(frozen=True)

@@ -94,7 +94,7 @@ def judge_photo(det: Detected, engine, references: ReferenceSet, thresholds,
 
         def judge(refs: ReferenceSet):
             return [classify_face(tuple(int(v) for v in d.box), enc, d.sharpness, refs, thresholds,
-                                  detector_score=float(d.score))
+                                  detector_score=float(d.score), quality=d.quality)
                     for d, enc in zip(det.detections, encodings)]
 
         faces = judge(references)
