@@ -118,8 +118,19 @@ def classify_face(
     return result(FaceStatus.NO_MATCH, "no listed student within range")
 
 
-def photo_verdict(faces: Sequence[FaceResult]) -> tuple[Verdict, list[str]]:
-    """The photo's verdict and the reasons a reviewer reads."""
+def photo_problem(brightness: float | None, thresholds) -> str | None:
+    """Why a whole photo cannot be cleared whatever its faces say (None: it can): in a very dark
+    photo the detector misses small faces, so "no listed student found" cannot be trusted."""
+    rules = thresholds.quality
+    if brightness is not None and brightness < rules.min_photo_brightness:
+        return (f"photo too dark to be sure every face was found (brightness {brightness:.0f} "
+                f"< {rules.min_photo_brightness:g})")
+    return None
+
+
+def photo_verdict(faces: Sequence[FaceResult], problem: str | None = None) -> tuple[Verdict, list[str]]:
+    """The photo's verdict and the reasons a reviewer reads. `problem` (photo_problem()): the
+    photo goes to review at least."""
     listed = sorted({f.student_id for f in faces if f.status is FaceStatus.LISTED and f.student_id})
     n = {s: sum(f.status is s for f in faces) for s in FaceStatus}
     reasons: list[str] = []
@@ -133,9 +144,11 @@ def photo_verdict(faces: Sequence[FaceResult]) -> tuple[Verdict, list[str]]:
         reasons.append(f"{n[FaceStatus.TOO_SMALL]} face(s) cannot be ruled out: {', '.join(kinds) or 'poor quality'}")
     if n[FaceStatus.UNPROTECTED]:
         reasons.append("some listed students have no usable reference photo, so no face can be ruled out")
+    if problem:
+        reasons.append(problem)
     if listed:
         return Verdict.BLOCKED, reasons
-    if n[FaceStatus.UNCERTAIN] or n[FaceStatus.TOO_SMALL] or n[FaceStatus.UNPROTECTED]:
+    if n[FaceStatus.UNCERTAIN] or n[FaceStatus.TOO_SMALL] or n[FaceStatus.UNPROTECTED] or problem:
         return Verdict.REVIEW, reasons
     if not faces:
         return Verdict.CLEAR, ["no faces found"]

@@ -89,6 +89,7 @@ class QualityThresholds(_Section):
     min_weak_sharpness: float  # faces blurred along one direction (motion) -> review
     min_brightness: float  # darker faces (mean grey 0..255) -> review
     min_contrast: float  # flatter faces (grey std) -> review
+    min_photo_brightness: float  # darker photos (mean grey) -> review: small faces may go undetected
 
 
 @dataclass(frozen=True)

@@ -285,3 +285,20 @@ def test_dark_face_goes_to_review_as_too_dark(engine, th):
     assert face.status.value == "too_small" and "too dark to rule out" in face.reason
     verdict, reasons = photo_verdict([face])
     assert verdict.value == "review" and any("too dark" in r for r in reasons)
+
+
+def test_very_dark_photo_is_never_clear(th):
+    """A photo too dark for every face to be found goes to review even when the faces found are
+    clear (or there are none); a blocked photo stays blocked."""
+    from photocheck.results import FaceResult, FaceStatus
+    from photocheck.screening import photo_problem, photo_verdict
+
+    problem = photo_problem(th.quality.min_photo_brightness - 1, th)
+    assert problem and "too dark" in problem
+    assert photo_problem(th.quality.min_photo_brightness + 1, th) is None
+    clear = FaceResult(box=(0, 60, 60, 0), status=FaceStatus.NO_MATCH)
+    assert photo_verdict([clear], problem)[0].value == "review"
+    assert photo_verdict([], problem)[0].value == "review"
+    listed = FaceResult(box=(0, 60, 60, 0), status=FaceStatus.LISTED, student_id="S1")
+    assert photo_verdict([listed], problem)[0].value == "blocked"
+    assert photo_verdict([clear])[0].value == "clear"
