@@ -41,26 +41,35 @@ def last_line(text: str) -> dict[str, str]:
     return dict(part.split("=", 1) for part in text.strip().splitlines()[-1].split())
 
 
-def bench_set(spec: str, out: Path, cpus: int, with_cli: bool = True) -> list[dict]:
+def make_set(spec: str, out: Path, reuse: bool = False) -> tuple[Path, str]:
+    """Generate the event set of `spec` under `out`; returns (its root folder, a label). `reuse`:
+    keep a set already generated there (its scan database and reports are made afresh)."""
     spec, _, extra = spec.partition("/")
     seed, photos, *face = spec.split(":")
     face_px = None if face == ["default"] else ":".join(face)
     options = [kv.split("=", 1) for kv in extra.split(",") if kv]
     root = out / (f"seed{seed}-n{photos}-{(face_px or 'default').replace(':', '-')}"
-                  + "".join(f"-{k}{v}" for k, v in options))
+                  + "".join(f"-{k}{v}".replace(":", "").replace(";", "") for k, v in options))
+    label = f"seed {seed}, {photos} photos, faces {face_px or '48:420'} px" + "".join(f", {k} {v}" for k, v in options)
+    if reuse and (root / "events" / "truth.json").is_file():
+        for old in ("photocheck.db", "report.json", "fr_cli.txt"):
+            (root / old).unlink(missing_ok=True)
+        return root, label
     shutil.rmtree(root, ignore_errors=True)
     gen = [sys.executable, SHARED / "tools" / "make_event_set.py", "--people", SHARED / "faces" / "people",
            "--backdrops", SHARED / "faces" / "nofaces", "--out", root / "events", "--photos", photos, "--seed", seed]
     if face_px:
         gen += ["--face-px", face_px]
     for k, v in options:
-        gen += [f"--{k}", v]
+        # a --degrade list is written with ";" in a set spec (its "," separates options)
+        gen += [f"--{k}", v.replace(";", ",") if k == "degrade" else v]
     run(gen, check=True)
-    events = root / "events"
-    label = f"seed {seed}, {photos} photos, faces {face_px or '48:420'} px" + "".join(f", {k} {v}" for k, v in options)
-    rows = []
+    return root, label
 
-    # photocheck
+
+def run_photocheck(root: Path, cpus: int) -> tuple[Path, float]:
+    """Roster import, enroll and scan of root/events in a fresh database; (JSON report, scan seconds)."""
+    events = root / "events"
     env = dict(os.environ, PHOTOCHECK_DB=f"sqlite:///{root / 'photocheck.db'}")
     pc = BIN / "photocheck"
     run([pc, "roster", "import", events / "roster" / "no_consent.csv"], env=env, check=True)
@@ -70,14 +79,14 @@ def bench_set(spec: str, out: Path, cpus: int, with_cli: bool = True) -> list[di
     secs = time.perf_counter() - t0
     if scan.returncode not in (0, 1):
         raise SystemExit(f"photocheck scan failed:\n{scan.stderr}")
-    fig = last_line(run([sys.executable, SHARED / "tools" / "score_scan.py", "--truth", events / "truth.json",
-                         "--report", root / "report.json"]).stdout)
-    rows.append({"set": label, "tool": "photocheck", "secs": secs, **fig})
-    if not with_cli:
-        return rows
+    return root / "report.json", secs
 
-    # face_recognition CLI, one known photo per listed student
+
+def run_cli(root: Path, cpus: int) -> tuple[Path, float]:
+    """The face_recognition CLI on root/events, one known photo per listed student; (its output, seconds)."""
+    events = root / "events"
     known = root / "known"
+    shutil.rmtree(known, ignore_errors=True)
     known.mkdir()
     for d in sorted((events / "roster" / "photos").iterdir()):
         first = sorted(d.iterdir())[0]
@@ -86,9 +95,23 @@ def bench_set(spec: str, out: Path, cpus: int, with_cli: bool = True) -> list[di
     fr = run([BIN / "face_recognition", "--cpus", cpus, known, events / "photos"])
     secs = time.perf_counter() - t0
     (root / "fr_cli.txt").write_text(fr.stdout)
-    fig = last_line(run([sys.executable, SHARED / "tools" / "score_scan.py", "--truth", events / "truth.json",
-                         "--fr-cli", root / "fr_cli.txt"]).stdout)
-    rows.append({"set": label, "tool": "face_recognition CLI", "secs": secs, **fig})
+    return root / "fr_cli.txt", secs
+
+
+def score(truth: Path, report: Path | None = None, fr_cli: Path | None = None) -> dict[str, str]:
+    """score_scan.py's figures (its last line) for a photocheck report or the CLI's output."""
+    src = ["--report", report] if report else ["--fr-cli", fr_cli]
+    return last_line(run([sys.executable, SHARED / "tools" / "score_scan.py", "--truth", truth, *src]).stdout)
+
+
+def bench_set(spec: str, out: Path, cpus: int, with_cli: bool = True) -> list[dict]:
+    root, label = make_set(spec, out)
+    truth = root / "events" / "truth.json"
+    report, secs = run_photocheck(root, cpus)
+    rows = [{"set": label, "tool": "photocheck", "secs": secs, **score(truth, report=report)}]
+    if with_cli:
+        cli_out, secs = run_cli(root, cpus)
+        rows.append({"set": label, "tool": "face_recognition CLI", "secs": secs, **score(truth, fr_cli=cli_out)})
     return rows
 
 

@@ -12,13 +12,17 @@ boxes (IoU >= 0.3), encodes every detected face and every roster reference photo
     same-person / different-person pairs, by size bucket
   * sharpness by size bucket
   * a per-photo simulation of the verdict rules with the thresholds in models/thresholds.toml
-    (or --block/--review/--min-face-px/--min-sharpness overrides)
+    (or --block/--review/--min-face-px/--min-sharpness/--min-weak-sharpness overrides), by
+    --degrade condition, and the trade-off of [quality] min_weak_sharpness: missed photos vs review
 
-Seeds 3 and 21+ are reserved for reporting: this script refuses them.
+Only seeds 11-19 and 41-49 are calibration seeds; the rest are for reporting and refused here.
+
+Degraded sets: --degrade motion:5,motion:9,... --face-px 36:64 --seeds 41 42 (see models/README.md).
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import subprocess
 import sys
@@ -38,7 +42,9 @@ VARIANTS = {
     "small": ["--face-px", "40:300"],
     "default": [],  # 48:420
 }
-RESERVED = {3}
+# Calibration seeds: 11-19 (clean sets) and 41-49 (degraded sets, --degrade). Every other seed is
+# for reporting (bench/accuracy.py, bench/conditions.py, the tests) and is refused here.
+CALIBRATION_SEEDS = set(range(11, 20)) | set(range(41, 50))
 
 
 def bucket(px: float) -> str:
@@ -51,13 +57,17 @@ def bucket(px: float) -> str:
 BUCKET_NAMES = [f"<{BUCKETS[0][0]}"] + [f"{lo}-{hi}" if hi < 10**9 else f"{lo}+" for lo, hi in BUCKETS]
 
 
-def make_set(seed: int, variant: str, photos: int, cache: Path) -> Path:
-    out = cache / f"{variant}_s{seed}_n{photos}"
+def make_set(seed: int, variant: str, photos: int, cache: Path, extra: list[str] = ()) -> Path:
+    """The event set for one calibration seed (generated once into `cache`). `extra`: more
+    make_event_set options (e.g. --degrade), which also replace the variant's own --face-px."""
+    tag = "".join(a.strip("-").replace(":", "").replace(",", "") for a in extra)
+    out = cache / (f"{variant}_s{seed}_n{photos}" + (f"_{tag}" if tag else ""))
     if (out / "truth.json").is_file():
         return out
+    base = [] if "--face-px" in extra else VARIANTS[variant]
     cmd = [sys.executable, str(SHARED / "tools" / "make_event_set.py"),
            "--people", str(SHARED / "faces" / "people"), "--backdrops", str(SHARED / "faces" / "nofaces"),
-           "--photos", str(photos), "--seed", str(seed), "--out", str(out), *VARIANTS[variant]]
+           "--photos", str(photos), "--seed", str(seed), "--out", str(out), *base, *extra]
     print("generating:", " ".join(cmd), file=sys.stderr)
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return out
@@ -121,6 +131,7 @@ def process_photo(args: tuple[str, list[dict]]) -> dict:
         i, iou = match.get(j, (None, 0.0))
         p = truth_people[i] if i is not None else None
         faces.append({"box": d.box, "width": d.width, "score": d.score, "sharpness": d.sharpness,
+                      "quality": dataclasses.asdict(d.quality) if d.quality else None,
                       "truth": i, "iou": iou, "student_id": p["student_id"] if p else None,
                       "no_consent": p["no_consent"] if p else False,
                       "truth_px": p["face_px"] if p else None, "enc": encs[j].tolist()})
@@ -145,6 +156,48 @@ def encode_references(set_dir: Path) -> dict[str, list[np.ndarray]]:
     return refs
 
 
+def simulate(all_photos: list[dict], block: float, review: float, rules) -> dict:
+    """Photo verdicts by screening's rules (distance bands + screening.quality_problem) from a dump."""
+    from photocheck.engine import FaceQuality
+    from photocheck.screening import quality_problem
+
+    out = {"blocked": 0, "review": 0, "clear": 0, "false_block": 0, "listed_clear": 0, "review_nl": 0,
+           "listed_faces": 0, "listed_ident": 0, "reasons": {"uncertain": 0, "quality": 0}, "by_condition": {}}
+    for ph in all_photos:
+        v = "clear"
+        has_listed = any(p.get("no_consent") for p in
+                         [f for f in ph["faces"] if f["truth"] is not None] + ph["missed"])
+        wrong_block = nl_review = False
+        for f in ph["faces"]:
+            dmin_sid = min(f["dist"], key=f["dist"].get) if f["dist"] else None
+            dmin = f["dist"][dmin_sid] if dmin_sid else 9.0
+            q = FaceQuality(**{k: f["quality"][k] for k in FaceQuality.__dataclass_fields__}) if f.get("quality") else None
+            poor = quality_problem(f["width"], f["sharpness"], q, rules) is not None
+            if f["no_consent"]:
+                out["listed_faces"] += 1
+                out["listed_ident"] += f["dist"].get(f["student_id"], 9.0) <= block
+            elif dmin > block and (dmin <= review or poor):
+                nl_review = True
+            if dmin <= block:
+                v = "blocked"
+                wrong_block |= f["student_id"] != dmin_sid
+            elif v != "blocked" and (dmin <= review or poor):
+                v = "review"
+                out["reasons"]["uncertain" if dmin <= review else "quality"] += 1
+        out["listed_faces"] += sum(bool(m["no_consent"]) for m in ph["missed"])
+        out[v] += 1
+        out["review_nl"] += nl_review
+        # A false block = photo blocked while no listed student is in it, or blocked for the wrong one only.
+        out["false_block"] += v == "blocked" and (not has_listed or wrong_block and not any(
+            f["no_consent"] and f["dist"].get(f["student_id"], 9) <= block for f in ph["faces"]))
+        out["listed_clear"] += v == "clear" and has_listed
+        c = out["by_condition"].setdefault(ph.get("degradation", "none"), {"n": 0, "review": 0, "missed": 0})
+        c["n"] += 1
+        c["review"] += v == "review"
+        c["missed"] += v == "clear" and has_listed
+    return out
+
+
 def pct(a, q):
     return float(np.percentile(a, q)) if len(a) else float("nan")
 
@@ -155,6 +208,9 @@ def main(argv=None) -> int:
     ap.add_argument("--default-variant-seeds", type=int, nargs="*", default=[15, 16],
                     help="seeds generated with the tool's default --face-px (48:420) instead of 40:300")
     ap.add_argument("--photos", type=int, default=16)
+    ap.add_argument("--degrade", help="make_event_set --degrade conditions for every set, e.g. "
+                                      "motion:5,motion:9,defocus:2,dark,jpeg:30,reshare:2048,gray,none")
+    ap.add_argument("--face-px", help="make_event_set --face-px MIN:MAX for every set (instead of the variants')")
     ap.add_argument("--cache", type=Path, default=Path("/tmp/photocheck-calib"))
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--dump", type=Path, help="write all per-face results (with encodings) as JSON")
@@ -165,11 +221,12 @@ def main(argv=None) -> int:
     ap.add_argument("--review", type=float)
     ap.add_argument("--min-face-px", type=int)
     ap.add_argument("--min-sharpness", type=float)
+    ap.add_argument("--min-weak-sharpness", type=float)
     args = ap.parse_args(argv)
 
-    bad = [s for s in args.seeds if s in RESERVED or s >= 21]
+    bad = [s for s in args.seeds if s not in CALIBRATION_SEEDS]
     if bad:
-        ap.error(f"seeds {bad} are reserved for reporting; calibrate on others (e.g. 11..16)")
+        ap.error(f"seeds {bad} are reserved for reporting; calibrate on 11..19 or 41..49")
 
     from photocheck.thresholds import load_thresholds
     th = load_thresholds()
@@ -192,15 +249,17 @@ def main(argv=None) -> int:
         sets = sorted({Path(p["set"]) for p in all_photos})
     else:
         args.cache.mkdir(parents=True, exist_ok=True)
-        sets = [make_set(s, "default" if s in args.default_variant_seeds else "small", args.photos, args.cache)
+        extra = (["--face-px", args.face_px] if args.face_px else []) + (["--degrade", args.degrade] if args.degrade else [])
+        sets = [make_set(s, "default" if s in args.default_variant_seeds else "small", args.photos, args.cache, extra)
                 for s in args.seeds]
     with ProcessPoolExecutor(args.workers, initializer=_init, initargs=(overrides,)) as pool:
         for sd in ([] if args.load else sets):
             truth = json.loads((sd / "truth.json").read_text())
             refs = encode_references(sd)
             jobs = [(str(sd / p["file"]), p["people"]) for p in truth["photos"]]
-            for res in pool.map(process_photo, jobs):
+            for res, ph in zip(pool.map(process_photo, jobs), truth["photos"]):
                 res["set"] = sd.name
+                res["degradation"] = ph.get("degradation", "none")
                 res["listed"] = truth["no_consent"]
                 for f in res["faces"]:
                     e = np.asarray(f["enc"])
@@ -279,58 +338,29 @@ def main(argv=None) -> int:
             print(f"  {b:>8}: n={len(v)} {pct(v, 0):.1f} {pct(v, 1):.1f} {pct(v, 5):.1f} {pct(v, 50):.1f}")
 
     # ---------------------------------------------------------------- verdict simulation
+    rules = dataclasses.replace(th.quality, min_face_px=min_px, min_sharpness=min_sharp,
+                                **({"min_weak_sharpness": args.min_weak_sharpness}
+                                   if args.min_weak_sharpness is not None else {}))
+    sim = simulate(all_photos, block, review, rules)
     n = len(all_photos)
-    n_blocked = n_review = n_clear = false_block = listed_clear = 0
-    listed_faces = listed_ident = 0
-    reasons = {"uncertain": 0, "too_small": 0, "blurred": 0}
-    for ph in all_photos:
-        v = "clear"
-        has_listed = any(p.get("no_consent") for p in
-                         [f for f in ph["faces"] if f["truth"] is not None] + ph["missed"])
-        wrong_block = False
-        for f in ph["faces"]:
-            dmin_sid = min(f["dist"], key=f["dist"].get) if f["dist"] else None
-            dmin = f["dist"][dmin_sid] if dmin_sid else 9.0
-            if f["no_consent"]:
-                listed_faces += 1
-                listed_ident += f["dist"].get(f["student_id"], 9.0) <= block
-            if dmin <= block:
-                v = "blocked"
-                if f["student_id"] != dmin_sid:
-                    wrong_block = True
-            elif v != "blocked":
-                r = None
-                if dmin <= review:
-                    r = "uncertain"
-                elif f["width"] < min_px:
-                    r = "too_small"
-                elif f["sharpness"] < min_sharp:
-                    r = "blurred"
-                if r:
-                    v = "review"
-                    reasons[r] += 1
-        for m in ph["missed"]:
-            if m["no_consent"]:
-                listed_faces += 1
-        n_blocked += v == "blocked"
-        n_review += v == "review"
-        n_clear += v == "clear"
-        # A false block = photo blocked while no listed student is in it, or blocked for the wrong one only.
-        false_block += v == "blocked" and (not has_listed or wrong_block and not any(
-            f["no_consent"] and f["dist"].get(f["student_id"], 9) <= block for f in ph["faces"]))
-        listed_clear += v == "clear" and has_listed
-    print("\n-- per-photo simulation")
-    print(f"  blocked {n_blocked}, review {n_review} ({n_review / n:.1%}), clear {n_clear} of {n}")
-    print(f"  false blocks {false_block} ({false_block / n:.1%}); photos with a listed student left clear: "
-          f"{listed_clear}")
+    print(f"\n-- per-photo simulation ({rules})")
+    print(f"  blocked {sim['blocked']}, review {sim['review']} ({sim['review'] / n:.1%}), clear {sim['clear']} of {n}")
+    print(f"  false blocks {sim['false_block']} ({sim['false_block'] / n:.1%}); photos with a listed student left "
+          f"clear: {sim['listed_clear']}")
     # Blocks hide review cost (a blocked photo is not counted as review); in a real school few students
     # are listed, so also report: photos that would need review because of a NON-listed face alone.
-    n_rev_nl = sum(any(not f["no_consent"] and (
-        (min(f["dist"].values()) if f["dist"] else 9.0) <= review or f["width"] < min_px or f["sharpness"] < min_sharp)
-        for f in ph["faces"]) for ph in all_photos)
-    print(f"  photos needing review because of a non-listed face alone: {n_rev_nl} ({n_rev_nl / n:.1%})")
-    print(f"  listed faces identified (<= block): {listed_ident}/{listed_faces} "
-          f"({listed_ident / max(1, listed_faces):.1%}); review-face reasons {reasons}")
+    print(f"  photos needing review because of a non-listed face alone: {sim['review_nl']} ({sim['review_nl'] / n:.1%})")
+    print(f"  listed faces identified (<= block): {sim['listed_ident']}/{sim['listed_faces']} "
+          f"({sim['listed_ident'] / max(1, sim['listed_faces']):.1%}); review-face reasons {sim['reasons']}")
+    conds = sorted({ph.get("degradation", "none") for ph in all_photos})
+    if len(conds) > 1:
+        print("  by condition (review / missed of photos): " + "; ".join(
+            f"{c} {s['review']}/{s['missed']} of {s['n']}" for c, s in sim["by_condition"].items()))
+    print("\n-- trade-off: [quality] min_weak_sharpness vs missed photos and review load")
+    print("   min_weak  missed  review  review(non-listed face alone)")
+    for w in (0.0, 4.0, 8.0, 10.0, 12.0, 15.0, 20.0, 30.0):
+        t = simulate(all_photos, block, review, dataclasses.replace(rules, min_weak_sharpness=w))
+        print(f"   {w:8g}  {t['listed_clear']:6d}  {t['review'] / n:6.1%}  {t['review_nl'] / n:6.1%}")
     return 0
 
 

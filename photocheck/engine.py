@@ -14,6 +14,7 @@ never here.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib.metadata as md
 from dataclasses import dataclass
@@ -35,10 +36,21 @@ SHARPNESS_SIZE = 64
 
 
 @dataclass(frozen=True)
+class FaceQuality:
+    """Capture quality of one face crop (face_quality()): what screening needs to decide whether a
+    "not a listed student" answer can be trusted."""
+    sharpness: float    # variance of the 4-neighbour Laplacian (all directions together)
+    weak_sharpness: float  # second-derivative energy along the weakest direction (motion blur), per contrast^2
+    brightness: float   # mean grey level, 0..255
+    contrast: float     # grey standard deviation inside the face
+
+
+@dataclass(frozen=True)
 class Detection:
     box: Box            # dlib-HOG-like box in input-image pixels (top, right, bottom, left)
     score: float        # CenterFace heatmap peak (0..1); HOG fallback detections get 0.0
     sharpness: float    # variance of a Laplacian on the grey face crop at SHARPNESS_SIZE^2
+    quality: FaceQuality | None = None  # None only for detections made outside the engine
 
     @property
     def width(self) -> int:
@@ -337,6 +349,61 @@ def box_iou(a: Box, b: Box) -> float:
     return inter / union if union > 0 else 0.0
 
 
+_ANGLES = np.linspace(0.0, np.pi, 16, endpoint=False)
+
+
+def face_quality(crop: np.ndarray) -> FaceQuality:
+    """Quality measures of an RGB face crop (the pixels inside the face box).
+
+    Blur is measured on a SHARPNESS_SIZE^2 grey copy, so faces of every size are compared at one
+    scale. Motion blur flattens detail along one direction only, which the Laplacian (a sum over
+    directions) barely sees; weak_sharpness is the energy of the second derivative along the
+    weakest of 16 directions (x1000 / contrast^2), which it does."""
+    if crop.size == 0 or min(crop.shape[:2]) < 3:
+        return FaceQuality(0.0, 0.0, 0.0, 0.0)
+    grey = Image.fromarray(crop).convert("L")
+    g = np.asarray(grey.resize((SHARPNESS_SIZE, SHARPNESS_SIZE), Image.Resampling.BILINEAR), dtype=np.float32)
+    sharp = laplacian_sharpness(g)
+    c = g[1:-1, 1:-1]
+    ixx = g[1:-1, 2:] + g[1:-1, :-2] - 2 * c
+    iyy = g[2:, 1:-1] + g[:-2, 1:-1] - 2 * c
+    ixy = (g[2:, 2:] - g[2:, :-2] - g[:-2, 2:] + g[:-2, :-2]) / 4
+    # E[(cos^2 Ixx + 2 cos sin Ixy + sin^2 Iyy)^2] for each angle, from the 6 second moments.
+    co, si = np.cos(_ANGLES), np.sin(_ANGLES)
+    a, b, d = co * co, 2 * co * si, si * si
+    m = {k: float(np.mean(v)) for k, v in (("xx", ixx * ixx), ("yy", iyy * iyy), ("xy", ixy * ixy),
+                                            ("xxyy", ixx * iyy), ("xxxy", ixx * ixy), ("yyxy", iyy * ixy))}
+    energy = (a * a * m["xx"] + b * b * m["xy"] + d * d * m["yy"] + 2 * a * b * m["xxxy"]
+              + 2 * a * d * m["xxyy"] + 2 * b * d * m["yyxy"])
+    contrast = float(g.std())
+    # Relative to the face's contrast, so that a dim but sharp face does not read as blurred.
+    weak = 1000.0 * float(energy.min()) / max(contrast * contrast, 1.0)
+    return FaceQuality(sharpness=sharp, weak_sharpness=weak, brightness=float(g.mean()), contrast=contrast)
+
+
+def box_inside(inner: Box, outer: Box) -> float:
+    """Share of `inner`'s area that lies inside `outer` ((top, right, bottom, left) boxes)."""
+    t, r, b, l = inner
+    t2, r2, b2, l2 = outer
+    inter = max(0, min(b, b2) - max(t, t2)) * max(0, min(r, r2) - max(l, l2))
+    area = (b - t) * (r - l)
+    return inter / area if area > 0 else 0.0
+
+
+def drop_nested(dets: list["Detection"], overlap: float, min_ratio: float) -> list["Detection"]:
+    """Drop a detection lying mostly (>= `overlap` of its area) inside a wider one, when it is at
+    least `min_ratio` of that one's width: CenterFace can put a second, smaller box on the features
+    of a big close-up face, and IoU-based NMS keeps it (IoU ~0.2). A much smaller box inside a wide
+    one (below min_ratio) is kept: it may be a real face behind a wide false detection."""
+    out = []
+    for d in dets:
+        w = d.box[1] - d.box[3]
+        if not any(o is not d and (o.box[1] - o.box[3]) > w and w >= min_ratio * (o.box[1] - o.box[3])
+                   and box_inside(d.box, o.box) >= overlap for o in dets):
+            out.append(d)
+    return out
+
+
 def laplacian_sharpness(grey: np.ndarray) -> float:
     """Variance of the 4-neighbour Laplacian of a float grey image."""
     g = grey.astype(np.float32)
@@ -622,14 +689,15 @@ class FaceEngine:
             box = self._to_dlib_box(b, m, h, w)
             if box[1] - box[3] < 4 or box[2] - box[0] < 4:
                 continue
-            out.append(Detection(box=box, score=float(b[4]), sharpness=self._sharpness(src, box)))
+            q = face_quality(_crop(src, box))
+            out.append(Detection(box=box, score=float(b[4]), sharpness=q.sharpness, quality=q))
         # Two CenterFace peaks on one face (e.g. one per pass) can survive NMS on the tall
         # boxes yet overlap once squared; keep the higher-scoring one (detect_raw is score-sorted).
         kept: list[Detection] = []
         for d in out:
             if all(box_iou(d.box, k.box) <= self.settings.nms_iou for k in kept):
                 kept.append(d)
-        out = kept
+        out = drop_nested(kept, self.settings.nested_overlap, self.settings.nested_min_ratio)
         if self._hog is not None:
             out.extend(self._hog_extra(src.array() if isinstance(src, UprightView) else src, out))
         # Deterministic order: top-to-bottom, left-to-right.
@@ -647,17 +715,9 @@ class FaceEngine:
             box = (int(r.top() / s), int(r.right() / s), int(r.bottom() / s), int(r.left() / s))
             box = (max(0, box[0]), min(w, box[1]), min(h, box[2]), max(0, box[3]))
             if all(box_iou(box, d.box) < 0.3 for d in have):
-                extra.append(Detection(box=box, score=0.0, sharpness=self._sharpness(rgb, box)))
+                q = face_quality(_crop(rgb, box))
+                extra.append(Detection(box=box, score=0.0, sharpness=q.sharpness, quality=q))
         return extra
-
-    @staticmethod
-    def _sharpness(src: np.ndarray | UprightView, box: Box) -> float:
-        crop = _crop(src, box)
-        if crop.size == 0:
-            return 0.0
-        grey = Image.fromarray(crop).convert("L").resize((SHARPNESS_SIZE, SHARPNESS_SIZE),
-                                                          Image.Resampling.BILINEAR)
-        return laplacian_sharpness(np.asarray(grey))
 
     # ---- encoding --------------------------------------------------------------------
 
@@ -681,7 +741,7 @@ class FaceEngine:
             pad = fw if fw <= 300 else -(-fw // 2)
             x0, y0 = max(0, l - pad), max(0, t - pad)
             crop = _crop(src, (y0, min(w, r + pad), min(h, b + pad), x0))
-            out.append((crop, Detection(box=(t - y0, r - x0, b - y0, l - x0), score=d.score, sharpness=d.sharpness)))
+            out.append((crop, dataclasses.replace(d, box=(t - y0, r - x0, b - y0, l - x0))))
         return out
 
     def face_landmarks(self, rgb: np.ndarray, d: Detection):

@@ -2,7 +2,7 @@
 
 Per face (see models/thresholds.toml for the numbers):
   nearest listed student within block_distance            -> LISTED   (photo blocked)
-  within review_distance, or too small/blurred to rule out -> UNCERTAIN / TOO_SMALL (review)
+  within review_distance, or too small/blurred/dark to rule out -> UNCERTAIN / TOO_SMALL (review)
   otherwise, while some listed student has no reference   -> UNPROTECTED (review)
   otherwise                                               -> NO_MATCH
 Per photo the worst face wins: blocked > review > clear. "clear" never means approved: every
@@ -10,6 +10,7 @@ photo still waits for a second person's sign-off.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Sequence
@@ -64,6 +65,23 @@ class ReferenceSet:
         return self.student_ids[i], float(dists[i])
 
 
+def quality_problem(width: int, sharpness: float, quality, rules) -> str | None:
+    """Why a face's capture quality cannot support "not a listed student", in a reviewer's words;
+    None when it can. `quality` is the engine's FaceQuality (None: sharpness alone is known)."""
+    if width < rules.min_face_px:
+        return f"face {width} px wide is too small to rule out (< {rules.min_face_px} px)"
+    if quality is not None and quality.brightness < rules.min_brightness:
+        return f"face too dark to rule out (brightness {quality.brightness:.0f} < {rules.min_brightness:g})"
+    if quality is not None and quality.contrast < rules.min_contrast:
+        return f"face too dark or washed out to rule out (contrast {quality.contrast:.0f} < {rules.min_contrast:g})"
+    if sharpness < rules.min_sharpness:
+        return f"face too blurred to rule out (sharpness {sharpness:.0f} < {rules.min_sharpness:g})"
+    if quality is not None and quality.weak_sharpness < rules.min_weak_sharpness:
+        return (f"face too blurred (motion or shake) to rule out (sharpness along its weakest direction "
+                f"{quality.weak_sharpness:.1f} < {rules.min_weak_sharpness:g})")
+    return None
+
+
 def classify_face(
     box: Box,
     encoding: np.ndarray | None,
@@ -71,10 +89,11 @@ def classify_face(
     references: ReferenceSet,
     thresholds,
     detector_score: float = 0.0,
+    quality=None,
 ) -> FaceResult:
-    """Decide one face. `encoding` is None when the face could not be encoded."""
+    """Decide one face. `encoding` is None when the face could not be encoded; `quality` is the
+    detection's FaceQuality (engine.face_quality), None when only `sharpness` is known."""
     match = thresholds.match
-    quality = thresholds.quality
     width = box[1] - box[3]
     candidate, distance = (None, None) if encoding is None else references.nearest(encoding)
 
@@ -87,10 +106,10 @@ def classify_face(
         return result(FaceStatus.LISTED, f"matches listed student {candidate} (distance {distance:.3f})", candidate)
     if encoding is None:
         return result(FaceStatus.TOO_SMALL, "face could not be encoded; cannot rule out a listed student")
-    if width < quality.min_face_px:
-        return result(FaceStatus.TOO_SMALL, f"face {width} px wide is too small to rule out (< {quality.min_face_px} px)")
-    if sharpness < quality.min_sharpness:
-        return result(FaceStatus.TOO_SMALL, f"face too blurred to rule out (sharpness {sharpness:.0f} < {quality.min_sharpness:g})")
+    # A face is only ruled out when it could have been recognised.
+    problem = quality_problem(width, sharpness, quality, thresholds.quality)
+    if problem:
+        return result(FaceStatus.TOO_SMALL, problem)
     if distance is not None and distance <= match.review_distance:
         return result(FaceStatus.UNCERTAIN, f"could be listed student {candidate} (distance {distance:.3f})")
     if references.unprotected:
@@ -99,8 +118,19 @@ def classify_face(
     return result(FaceStatus.NO_MATCH, "no listed student within range")
 
 
-def photo_verdict(faces: Sequence[FaceResult]) -> tuple[Verdict, list[str]]:
-    """The photo's verdict and the reasons a reviewer reads."""
+def photo_problem(brightness: float | None, thresholds) -> str | None:
+    """Why a whole photo cannot be cleared whatever its faces say (None: it can): in a very dark
+    photo the detector misses small faces, so "no listed student found" cannot be trusted."""
+    rules = thresholds.quality
+    if brightness is not None and brightness < rules.min_photo_brightness:
+        return (f"photo too dark to be sure every face was found (brightness {brightness:.0f} "
+                f"< {rules.min_photo_brightness:g})")
+    return None
+
+
+def photo_verdict(faces: Sequence[FaceResult], problem: str | None = None) -> tuple[Verdict, list[str]]:
+    """The photo's verdict and the reasons a reviewer reads. `problem` (photo_problem()): the
+    photo goes to review at least."""
     listed = sorted({f.student_id for f in faces if f.status is FaceStatus.LISTED and f.student_id})
     n = {s: sum(f.status is s for f in faces) for s in FaceStatus}
     reasons: list[str] = []
@@ -109,12 +139,16 @@ def photo_verdict(faces: Sequence[FaceResult]) -> tuple[Verdict, list[str]]:
     if n[FaceStatus.UNCERTAIN]:
         reasons.append(f"{n[FaceStatus.UNCERTAIN]} face(s) could be a listed student")
     if n[FaceStatus.TOO_SMALL]:
-        reasons.append(f"{n[FaceStatus.TOO_SMALL]} face(s) too small or blurred to rule out")
+        kinds = sorted({m.group(0) for f in faces if f.status is FaceStatus.TOO_SMALL
+                        for m in [re.search(r"too \w+|could not be encoded", f.reason)] if m})
+        reasons.append(f"{n[FaceStatus.TOO_SMALL]} face(s) cannot be ruled out: {', '.join(kinds) or 'poor quality'}")
     if n[FaceStatus.UNPROTECTED]:
         reasons.append("some listed students have no usable reference photo, so no face can be ruled out")
+    if problem:
+        reasons.append(problem)
     if listed:
         return Verdict.BLOCKED, reasons
-    if n[FaceStatus.UNCERTAIN] or n[FaceStatus.TOO_SMALL] or n[FaceStatus.UNPROTECTED]:
+    if n[FaceStatus.UNCERTAIN] or n[FaceStatus.TOO_SMALL] or n[FaceStatus.UNPROTECTED] or problem:
         return Verdict.REVIEW, reasons
     if not faces:
         return Verdict.CLEAR, ["no faces found"]

@@ -71,6 +71,8 @@ class DetectorSettings(_Section):
     max_upscale: float  # small images may be upscaled up to this for the main pass
     coarse_long_side: int  # second pass for very large faces (0 = off)
     nms_iou: float  # overlapping candidates above this IoU are merged
+    nested_overlap: float  # a box with this share of its area inside a wider one is the same face...
+    nested_min_ratio: float  # ...if it is at least this fraction of the wider one's width
     map_k_em: float  # CenterFace landmarks -> dlib-HOG box mapping (fitted, see README)
     map_k_ed: float
     map_ox: float
@@ -93,7 +95,11 @@ class MatchThresholds(_Section):
 @dataclass(frozen=True)
 class QualityThresholds(_Section):
     min_face_px: int  # narrower faces can't be ruled out -> review
-    min_sharpness: float  # blurrier faces -> review
+    min_sharpness: float  # blurrier faces (Laplacian, all directions) -> review
+    min_weak_sharpness: float  # faces blurred along one direction (motion) -> review
+    min_brightness: float  # darker faces (mean grey 0..255) -> review
+    min_contrast: float  # flatter faces (grey std) -> review
+    min_photo_brightness: float  # darker photos (mean grey) -> review: small faces may go undetected
 
 
 @dataclass(frozen=True)

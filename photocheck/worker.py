@@ -20,7 +20,7 @@ from pathlib import Path
 from photocheck.groups import dhash
 from photocheck.images import ImageError, load_image, os_error_text
 from photocheck.results import PhotoResult, Verdict
-from photocheck.screening import ReferenceSet, classify_face, photo_verdict
+from photocheck.screening import ReferenceSet, classify_face, photo_problem, photo_verdict
 
 
 @dataclass
@@ -35,6 +35,7 @@ class Detected:
     phash: str | None = None
     detections: list = field(default_factory=list)
     crops: list = field(default_factory=list)  # one (padded crop, detection in crop pixels) per face
+    brightness: float | None = None  # mean grey level of the photo (main detection pass's copy), 0..255
 
 
 def error_result(path, channels, reason: str, **kw) -> PhotoResult:
@@ -73,7 +74,9 @@ def detect_decoded(path: Path, img, engine, channels: list[str], inputs=None) ->
         phash = dhash(inputs[0])  # the main pass's copy: plenty for a 9x8 hash
     except Exception:  # grouping is a convenience: never let it cost a verdict
         phash = None
-    return Detected(str(path), None, img.sha256, img.width, img.height, phash, detections, crops)
+    # A luminance-weighted mean would differ by a few levels; the plain mean is what was calibrated.
+    brightness = float(inputs[0].mean(dtype="float64"))
+    return Detected(str(path), None, img.sha256, img.width, img.height, phash, detections, crops, brightness)
 
 
 def detect_photo(path: Path, engine, channels: list[str]) -> Detected:
@@ -95,15 +98,16 @@ def judge_photo(det: Detected, engine, references: ReferenceSet, thresholds,
 
         def judge(refs: ReferenceSet):
             return [classify_face(tuple(int(v) for v in d.box), enc, d.sharpness, refs, thresholds,
-                                  detector_score=float(d.score))
+                                  detector_score=float(d.score), quality=d.quality)
                     for d, enc in zip(det.detections, encodings)]
 
         faces = judge(references)
-        per_channel = {ch: photo_verdict(judge(refs))[0] for ch, refs in (channel_refs or {}).items()}
+        problem = photo_problem(det.brightness, thresholds)
+        per_channel = {ch: photo_verdict(judge(refs), problem)[0] for ch, refs in (channel_refs or {}).items()}
     except Exception as exc:
         return error_result(det.path, channels, f"face detection failed: {type(exc).__name__}: {exc}",
                             sha256=det.sha256, width=det.width, height=det.height)
-    verdict, reasons = photo_verdict(faces)
+    verdict, reasons = photo_verdict(faces, problem)
     return PhotoResult(path=det.path, verdict=verdict, reasons=reasons, faces=faces, sha256=det.sha256,
                        width=det.width, height=det.height, channel_verdicts=per_channel, phash=det.phash)
 

@@ -111,13 +111,19 @@ class Cli:
         return result
 
 
-def make_event_set(out: Path, *, photos: int, seed: int, face_px: str | None = None) -> Path:
-    """Compose an event set with ../shared/tools/make_event_set.py (real faces)."""
+def make_event_set(out: Path, *, photos: int, seed: int, face_px: str | None = None,
+                   max_people: int | None = None, degrade: str | None = None) -> Path:
+    """Compose an event set with ../shared/tools/make_event_set.py (real faces). `degrade`: its
+    --degrade conditions (e.g. "motion:9,dark"), one a photo in turn."""
     need_shared()
     cmd = [sys.executable, str(TOOLS / "make_event_set.py"), "--people", str(FACES / "people"),
            "--backdrops", str(FACES / "nofaces"), "--out", str(out), "--photos", str(photos), "--seed", str(seed)]
     if face_px:
         cmd += ["--face-px", face_px]
+    if max_people:
+        cmd += ["--max-people", str(max_people)]
+    if degrade:
+        cmd += ["--degrade", degrade]
     subprocess.run(cmd, check=True, capture_output=True, text=True)
     return out
 

@@ -190,3 +190,132 @@ def test_thresholds_load_and_fingerprint(th, tmp_path):
     p.write_text(src + "\n[extra]\nx = 1\n")
     with pytest.raises(ValueError):
         load_thresholds(p)
+
+
+def closeup(rel: str, face_px: int) -> np.ndarray:
+    """A picture-day close-up made from a shared portrait: cropped around its face and upscaled so
+    the face is `face_px` wide (the size at which CenterFace can add a nested second box)."""
+    rgb = load(rel)
+    d = max(FaceEngine(encoder=False).detect(rgb), key=lambda d: d.width)
+    t, r, b, l = d.box
+    m = int(0.6 * d.width)
+    crop = Image.fromarray(rgb[max(0, t - m):b + m, max(0, l - m):r + m])
+    s = face_px / d.width
+    return np.asarray(crop.resize((round(crop.width * s), round(crop.height * s)), Image.Resampling.BICUBIC))
+
+
+@pytest.mark.parametrize("rel,face_px", [("people/lin_manuel_miranda/lin1.png", 420),
+                                         ("people/obama/obama4.jpg", 560),
+                                         ("people/rose_leslie/rose2.jpg", 300),
+                                         ("people/rose_leslie/rose2.jpg", 730)])
+def test_closeup_portrait_gives_one_detection(engine, th, tmp_path, rel, face_px):
+    """A second box nested on a big face's features (IoU ~0.2, so IoU-NMS kept it) is dropped, and
+    the close-up enrolls instead of being refused as "2 faces found"."""
+    from photocheck.enroll import check_reference
+
+    rgb = closeup(rel, face_px)
+    dets = engine.detect(rgb)
+    assert len(dets) == 1
+    assert dets[0].width >= 0.7 * face_px
+    path = tmp_path / "closeup.png"
+    Image.fromarray(rgb).save(path)
+    outcome, enc, _ = check_reference(engine, th, path)
+    assert outcome.accepted, outcome.reason
+    assert np.linalg.norm(enc - one_encoding(engine, rel)) <= th.match.block_distance
+
+
+@pytest.mark.parametrize("rel,n", [("groups/obama_and_biden.jpg", 3), ("groups/two_people.jpg", 2),
+                                   ("groups/kit_with_rose.jpg", 2)])
+def test_group_photo_still_refused_at_enrolment(engine, th, rel, n):
+    from photocheck.enroll import check_reference
+
+    outcome, enc, _ = check_reference(engine, th, FACES / rel)
+    assert not outcome.accepted and enc is None
+    assert f"{n} faces found" in outcome.reason
+
+
+def motion_blur(rgb: np.ndarray, length: int, angle_deg: float) -> np.ndarray:
+    """Camera-shake blur: the mean of `length` copies shifted along one direction."""
+    a = rgb.astype(np.float32)
+    acc = np.zeros_like(a)
+    th_ = np.deg2rad(angle_deg)
+    for t in range(-(length // 2), length - length // 2):
+        acc += np.roll(a, (round(t * np.sin(th_)), round(t * np.cos(th_))), axis=(0, 1))
+    return (acc / length).astype(np.uint8)
+
+
+def small_face_scene(rel: str, face_px: int) -> np.ndarray:
+    """The portrait shrunk so its face is `face_px` wide, pasted into a 1200x900 grey scene."""
+    src = Image.fromarray(load(rel))
+    d = max(FaceEngine(encoder=False).detect(np.asarray(src)), key=lambda d: d.width)
+    s = face_px / d.width
+    small = src.resize((round(src.width * s), round(src.height * s)), Image.Resampling.LANCZOS)
+    canvas = Image.new("RGB", (1200, 900), (120, 120, 120))
+    canvas.paste(small, (400, 300))
+    return np.asarray(canvas)
+
+
+@pytest.mark.parametrize("length,angle", [(9, 0), (9, 45), (9, 90), (9, 120), (13, 30), (13, 160)])
+def test_motion_blur_in_any_direction_is_not_ruled_out(engine, th, length, angle):
+    """A listed student's 56-px face with motion blur in any direction is never judged "not a
+    listed student": it is identified, uncertain, or too blurred to rule out."""
+    from photocheck.screening import ReferenceSet, classify_face
+
+    rgb = motion_blur(small_face_scene("people/obama/obama2.jpg", 56), length, angle)
+    (d,) = engine.detect(rgb)
+    refs = ReferenceSet.build({"S1": [one_encoding(engine, "people/obama/obama1.jpg")]}, ["S1"])
+    enc = engine.encode(rgb, [d])[0]
+    face = classify_face(d.box, enc, d.sharpness, refs, th, quality=d.quality)
+    assert face.status.value in ("listed", "uncertain", "too_small"), face
+    if face.status.value == "too_small":
+        assert "too blurred" in face.reason
+
+
+def test_laplacian_alone_misses_motion_blur(engine, th):
+    """Why the weakest direction is measured: horizontal motion blur leaves the Laplacian of this
+    face above min_sharpness (the old gate alone would have let it be ruled out)."""
+    rgb = motion_blur(small_face_scene("people/obama/obama2.jpg", 56), 9, 0)
+    (d,) = engine.detect(rgb)
+    assert d.sharpness >= th.quality.min_sharpness
+    assert d.quality.weak_sharpness < th.quality.min_weak_sharpness
+
+
+def test_sharp_small_face_passes_every_quality_gate(engine, th):
+    from photocheck.screening import quality_problem
+
+    (d,) = engine.detect(small_face_scene("people/obama/obama2.jpg", 56))
+    assert quality_problem(d.width, d.sharpness, d.quality, th.quality) is None
+
+
+def test_dark_face_goes_to_review_as_too_dark(engine, th):
+    """Under-exposed beyond anything calibrated: reviewed, with a reason that says so."""
+    from photocheck.screening import ReferenceSet, classify_face, photo_verdict
+
+    rgb = small_face_scene("people/biden/biden1.jpg", 80).astype(np.float32) / 255
+    dark = ((rgb ** 1.6) * 0.15 * 255).astype(np.uint8)
+    dets = engine.detect(dark)
+    assert len(dets) == 1
+    d = dets[0]
+    assert d.quality.brightness < th.quality.min_brightness
+    refs = ReferenceSet.build({"S1": [one_encoding(engine, "people/obama/obama1.jpg")]}, ["S1"])
+    face = classify_face(d.box, engine.encode(dark, [d])[0], d.sharpness, refs, th, quality=d.quality)
+    assert face.status.value == "too_small" and "too dark to rule out" in face.reason
+    verdict, reasons = photo_verdict([face])
+    assert verdict.value == "review" and any("too dark" in r for r in reasons)
+
+
+def test_very_dark_photo_is_never_clear(th):
+    """A photo too dark for every face to be found goes to review even when the faces found are
+    clear (or there are none); a blocked photo stays blocked."""
+    from photocheck.results import FaceResult, FaceStatus
+    from photocheck.screening import photo_problem, photo_verdict
+
+    problem = photo_problem(th.quality.min_photo_brightness - 1, th)
+    assert problem and "too dark" in problem
+    assert photo_problem(th.quality.min_photo_brightness + 1, th) is None
+    clear = FaceResult(box=(0, 60, 60, 0), status=FaceStatus.NO_MATCH)
+    assert photo_verdict([clear], problem)[0].value == "review"
+    assert photo_verdict([], problem)[0].value == "review"
+    listed = FaceResult(box=(0, 60, 60, 0), status=FaceStatus.LISTED, student_id="S1")
+    assert photo_verdict([listed], problem)[0].value == "blocked"
+    assert photo_verdict([clear])[0].value == "clear"
