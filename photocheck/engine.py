@@ -433,7 +433,7 @@ class FaceEngine:
 
         self._cf_path = detector_model_path(self.settings)
         so = ort.SessionOptions()
-        # A scan worker runs one photo at a time on all its cores (scan._pool_shape; two photos
+        # A scan worker runs one photo at a time on all its cores (worker.pool_shape; two photos
         # side by side on one thread each were ~5% faster but held ~55 MB more).
         so.intra_op_num_threads = max(1, int(threads))
         so.inter_op_num_threads = 1

@@ -54,7 +54,8 @@ class RecheckReport:
 
 def recheck(db: Database, *, actor: str, engine=None, thresholds=None) -> RecheckReport:
     from photocheck.engine import FaceEngine, model_info
-    from photocheck.scan import face_rows, screen_photo
+    from photocheck.pipeline import screen_photo
+    from photocheck.scan import face_rows
     from photocheck.students import load_channel_references
     from photocheck.thresholds import load_thresholds
     from photocheck.video import screen_video

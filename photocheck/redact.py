@@ -125,7 +125,7 @@ def redact(db: Database, photo_ids, out_dir: Path, *, actor: str, style: str = "
            thresholds=None) -> list[RedactResult]:
     """Redact each photo into `out_dir`; each result says whether a verified copy was recorded."""
     from photocheck.engine import FaceEngine, model_info
-    from photocheck.scan import screen_photo
+    from photocheck.pipeline import screen_photo
     from photocheck.students import load_references
     from photocheck.thresholds import load_thresholds
 
