@@ -1,8 +1,8 @@
 """Redaction: cover listed students' faces irreversibly, then prove it by scanning the result.
 
 A light blur can be undone or still recognised by a face model, so faces are covered with a
-solid fill (default) or a very coarse pixelation (at most PIXEL_BLOCKS blocks across) over a
-box padded on every side (hair, ears and chin identify people too). The redacted copy is then
+solid fill (default) or a very coarse pixelation (at most [redact] pixel_blocks blocks across) over
+a box padded on every side ([redact] pad in models/thresholds.toml) (hair, ears and chin identify people too). The redacted copy is then
 screened again with the same engine and references; if any face still matches (or could match)
 a listed student, the copy is deleted and the redaction refused.
 
@@ -26,8 +26,6 @@ from photocheck.results import REDACTION_STYLES, FaceStatus, Verdict
 from photocheck.review import strict_in_photo
 
 STYLES = REDACTION_STYLES
-PAD = 0.45            # of the face box's larger side, added on each side
-PIXEL_BLOCKS = 5      # coarse: a face becomes at most 5 x 5 flat squares
 FILL = (0, 0, 0)
 COVER_STATUSES = (FaceStatus.LISTED.value, FaceStatus.UNCERTAIN.value)
 
@@ -50,14 +48,16 @@ class RedactResult:
     faces_covered: int = 0
 
 
-def padded_box(box: tuple[int, int, int, int], width: int, height: int, pad: float = PAD) -> tuple[int, int, int, int]:
+def padded_box(box: tuple[int, int, int, int], width: int, height: int, pad: float) -> tuple[int, int, int, int]:
+    """`box` grown by `pad` x its larger side on every side, within the photo."""
     top, right, bottom, left = box
     p = int(round(max(right - left, bottom - top) * pad))
     return max(0, top - p), min(width, right + p), min(height, bottom + p), max(0, left - p)
 
 
-def cover(rgb: np.ndarray, boxes, style: str = "fill") -> np.ndarray:
-    """A copy of `rgb` with each (already padded) box filled or coarsely pixelated."""
+def cover(rgb: np.ndarray, boxes, style: str, pixel_blocks: int) -> np.ndarray:
+    """A copy of `rgb` with each (already padded) box filled, or pixelated into at most
+    `pixel_blocks` flat squares across."""
     out = rgb.copy()
     for top, right, bottom, left in boxes:
         region = out[top:bottom, left:right]
@@ -67,7 +67,7 @@ def cover(rgb: np.ndarray, boxes, style: str = "fill") -> np.ndarray:
             region[:] = FILL
         else:
             h, w = region.shape[:2]
-            block = max(1, int(np.ceil(max(h, w) / PIXEL_BLOCKS)))
+            block = max(1, int(np.ceil(max(h, w) / pixel_blocks)))
             for y in range(0, h, block):
                 for x in range(0, w, block):
                     cell = region[y:y + block, x:x + block]
@@ -75,8 +75,10 @@ def cover(rgb: np.ndarray, boxes, style: str = "fill") -> np.ndarray:
     return out
 
 
-def _covered(db: Database, pid: int, style: str) -> tuple[str, str, list[tuple[int, int, int, int]], np.ndarray]:
+def _covered(db: Database, pid: int, style: str,
+             settings=None) -> tuple[str, str, list[tuple[int, int, int, int]], np.ndarray]:
     """(path, sha256, padded boxes, covered pixels) of one photo, or RedactError saying why not.
+    `settings`: the [redact] thresholds (default: models/thresholds.toml's).
 
     Every rule that stops a redaction is here, so a preview refuses exactly what `redact` refuses.
     """
@@ -109,8 +111,12 @@ def _covered(db: Database, pid: int, style: str) -> tuple[str, str, list[tuple[i
         raise RedactError(f"cannot read the photo: {exc}", path) from None
     if img.sha256 != sha:
         raise RedactError("the file has changed since it was scanned: scan it again first", path)
-    boxes = [padded_box(b, img.width, img.height) for b in to_cover]
-    return path, sha, boxes, cover(img.rgb, boxes, style)
+    if settings is None:
+        from photocheck.thresholds import load_thresholds
+
+        settings = load_thresholds().redact
+    boxes = [padded_box(b, img.width, img.height, settings.pad) for b in to_cover]
+    return path, sha, boxes, cover(img.rgb, boxes, style, settings.pixel_blocks)
 
 
 def preview(db: Database, photo_id: int, style: str = "fill") -> np.ndarray:
@@ -140,7 +146,7 @@ def redact(db: Database, photo_ids, out_dir: Path, *, actor: str, style: str = "
     results = []
     for pid in photo_ids:
         try:
-            path, sha, boxes, redacted = _covered(db, pid, style)
+            path, sha, boxes, redacted = _covered(db, pid, style, thresholds.redact)
             target = out_dir / f"photo{pid}-redacted.jpg"
             tmp = target.with_name(f".{target.name}.tmp")
             with datadir.open_file(tmp) as fh:  # 0600 in the data folder

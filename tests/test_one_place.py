@@ -130,3 +130,49 @@ def test_memory_only_settings_keep_the_scan_cache_verdict_settings_do_not(cli, d
     coarse = dataclasses.replace(th, detector=dataclasses.replace(th.detector, min_score=th.detector.min_score + 0.01))
     assert coarse.fingerprint() != th.fingerprint()
     assert not any(p.cached for p in scan(db, [photos], owner="t", jobs=1, thresholds=coarse).summary.photos)
+
+
+def test_numbers_that_change_a_verdict_or_a_redaction_come_from_thresholds_toml(tmp_path: Path):
+    """Sharpness crop size, box clamps, the coarse-pass trigger and the redaction padding are read
+    from models/thresholds.toml (and so are part of the scan cache key), not written in code."""
+    import dataclasses
+
+    import numpy as np
+
+    from photocheck.engine import FaceEngine
+    from photocheck.images import load_image
+    from photocheck.redact import cover, padded_box
+    from photocheck.thresholds import ThresholdsError, load_thresholds
+
+    th = load_thresholds()
+    d = th.detector
+    assert (d.quality_crop_px, d.map_side_min, d.map_side_max, d.coarse_max_ratio) == (64, 0.7, 1.4, 0.75)
+    assert (th.redact.pad, th.redact.pixel_blocks) == (0.45, 5)
+    for changed in (dataclasses.replace(th, detector=dataclasses.replace(d, quality_crop_px=32)),
+                    dataclasses.replace(th, redact=dataclasses.replace(th.redact, pad=0.3))):
+        assert changed.fingerprint() != th.fingerprint()
+    text = (REPO / "models/thresholds.toml").read_text()
+    (tmp_path / "t.toml").write_text(text.replace("\npad = 0.45\n", "\n"))
+    try:
+        load_thresholds(tmp_path / "t.toml")
+        raise AssertionError("a thresholds file without [redact] pad was accepted")
+    except ThresholdsError as exc:
+        assert "pad" in str(exc)
+    code = "\n".join((REPO / "photocheck" / f).read_text() for f in ("engine.py", "redact.py"))
+    for literal in ("SHARPNESS_SIZE", "0.7 * box_side", "1.4 * box_side", "main * 0.75", "PAD = ", "PIXEL_BLOCKS = "):
+        assert literal not in code, literal
+
+    # Real photo: the engine reads them.
+    img = load_image(REPO / "sample_images" / "obama1.jpg")
+    base = FaceEngine(d)
+    small_crop = FaceEngine(dataclasses.replace(d, quality_crop_px=32))
+    a, b = base.detect(img.view), small_crop.detect(img.view)
+    assert [x.box for x in a] == [x.box for x in b] and a
+    assert [x.sharpness for x in a] != [x.sharpness for x in b]
+    no_coarse = FaceEngine(dataclasses.replace(d, coarse_max_ratio=0.01))
+    assert len(base.pass_inputs(img.view)) == 2 and len(no_coarse.pass_inputs(img.view)) == 1
+    # Redaction: padding and pixel blocks as configured.
+    assert padded_box((100, 200, 200, 100), 1000, 1000, 0.5) == (50, 250, 250, 50)
+    rgb = np.random.default_rng(0).integers(0, 255, (100, 100, 3), dtype=np.uint8)
+    out = cover(rgb, [(0, 100, 100, 0)], "pixelate", 2)
+    assert len(np.unique(out.reshape(-1, 3), axis=0)) <= 4
