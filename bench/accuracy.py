@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from machine import describe  # bench/machine.py (the script's folder is on sys.path)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -134,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{r['set']} | {r['tool']}: missed={r['missed']} false_blocked={r['false_blocked']} "
                   f"review={r['review']} errors={r['errors']} identified={r['identified']} "
                   f"wrong_id={r.get('wrong_id', '-')} {r['secs']:.1f}s", file=sys.stderr)
-    print(f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+    print(f"Machine: {describe()}; "
           f"--cpus {args.cpus}\n")
     # Times go to stderr only: accuracy does not depend on load, speed does (see bench/speed.py).
     print("| event set | tool | missed photos | false blocks | review | errors | listed faces identified "

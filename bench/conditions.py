@@ -17,10 +17,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 from datetime import date
 from pathlib import Path
+
+from machine import describe  # bench/machine.py (the script's folder is on sys.path)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import accuracy  # noqa: E402  (bench/accuracy.py: set generation, photocheck and CLI runs, scoring)
@@ -79,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append((size, seed, cond, pc, fr))
             print(f"{size} {cond}: photocheck {pc} | CLI {fr}", file=sys.stderr)
 
-    print(f"{date.today()}; {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+    print(f"{date.today()}; {describe()}; "
           f"{args.per_condition} photos per condition and size, up to {args.max_people} people a photo\n")
     print("| faces | condition | photos | photocheck missed | photocheck review | photocheck identified "
           "| photocheck false blocks | CLI missed | CLI identified |")
