@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import shutil
 import stat
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from photocheck.thresholds import load_thresholds
 from photocheck.users import add_user
 from photocheck.video import screen_video
 from tests.helpers import load_report
-from tests.test_video import BIDEN, OBAMA, face_tile, make_clip
+from tests.test_video import BIDEN, OBAMA, SAMPLES, face_tile, make_clip
 
 # Tags a phone or an editor writes: none may leave with a published clip.
 TAGS = {"title": "Emma Smith, grade 3", "comment": "Emma at sports day", "location": "+48.8566+002.3522/",
@@ -112,6 +113,19 @@ def test_clip_redacted_in_every_frame_then_signed_and_published_without_metadata
     assert (entry["file"], entry["photo_id"], entry["decision"]) == (name, pid, "redact")
     # What went out is the redacted copy: no listed face in it either.
     assert screen_video(dest / name, engine, refs, th).verdict is not Verdict.BLOCKED
+
+    # The stranger's family now refuses consent too: recheck screens the redacted copy as a clip,
+    # finds them uncovered there, and lists the published clip for take-down.
+    roster = tmp_path / "new.csv"
+    roster.write_text("student_id,first_name,last_name,campus,grade,opt_out\n"
+                      "D0001,Joseph,Biden,Demo High School,12,all\nD0002,Barack,Obama,Demo,12,all\n")
+    cli("roster", "import", roster)
+    ref = tmp_path / "refs" / "D0002"
+    ref.mkdir(parents=True)
+    shutil.copy(SAMPLES / "obama3.jpg", ref / "obama3.jpg")
+    cli("enroll", tmp_path / "refs")
+    out = " ".join(cli("recheck", expect=1).output.split())
+    assert "redacted copy shows 1 listed" in out and name in out, out
 
 
 def test_approved_clear_clip_published_without_tags_and_pending_clip_refused(cli, scanned, tmp_path: Path):
