@@ -173,19 +173,22 @@ def test_web_page_of_a_clip_shows_its_flagged_frames_and_evidence(scanned, db_ur
     pid = ids["walk.mp4"]
     page = client.get(f"/photos/{pid}").get_data(as_text=True)
     assert "cannot be read" not in page
-    frames = re.findall(r'src="(/photos/%d/frame\.jpg\?[^"]+)"' % pid, page)
+    frames = re.findall(r'<img alt="frame at ([\d.]+) s of clip %d"\s+src="([^"]+)">(.*?)</div>\s*'
+                        r'<p class="frame-time">' % pid, page, re.S)
     with db.session() as s:
         listed = s.scalars(select(Face).where(Face.photo_id == pid, Face.status == "listed")).one()
         t, face_id = listed.time_s, listed.id
-    assert frames and f"at {t:.2f} s of 4.0 s" in page
-    assert 'class="box listed"' in page or "box listed" in page  # the listed face boxed on its frame
-    r = client.get(frames[0].replace("&amp;", "&"))
+    # The listed face's frame first, with that face boxed on it, and when it is in the clip.
+    assert frames and frames[0][0] == f"{t:.2f}" and f"at {t:.2f} s of 4.0 s" in page
+    assert 'class="box listed' in frames[0][2] and "D0001" in frames[0][2]
+    r = client.get(frames[0][1].replace("&amp;", "&"))
     assert r.status_code == 200 and r.data[:2] == b"\xff\xd8"
     assert client.get(f"/photos/{pid}/frame.jpg?t=99").status_code == 404  # past the clip's end
     crop = client.get(f"/faces/{face_id}/crop.jpg")  # the evidence crop, cut from that frame
     assert crop.status_code == 200 and crop.data[:2] == b"\xff\xd8"
     assert client.get(f"/photos/{pid}/image.jpg").status_code == 200  # contact-sheet picture
-    assert client.get(f"/scans/1/sheet?state=all").status_code == 200
+    sheet = client.get("/scans/1/sheet?state=all").get_data(as_text=True)
+    assert f"/photos/{pid}/image.jpg" in sheet
     red = client.get(f"/photos/{pid}/redact").get_data(as_text=True)
     assert 'id="clip-note"' in red and 'id="redact-error"' not in red
     assert client.get(f"/photos/{pid}/preview.jpg").data[:2] == b"\xff\xd8"
