@@ -212,6 +212,9 @@ def _redact_clip(db: Database, pid: int, out_dir: Path, *, actor: str, style: st
     except VideoError as exc:
         tmp.unlink(missing_ok=True)
         raise RedactError(f"cannot redact the clip: {exc}", path) from None
+    except Exception as exc:  # an encoder failure: no copy, nothing recorded
+        tmp.unlink(missing_ok=True)
+        raise RedactError(f"cannot redact the clip: {type(exc).__name__}: {exc}", path) from None
     if file_sha256(path) != sha:  # pragma: no cover - changed while it was being read
         tmp.unlink(missing_ok=True)
         raise RedactError("the file changed while it was being redacted: scan it again first", path)
