@@ -30,7 +30,14 @@ from photocheck.db.models import Photo, Redaction, Scan
 from photocheck.redact import STYLES, RedactError
 from photocheck.redact import preview as redact_preview
 from photocheck.redact import redact as run_redact
-from photocheck.reports.html_report import VERDICT_ORDER, _box, _faces_text, explain_error, jpeg_thumbnail
+from photocheck.reports.html_report import (
+    VERDICT_ORDER,
+    _box,
+    _faces_text,
+    clip_frame_times,
+    explain_error,
+    jpeg_thumbnail,
+)
 from photocheck.results import FaceResult, FaceStatus
 from photocheck.review import (
     SIGNOFF_STATES,
@@ -256,7 +263,8 @@ def create_app(db_url: str | None = None, *, secret_key: bytes | None = None, re
         for members in view["blocks"]:
             for it in members:
                 p = it.photo
-                it.boxes = Markup("".join(_box(f, p.width, p.height) for f in p.faces)) \
+                shown = _shown_faces(p.faces, p.kind)
+                it.boxes = Markup("".join(_box(f, p.width, p.height) for f in shown)) \
                     if p.width and p.height else Markup("")
                 it.faces_text = _faces_text(p.faces)
                 # What the rules allow now (the file's hash is checked when deciding, not for every card).
@@ -282,7 +290,7 @@ def create_app(db_url: str | None = None, *, secret_key: bytes | None = None, re
         with db.session() as s:
             faces = [FaceResult(box=(f.top, f.right, f.bottom, f.left), status=FaceStatus(f.status),
                                 detector_score=f.detector_score, student_id=f.student_id,
-                                candidate_id=f.candidate_id, distance=f.distance, reason=f.reason)
+                                candidate_id=f.candidate_id, distance=f.distance, reason=f.reason, time_s=f.time_s)
                      for f in s.get(Photo, photo_id).faces]
             red = s.scalar(select(Redaction).where(Redaction.photo_id == photo_id,
                                                    Redaction.source_sha256 == p.sha256)
@@ -290,13 +298,16 @@ def create_app(db_url: str | None = None, *, secret_key: bytes | None = None, re
         so = current_signoff(db, photo_id)
         options = decision_options(db, photo_id, reviewer=g.user.username)
         boxes = Markup("".join(_box(f, p.width, p.height) for f in faces)) if p.width and p.height else Markup("")
+        frames = [{"t": t, "boxes": Markup("".join(_box(f, p.width, p.height) for f in faces if f.time_s == t))
+                   if p.width and p.height else Markup("")}
+                  for t in clip_frame_times(faces)] if p.kind == "video" else []
         rules = set(options.rules.values())
         # Rules with a banner of their own on the page are not repeated in the "not offered" list.
         not_offered = {d: decide.refusal(options.rules[d], photo_id, options.refused[d])
                        for d in ("approve", "reject") if d in options.refused and options.rules[d] not in BANNERS}
         return render_template(
             "photo.html", p=p, scan=scan, verdicts=channel_verdicts(p, scan), faces_text=_faces_text(faces),
-            boxes=boxes, so=so, redaction=red, reasons=_reasons(p), options=options, not_offered=not_offered,
+            boxes=boxes, frames=frames, so=so, redaction=red, reasons=_reasons(p), options=options, not_offered=not_offered,
             changed="changed" in rules, strict="strict" in rules,
             evidence=face_evidence(db, photo_id), own=same_person(scan.owner, g.user.username), styles=STYLES,
             fit=_fit(p.width, p.height), next=_safe_next(request.args.get("next")))
@@ -368,10 +379,27 @@ def create_app(db_url: str | None = None, *, secret_key: bytes | None = None, re
         px = SIZES.get(request.args.get("size", "thumb"))
         if px is None:
             abort(404)
+        if p.kind == "video":  # a clip's picture: its first flagged frame (the boxes shown are its faces)
+            with db.session() as s:
+                faces = [FaceResult(box=(0, 0, 0, 0), status=FaceStatus(f.status), time_s=f.time_s)
+                         for f in s.get(Photo, photo_id).faces]
+            return _clip_frame(p.path, clip_frame_times(faces, 1)[0], px)
         try:
             return _jpeg(jpeg_thumbnail(p.path, px, quality=85)[0])
         except Exception:  # gone, unreadable: the page says so in words
             abort(404, "the photo file cannot be read")
+
+    @app.get("/photos/<int:photo_id>/frame.jpg")
+    def clip_frame(photo_id: int):
+        p, _ = _photo_or_404(photo_id)
+        px = SIZES.get(request.args.get("size", "page"))
+        try:
+            t = float(request.args.get("t", "0"))
+        except ValueError:
+            t = -1.0
+        if p.kind != "video" or px is None or not 0 <= t <= (p.duration_s or 0) + 1:
+            abort(404, "no such frame")
+        return _clip_frame(p.path, t, px)
 
     @app.get("/photos/<int:photo_id>/preview.jpg")
     def preview_image(photo_id: int):
@@ -401,6 +429,27 @@ def create_app(db_url: str | None = None, *, secret_key: bytes | None = None, re
                                verification=audit.verify(db))
 
     return app
+
+
+def _clip_frame(path: str, t: float, px: int):
+    """The clip's frame at `t` seconds as a JPEG response, read from the clip now."""
+    from photocheck.video import frame_at
+
+    try:
+        rgb = frame_at(path, t, max_side=px)
+    except Exception:  # gone, unreadable: the page says so in words
+        abort(404, "the clip file cannot be read")
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, "JPEG", quality=85)
+    return _jpeg(buf.getvalue())
+
+
+def _shown_faces(faces: list, kind: str | None) -> list:
+    """The faces boxed on a card's picture: for a clip, only those in the frame shown."""
+    if kind != "video":
+        return faces
+    t = clip_frame_times(faces, 1)[0]
+    return [f for f in faces if f.time_s == t]
 
 
 def _group_actions(members: list) -> None:
