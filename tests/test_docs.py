@@ -1,5 +1,5 @@
 """The documentation stays true to the code: every `photocheck` command and option shown in the docs
-exists in the CLI, every repository path named exists, every relative link (and its #anchor)
+exists in the CLI, every option shown for a bench/ script is one it defines, every repository path named exists, every relative link (and its #anchor)
 resolves, every bench tool is listed in CONTRIBUTING.md, and the two READMEs stay short.
 Fast: reads Markdown and asks the CLI for --help; no scans."""
 from __future__ import annotations
@@ -109,6 +109,28 @@ def test_the_command_check_catches_a_wrong_command_and_option():
     assert check_invocation(["scna", "PATH"]) != []
     assert check_invocation(["scan", "PATH", "--jsn", "FILE"]) != []
     assert check_invocation(["review", "sing"]) != []
+
+
+def bench_option_problems(doc: Path) -> list[str]:
+    """Options shown after `bench/NAME.py` that the script's source never mentions."""
+    blocks, spans = code_of(doc.read_text())
+    problems = []
+    for line in [re.split(r"\s#", b)[0] for b in blocks] + spans:
+        for segment in re.split(r"&&|;|\s\|\s|\$\(", line):
+            m = re.search(r"(?<![\w/])bench/(\w+\.py)\b(.*)", segment)
+            if not m or not (REPO / "bench" / m.group(1)).exists():
+                continue
+            source = (REPO / "bench" / m.group(1)).read_text()
+            for opt in re.findall(r"(?<![\w-])--[a-z][\w-]*", m.group(2)):
+                if not re.search(rf"[\"']{re.escape(opt)}[\"']", source):
+                    problems.append(f"{rel(doc)}: bench/{m.group(1)} has no option {opt}")
+    return problems
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=rel)
+def test_every_bench_option_shown_exists(doc: Path):
+    problems = bench_option_problems(doc)
+    assert not problems, "\n".join(problems)
 
 
 def expand(path: str) -> list[str]:
