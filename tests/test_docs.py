@@ -1,6 +1,7 @@
 """The documentation stays true to the code: every `photocheck` command and option shown in the docs
-exists in the CLI, every option shown for a bench/ script is one it defines, every repository path named exists, every relative link (and its #anchor)
-resolves, every bench tool is listed in CONTRIBUTING.md, and the two READMEs stay short.
+exists in the CLI, every option shown for a bench/ script is one it defines, every repository path
+named exists, every relative link (and its #anchor) resolves, every bench tool is listed in
+CONTRIBUTING.md, and the two READMEs stay short.
 Fast: reads Markdown and asks the CLI for --help; no scans."""
 from __future__ import annotations
 
