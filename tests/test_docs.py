@@ -165,6 +165,16 @@ def test_every_repository_path_named_exists(doc: Path):
     assert not problems, "\n".join(problems)
 
 
+def test_every_markdown_file_named_exists():
+    """Also in prose: a doc that names `DESIGN.md` or `docs/x.md` must not send readers nowhere."""
+    problems = []
+    for doc in DOCS:
+        for name in set(re.findall(r"(?<![\w/.-])((?:[\w-]+/)*[\w-]+\.md)\b", doc.read_text())):
+            if not ((REPO / name).exists() or (doc.parent / name).exists()):
+                problems.append(f"{rel(doc)}: names {name}, which does not exist")
+    assert not problems, "\n".join(problems)
+
+
 def slug(heading: str) -> str:
     """The #anchor GitHub gives a heading."""
     return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
