@@ -5,15 +5,15 @@ For each set it runs ../shared/tools/make_event_set.py, then
   photocheck: roster import, enroll, scan --json   (fresh database)
   face_recognition CLI: `face_recognition --cpus N KNOWN PHOTOS` with one <student_id>.jpg per
                         listed student (the way a school would script it)
-and scores both with ../shared/tools/score_scan.py. Prints a Markdown table for README.md.
+and scores both with ../shared/tools/score_scan.py. Prints a Markdown table for docs/benchmarks.md.
 
 Usage (from the repo root):
-  uv run python bench/accuracy.py                       # the README sets
+  uv run python bench/accuracy.py                       # the accuracy table
   uv run python bench/accuracy.py --sets 3:12:default 22:30:40:300 --out /tmp/pc-bench
 Sets are SEED:PHOTOS:FACE_PX ("default" = make_event_set's own range, else MIN:MAX), optionally
 followed by /OPTION=VALUE,... for other make_event_set options, e.g. 52:30:40:300/quality=50 or
 55:20:40:400/size=6000x4000,max-people=10. --no-cli skips the face_recognition CLI (faster).
-  uv run python bench/accuracy.py --no-cli --sets $(cat bench/robustness_sets.txt)   # README robustness table
+  uv run python bench/accuracy.py --no-cli --sets $(cat bench/robustness_sets.txt)   # the robustness table
 Seeds 11-16 are calibration seeds (bench/calibrate.py): don't report them.
 """
 from __future__ import annotations

@@ -5,10 +5,10 @@ For each face-size range it makes ONE event set with ../shared/tools/make_event_
 the conditions taking turns photo by photo (so every condition gets --per-condition photos), runs
 photocheck (roster import, enroll, scan) and the face_recognition CLI on it once (bench/accuracy.py),
 then scores each condition's photos separately with ../shared/tools/score_scan.py. Prints a
-Markdown table for README.md / models/README.md.
+Markdown table for docs/benchmarks.md.
 
 Usage (from the repo root):
-  uv run --frozen python bench/conditions.py                       # the README table
+  uv run --frozen python bench/conditions.py                       # the conditions table
   uv run --frozen python bench/conditions.py --per-condition 2 --no-cli --sizes 36:64
 Seeds 11-19 and 41-49 are calibration seeds (bench/calibrate.py): don't report them.
 """

@@ -1,6 +1,6 @@
 """End to end on event sets degraded the way real capture is (make_event_set --degrade): blurred,
 dark, compressed, re-shared photos with small faces. The promise: a listed student is never
-cleared because a face was too poor to recognise (README.md "Accuracy", bench/conditions.py)."""
+cleared because a face was too poor to recognise (docs/benchmarks.md "Accuracy", bench/conditions.py)."""
 from __future__ import annotations
 
 import pytest

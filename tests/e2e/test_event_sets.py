@@ -1,5 +1,5 @@
 """End to end on composed event sets of real faces: the CLI as a user runs it, scored by
-../shared/tools/score_scan.py. These are the accuracy promises of README.md."""
+../shared/tools/score_scan.py. These are the accuracy promises of README.md and docs/benchmarks.md."""
 from __future__ import annotations
 
 from pathlib import Path
