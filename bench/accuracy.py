@@ -5,27 +5,28 @@ For each set it runs ../shared/tools/make_event_set.py, then
   photocheck: roster import, enroll, scan --json   (fresh database)
   face_recognition CLI: `face_recognition --cpus N KNOWN PHOTOS` with one <student_id>.jpg per
                         listed student (the way a school would script it)
-and scores both with ../shared/tools/score_scan.py. Prints a Markdown table for README.md.
+and scores both with ../shared/tools/score_scan.py. Prints a Markdown table for docs/benchmarks.md.
 
 Usage (from the repo root):
-  uv run python bench/accuracy.py                       # the README sets
+  uv run python bench/accuracy.py                       # the accuracy table
   uv run python bench/accuracy.py --sets 3:12:default 22:30:40:300 --out /tmp/pc-bench
 Sets are SEED:PHOTOS:FACE_PX ("default" = make_event_set's own range, else MIN:MAX), optionally
 followed by /OPTION=VALUE,... for other make_event_set options, e.g. 52:30:40:300/quality=50 or
 55:20:40:400/size=6000x4000,max-people=10. --no-cli skips the face_recognition CLI (faster).
-  uv run python bench/accuracy.py --no-cli --sets $(cat bench/robustness_sets.txt)   # README robustness table
+  uv run python bench/accuracy.py --no-cli --sets $(cat bench/robustness_sets.txt)   # the robustness table
 Seeds 11-16 are calibration seeds (bench/calibrate.py): don't report them.
 """
 from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from machine import describe  # bench/machine.py (the script's folder is on sys.path)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -134,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{r['set']} | {r['tool']}: missed={r['missed']} false_blocked={r['false_blocked']} "
                   f"review={r['review']} errors={r['errors']} identified={r['identified']} "
                   f"wrong_id={r.get('wrong_id', '-')} {r['secs']:.1f}s", file=sys.stderr)
-    print(f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+    print(f"Machine: {describe()}; "
           f"--cpus {args.cpus}\n")
     # Times go to stderr only: accuracy does not depend on load, speed does (see bench/speed.py).
     print("| event set | tool | missed photos | false blocks | review | errors | listed faces identified "

@@ -5,10 +5,10 @@ For each face-size range it makes ONE event set with ../shared/tools/make_event_
 the conditions taking turns photo by photo (so every condition gets --per-condition photos), runs
 photocheck (roster import, enroll, scan) and the face_recognition CLI on it once (bench/accuracy.py),
 then scores each condition's photos separately with ../shared/tools/score_scan.py. Prints a
-Markdown table for README.md / models/README.md.
+Markdown table for docs/benchmarks.md.
 
 Usage (from the repo root):
-  uv run --frozen python bench/conditions.py                       # the README table
+  uv run --frozen python bench/conditions.py                       # the conditions table
   uv run --frozen python bench/conditions.py --per-condition 2 --no-cli --sizes 36:64
 Seeds 11-19 and 41-49 are calibration seeds (bench/calibrate.py): don't report them.
 """
@@ -17,10 +17,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 from datetime import date
 from pathlib import Path
+
+from machine import describe  # bench/machine.py (the script's folder is on sys.path)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import accuracy  # noqa: E402  (bench/accuracy.py: set generation, photocheck and CLI runs, scoring)
@@ -79,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append((size, seed, cond, pc, fr))
             print(f"{size} {cond}: photocheck {pc} | CLI {fr}", file=sys.stderr)
 
-    print(f"{date.today()}; {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+    print(f"{date.today()}; {describe()}; "
           f"{args.per_condition} photos per condition and size, up to {args.max_people} people a photo\n")
     print("| faces | condition | photos | photocheck missed | photocheck review | photocheck identified "
           "| photocheck false blocks | CLI missed | CLI identified |")

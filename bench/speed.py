@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import shutil
 import subprocess
@@ -37,6 +36,8 @@ import sys
 import threading
 import time
 from pathlib import Path
+
+from machine import describe  # bench/machine.py (the script's folder is on sys.path)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -285,15 +286,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"scale {size}: {r['secs']:.1f} s, {size / r['secs']:.2f} photos/s, peak RSS {r['peak_mb']:.0f} MB, "
               f"{len(rep['images'])} in report, {counts}", file=sys.stderr)
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    print(f"Machine: {cpu}, {os.cpu_count()} cores, Python {platform.python_version()}; --cpus {args.cpus}; "
+    print(f"Machine: {describe()}; --cpus {args.cpus}; "
           f"{n} photos {args.size or '4000x3000'}, faces {args.face_px} px, seed {args.seed}\n")
     print("| tool | time | photos/s | peak RSS (tree, sum of VmHWM) | peak PSS (tree) | missed photos | false blocks | review | errors "
           "| faces detected | listed faces identified | consenting faces named |")

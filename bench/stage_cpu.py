@@ -12,7 +12,7 @@ its UprightView (never an upright array): load (read, sha256, decode), working-s
 (engine.pass_inputs), detect (CenterFace passes, boxes, sharpness), crops, dHash, encode
 (landmarks, chips, ResNet); two rows in parentheses time the main-pass copy with and without its
 block averaging (UprightView.resized). A scan runs them in several threads, so its CPU a photo is
-a little higher (models/README.md, "Scan process layout").
+a little higher (docs/benchmarks.md, "Scan process layout").
 """
 from __future__ import annotations
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -30,19 +29,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import describe  # bench/machine.py (the script's folder is on sys.path)
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()}"
 
 
 def timed(cmd: list[str], env: dict, cwd: Path) -> tuple[float, float, int]:
@@ -100,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    print(f"{datetime.date.today().isoformat()}, {machine()}; {args.runs} runs each; "
+    print(f"{datetime.date.today().isoformat()}, {describe()}; {args.runs} runs each; "
           f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg()) if hasattr(os, 'getloadavg') else '?'}\n")
     print("| command | wall min | wall median | CPU (user+sys) min | CPU median |")
     print("|---|---|---|---|---|")

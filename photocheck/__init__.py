@@ -7,7 +7,7 @@ import os
 # before onnxruntime can load, here, and so in every process photocheck starts (workers inherit
 # it). ORT_TELEMETRY_DISABLED is the name onnxruntime's source reads; ORT_DISABLE_TELEMETRY the one
 # its first release of the feature documented. Measured with onnxruntime 1.32.0: the two files are
-# still written either way (README.md, "Data protection").
+# still written either way (docs/data-protection.md).
 os.environ["ORT_TELEMETRY_DISABLED"] = "1"
 os.environ["ORT_DISABLE_TELEMETRY"] = "1"
 

@@ -15,7 +15,7 @@ On PostgreSQL, `scrub` rewrites the reference tables (VACUUM FULL: new files hol
 remaining rows; the old files are deleted), so a forgotten encoding is no longer reachable through
 the database. What PostgreSQL keeps outside its tables — WAL segments not yet recycled, WAL
 archives, base backups, pg_dump files — is the server administrator's: the rows there are still
-AES-GCM ciphertext, useless without the key file (README.md, "SQLite or PostgreSQL").
+AES-GCM ciphertext, useless without the key file (docs/administration.md, "SQLite or PostgreSQL").
 """
 from __future__ import annotations
 
@@ -498,7 +498,7 @@ def backup(db: Database, dest: Path, *, actor: str) -> Path:
         if not pg_dump or not pg_restore:
             raise ProtectionError("backing up PostgreSQL needs its client tools pg_dump and pg_restore on PATH "
                                   "(Debian: apt-get install postgresql-client), or run `pg_dump --format=custom` "
-                                  "yourself (README.md, \"SQLite or PostgreSQL\")")
+                                  "yourself (docs/administration.md, \"SQLite or PostgreSQL\")")
     dest = dest.expanduser()
     if dest.exists() or dest.is_symlink():
         raise ProtectionError(f"{dest} already exists: choose a new file name")

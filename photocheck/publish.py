@@ -5,9 +5,10 @@ the file must still be the one signed off (sha256), the sign-off must cover the 
 roster change may be waiting for a re-check, and no strict student may be in it.
 
 What leaves: the pixels only. Each photo is decoded (EXIF orientation applied) and re-encoded
-as a fresh JPEG, so EXIF, GPS, XMP, IPTC, ICC profiles, comments and thumbnails are all gone.
-Files are named `<channel>-<photo id>.jpg`: the original name (often a student's name) never
-leaves. `manifest.json` in the folder lists what was published, by whom and from which sign-off.
+as a fresh JPEG, so EXIF, GPS, XMP, IPTC, ICC profiles, comments and thumbnails are all gone;
+a clip is re-encoded from its decoded frames as H.264 MP4 (clipcopy.py): no container or stream
+tags, no audio. Files are named `<channel>-<photo id>.jpg` (`.mp4` for clips): the original name
+(often a student's name) never leaves. `manifest.json` in the folder lists what was published, by whom and from which sign-off.
 
 A caption given with the photos is checked for listed students' names first (textcheck.py): one
 naming (or possibly naming) a student who opted out of the channel stops the whole run. It is
@@ -144,8 +145,6 @@ def _publish_one(db: Database, pid: int, channel: str, dest: Path, actor: str, c
         so = _current_signoff(s, pid)
         if so is None or photo.signoff_state == "pending":
             raise _Refused("not signed off yet (pending in `photocheck review list`)")
-        if photo.kind == "video":  # a clip's copy without metadata (and its redaction) is not made yet
-            raise _Refused("a video clip: photocheck cannot publish clips yet")
         if so.decision == "reject":
             raise _Refused(f"rejected by {so.reviewer}")
         allowed = [c for c in so.channels.split(";") if c]
@@ -167,28 +166,24 @@ def _publish_one(db: Database, pid: int, channel: str, dest: Path, actor: str, c
         elif so.decision == "approve":
             if channel_verdicts(photo, scan).get(channel) not in PUBLISHABLE_VERDICTS:  # pragma: no cover
                 raise _Refused(f"verdict for {channel} is not publishable")
-            source = photo.path
+            source, source_sha = photo.path, so.sha256
         else:
             red = s.get(Redaction, so.redaction_id) if so.redaction_id else None
             if red is None or red.source_sha256 != so.sha256 or file_sha256(red.path) != red.sha256:
                 raise _Refused("the verified redacted copy is missing or has changed: redact and sign off again")
-            source = red.path
+            source, source_sha = red.path, red.sha256
         signoff = (so.id, so.decision, so.reviewer, so.sha256)
+        kind = photo.kind
     if voided:
         raise _Refused(voided)
 
-    name = f"{channel}-{pid:06d}.jpg"
+    name = f"{channel}-{pid:06d}.{'mp4' if kind == 'video' else 'jpg'}"
     target = dest / name
     tmp = dest / f".{name}.tmp"
-    try:
-        img = load_image(source)
-    except ImageError as exc:
-        raise _Refused(f"cannot read {source}: {exc}") from None
-    if img.sha256 != file_sha256(source):  # pragma: no cover - changed between the two reads
-        raise _Refused("file changed while publishing")
-    # Fresh pixels, fresh file: no info dict, so no EXIF/GPS/XMP/IPTC/ICC/comment is written.
-    with datadir.open_file(tmp) as fh:
-        Image.fromarray(img.rgb).save(fh, "JPEG", quality=92, optimize=True)
+    if kind == "video":
+        _clean_clip(source, source_sha, tmp)
+    else:
+        _clean_photo(source, tmp)
     tmp.replace(target)
     out_sha = file_sha256(target)
     with db.session(immediate=True) as s:
@@ -200,6 +195,39 @@ def _publish_one(db: Database, pid: int, channel: str, dest: Path, actor: str, c
                      **({"caption_sha256": cap_sha} if cap_sha else {}))
     return Published(photo_id=pid, file=name, sha256=out_sha, source_sha256=signoff[3], decision=signoff[1],
                      signed_off_by=signoff[2], signoff_id=signoff[0], caption_sha256=cap_sha)
+
+
+def _clean_photo(source: str, tmp: Path) -> None:
+    try:
+        img = load_image(source)
+    except ImageError as exc:
+        raise _Refused(f"cannot read {source}: {exc}") from None
+    if img.sha256 != file_sha256(source):  # pragma: no cover - changed between the two reads
+        raise _Refused("file changed while publishing")
+    # Fresh pixels, fresh file: no info dict, so no EXIF/GPS/XMP/IPTC/ICC/comment is written.
+    with datadir.open_file(tmp) as fh:
+        Image.fromarray(img.rgb).save(fh, "JPEG", quality=92, optimize=True)
+
+
+def _clean_clip(source: str, sha256: str, tmp: Path) -> None:
+    """A clip re-encoded from its decoded frames (H.264 MP4): no container or stream tags
+    (creation time, GPS, camera, title), no audio, no subtitles or chapters."""
+    from photocheck.clipcopy import write_clean_copy
+    from photocheck.thresholds import load_thresholds
+    from photocheck.video import VideoError
+
+    try:
+        with datadir.open_file(tmp) as fh:
+            write_clean_copy(source, fh, load_thresholds().video)
+    except VideoError as exc:
+        tmp.unlink(missing_ok=True)
+        raise _Refused(f"cannot read {source}: {exc}") from None
+    except Exception as exc:  # an encoder failure: nothing leaves
+        tmp.unlink(missing_ok=True)
+        raise _Refused(f"cannot copy {source}: {type(exc).__name__}: {exc}") from None
+    if file_sha256(source) != sha256:  # changed while it was read: what was copied was not signed off
+        tmp.unlink(missing_ok=True)
+        raise _Refused("file changed while publishing")
 
 
 def _write_manifest(dest: Path, report: PublishReport, actor: str) -> Path:

@@ -83,7 +83,7 @@ def recheck(db: Database, *, actor: str, engine=None, thresholds=None) -> Rechec
             path, kind = photo.path, photo.kind
         screen = screen_video if kind == "video" else screen_photo
         fresh = text_check(screen(Path(path), engine, refs[None], thresholds, channel_refs))
-        copy = screen_photo(Path(red.path), engine, refs[None], thresholds) if red else None
+        copy = screen(Path(red.path), engine, refs[None], thresholds) if red else None
 
         with db.session(immediate=True) as s:
             photo = s.get(Photo, pid)

@@ -75,13 +75,10 @@ def cover(rgb: np.ndarray, boxes, style: str, pixel_blocks: int) -> np.ndarray:
     return out
 
 
-def _covered(db: Database, pid: int, style: str,
-             settings=None) -> tuple[str, str, list[tuple[int, int, int, int]], np.ndarray]:
-    """(path, sha256, padded boxes, covered pixels) of one photo, or RedactError saying why not.
-    `settings`: the [redact] thresholds (default: models/thresholds.toml's).
-
-    Every rule that stops a redaction is here, so a preview refuses exactly what `redact` refuses.
-    """
+def _checks(db: Database, pid: int, style: str) -> tuple[str, str, str, list]:
+    """(path, sha256, kind, [(box, time_s)] of the faces to cover) of one photo or clip, or
+    RedactError saying why not. Every rule that stops a redaction is here, so a preview refuses
+    exactly what `redact` refuses."""
     if style not in STYLES:
         raise RedactError(f"unknown style {style!r} (choose fill or pixelate)")
     with db.session() as s:
@@ -89,33 +86,53 @@ def _covered(db: Database, pid: int, style: str,
         if photo is None:
             raise RedactError(f"no photo with id {pid}")
         path, sha = photo.path, photo.sha256
-        faces = [((f.top, f.right, f.bottom, f.left), f.status) for f in photo.faces]
+        faces = [((f.top, f.right, f.bottom, f.left), f.status, f.time_s) for f in photo.faces]
         strict = strict_in_photo(s, pid)
         scan_channel = s.get(Scan, photo.scan_id).channel
         kind = photo.kind
-    if kind == "video":  # covering faces in every frame of a clip is not built yet
-        raise RedactError("a video clip: photocheck cannot redact clips yet; reject it, or cut the "
-                          "student out of the clip and scan it again", path)
+    what = "clip" if kind == "video" else "photo"
     if strict:
-        raise RedactError("a student in this photo must never be published (strict in the roster), "
+        raise RedactError(f"a student in this {what} must never be published (strict in the roster), "
                           "not even redacted: reject it instead", path)
     if scan_channel is not None:
-        raise RedactError(f"this photo was screened for {scan_channel} only; scan it again without "
+        raise RedactError(f"this {what} was screened for {scan_channel} only; scan it again without "
                           "--channel so every listed student's face is known before redacting", path)
-    to_cover = [box for box, status in faces if status in COVER_STATUSES]
+    to_cover = [(box, t) for box, status, t in faces if status in COVER_STATUSES]
     if not to_cover:
         raise RedactError("no listed (or possibly listed) face to cover; approve it as is instead", path)
+    return path, sha, kind, to_cover
+
+
+def _covered(db: Database, pid: int, style: str,
+             settings=None) -> tuple[str, str, list[tuple[int, int, int, int]], np.ndarray]:
+    """(path, sha256, padded boxes, covered pixels) of one photo; of a clip, its first frame with a
+    face to cover, covered where that face was found (the clip's copy covers every frame).
+    `settings`: the [redact] thresholds (default: models/thresholds.toml's)."""
+    path, sha, kind, to_cover = _checks(db, pid, style)
+    if settings is None:
+        from photocheck.thresholds import load_thresholds
+
+        settings = load_thresholds().redact
+    if kind == "video":
+        from photocheck.video import VideoError, frame_at
+
+        if file_sha256(path) != sha:
+            raise RedactError("the file has changed since it was scanned: scan it again first", path)
+        t = min(t for _, t in to_cover if t is not None) if any(t is not None for _, t in to_cover) else 0.0
+        try:
+            rgb = frame_at(path, t)
+        except VideoError as exc:
+            raise RedactError(f"cannot read the clip: {exc}", path) from None
+        h, w = rgb.shape[:2]
+        boxes = [padded_box(b, w, h, settings.pad) for b, bt in to_cover if bt == t]
+        return path, sha, boxes, cover(rgb, boxes, style, settings.pixel_blocks)
     try:
         img = load_image(path)
     except ImageError as exc:
         raise RedactError(f"cannot read the photo: {exc}", path) from None
     if img.sha256 != sha:
         raise RedactError("the file has changed since it was scanned: scan it again first", path)
-    if settings is None:
-        from photocheck.thresholds import load_thresholds
-
-        settings = load_thresholds().redact
-    boxes = [padded_box(b, img.width, img.height, settings.pad) for b in to_cover]
+    boxes = [padded_box(b, img.width, img.height, settings.pad) for b, _ in to_cover]
     return path, sha, boxes, cover(img.rgb, boxes, style, settings.pixel_blocks)
 
 
@@ -146,6 +163,10 @@ def redact(db: Database, photo_ids, out_dir: Path, *, actor: str, style: str = "
     results = []
     for pid in photo_ids:
         try:
+            if _checks(db, pid, style)[2] == "video":
+                results.append(_redact_clip(db, pid, out_dir, actor=actor, style=style, engine=engine,
+                                            references=references, thresholds=thresholds))
+                continue
             path, sha, boxes, redacted = _covered(db, pid, style, thresholds.redact)
             target = out_dir / f"photo{pid}-redacted.jpg"
             tmp = target.with_name(f".{target.name}.tmp")
@@ -175,3 +196,55 @@ def redact(db: Database, photo_ids, out_dir: Path, *, actor: str, style: str = "
                                     "listed face", str(target), len(boxes)))
     return results
 
+
+
+def _redact_clip(db: Database, pid: int, out_dir: Path, *, actor: str, style: str, engine, references,
+                 thresholds) -> RedactResult:
+    """A clip's redacted copy (clipcopy.py: listed faces found every REDACT_SAMPLE_S, covered in
+    every frame, H.264 MP4 without audio or metadata), accepted only if screening it again with
+    the same rules finds no listed (or possibly listed) face. Raises RedactError."""
+    from photocheck.clipcopy import REDACT_SAMPLE_S, find_faces_to_cover, write_redacted
+    from photocheck.video import VideoError, screen_video
+
+    path, sha, _, _ = _checks(db, pid, style)
+    if file_sha256(path) != sha:
+        raise RedactError("the file has changed since it was scanned: scan it again first", path)
+    target = out_dir / f"photo{pid}-redacted.mp4"
+    tmp = target.with_name(f".{target.name}.tmp")
+    try:
+        samples = find_faces_to_cover(path, engine, references, thresholds, COVER_STATUSES)
+        with datadir.open_file(tmp) as fh:  # 0600 in the data folder
+            rs = thresholds.redact
+            frames = write_redacted(path, fh, samples, thresholds,
+                                    lambda rgb, boxes: cover(rgb, boxes, style, rs.pixel_blocks), rs.pad)
+    except VideoError as exc:
+        tmp.unlink(missing_ok=True)
+        raise RedactError(f"cannot redact the clip: {exc}", path) from None
+    except Exception as exc:  # an encoder failure: no copy, nothing recorded
+        tmp.unlink(missing_ok=True)
+        raise RedactError(f"cannot redact the clip: {type(exc).__name__}: {exc}", path) from None
+    if file_sha256(path) != sha:  # pragma: no cover - changed while it was being read
+        tmp.unlink(missing_ok=True)
+        raise RedactError("the file changed while it was being redacted: scan it again first", path)
+    covered = sum(sum(s.cover) for s in samples)
+    check = screen_video(tmp, engine, references, thresholds)
+    still = [f for f in check.faces if f.status.value in COVER_STATUSES]
+    if check.verdict is Verdict.ERROR or still:
+        tmp.unlink(missing_ok=True)
+        why = check.error or f"{len(still)} listed or possibly listed face(s) still found"
+        raise RedactError(f"redaction refused: the re-scan of the redacted copy failed ({why}); "
+                          "nothing was recorded", path)
+    tmp.replace(target)
+    out_sha = file_sha256(target)
+    tracks = len([s for s in samples if any(s.cover)])
+    with db.session(immediate=True) as s:
+        row = Redaction(photo_id=pid, source_sha256=sha, path=str(target), sha256=out_sha, style=style,
+                        faces_covered=covered, created_by=actor)
+        s.add(row)
+        s.flush()
+        audit.record(s, actor=actor, action="redact", photo_sha256=sha, photo_id=pid, redaction_id=row.id,
+                     redacted_sha256=out_sha, style=style, faces_covered=covered, kind="video",
+                     recheck=json.dumps({"faces": len(check.faces), "verdict": str(check.verdict)}))
+    return RedactResult(pid, path, True, f"{covered} face sighting(s) in {tracks} of {len(samples)} frames looked at "
+                        f"(every {REDACT_SAMPLE_S:g} s) covered ({style}) in all {frames} frames, tracked between "
+                        "them; audio dropped; re-scan found no listed face", str(target), covered)

@@ -596,6 +596,12 @@ def face_crop(db: Database, face_id: int, px: int | None = None) -> bytes:
         if f is None:
             raise PhotoNotFound(f"no face with id {face_id}", rule="not_found")
         path, box = f.photo.path, (f.top, f.right, f.bottom, f.left)
+        clip_time = f.time_s if f.photo.kind == "video" else None
+    if clip_time is not None:  # a clip's face: cut from the frame it was seen in
+        from photocheck.facecrops import face_thumbnail
+        from photocheck.video import frame_at
+
+        return face_thumbnail(frame_at(path, clip_time), box, px or CROP_PX)
     return photo_face_crop(path, box, px or CROP_PX)
 
 

@@ -8,7 +8,7 @@ Backends: `db_url` is a new SQLite file by default. A test (or module, via `pyte
 `@pytest.mark.backends("sqlite", "postgresql")` runs once per backend; its PostgreSQL run gets a
 new database on the server at $PHOTOCHECK_TEST_PG (dropped afterwards), and is skipped when that
 is unset, unless $PHOTOCHECK_REQUIRE_PG=1 (as in .ci/run), when it fails. Start a server with
-`eval "$(.ci/postgres start)"` (README.md, "Run the tests"). Use a unix-socket URL
+`eval "$(.ci/postgres start)"` (CONTRIBUTING.md, "Run the tests"). Use a unix-socket URL
 (`?host=/socket/dir`): the suite allows no TCP.
 """
 from __future__ import annotations

@@ -151,3 +151,15 @@ def scan_demo(demo: Path, db_url: str, *, owner: str = "alice") -> None:
     cli("roster", "import", demo / "roster" / "no_consent.csv")
     cli("enroll", demo / "roster" / "photos")
     cli("scan", demo / "sample_images", "--jobs", "1", expect=1)  # a listed student is found
+
+
+def scan_event_set(root: Path, **set_options) -> tuple[Path, Path, dict[str, str]]:
+    """Make an event set under `root` (make_event_set options), import its roster, enroll its
+    references, scan its photos with the CLI as a user would: (events, JSON report, score)."""
+    events = make_event_set(root / "events", **set_options)
+    cli = Cli(f"sqlite:///{root / 'photocheck.db'}")
+    cli("roster", "import", events / "roster" / "no_consent.csv")
+    cli("enroll", events / "roster" / "photos")
+    report = root / "report.json"
+    cli("scan", events / "photos", "--json", report, expect=None)
+    return events, report, score(events / "truth.json", report)

@@ -162,10 +162,10 @@ def tagged(tmp_path: Path) -> Path:
     save_jpeg(d / "iptc.jpg", blank(color=(200, 120, 90)), iptc=iptc_app13("Go MUELLER, Zoe!"))
     exif = Image.Exif()
     exif[0x9C9E] = "team;Beatriz Santos".encode("utf-16-le") + b"\0\0"
-    save_jpeg(d / "exif.jpg", blank(color=(60, 60, 160)), exif=exif)
+    save_jpeg(d / "exif.jpg", blank(color=(90, 90, 190)), exif=exif)
     save_png(d / "firstname.png", {"Description": "Trixie at the science fair"})
     save_jpeg(d / "expired.jpg", xmp_packet=xmp("Olu Adeyemi"))            # opt-out ended in 2020
-    save_jpeg(d / "plain.jpg", blank(color=(30, 30, 30)))
+    save_jpeg(d / "plain.jpg", blank(color=(110, 110, 110)))
     return d
 
 

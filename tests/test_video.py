@@ -76,10 +76,12 @@ def backdrop(i: int) -> np.ndarray:
 
 
 def make_clip(path: Path, scenes, *, seconds: float, fps: int = 25, fmt: str = "mp4", codec: str = "libx264",
-              rotation: int | None = None, options: dict | None = None) -> Path:
-    """A clip of `seconds` with each (tile, x, y, start_s, end_s) of `scenes` pasted while on screen.
-    rotation: stored sideways (turned clockwise) with a display rotation that turns it upright."""
+              rotation: int | None = None, options: dict | None = None, tags: dict | None = None) -> Path:
+    """A clip of `seconds` with each (tile, x, y, start_s, end_s) of `scenes` pasted while on screen;
+    x may be a function of the time (a face moving across). rotation: stored sideways (turned
+    clockwise) with a display rotation that turns it upright. tags: container metadata."""
     with av.open(str(path), "w", format=fmt, options=options or {}) as c:
+        c.metadata.update(tags or {})
         s = c.add_stream(codec, rate=fps)
         s.width, s.height = (H, W) if rotation else (W, H)
         s.pix_fmt = "yuv420p"
@@ -89,6 +91,7 @@ def make_clip(path: Path, scenes, *, seconds: float, fps: int = 25, fmt: str = "
             a = backdrop(i)
             for tile, x, y, t0, t1 in scenes:
                 if t0 <= i / fps < t1:
+                    x = round(x(i / fps)) if callable(x) else x
                     a[y:y + tile.shape[0], x:x + tile.shape[1]] = tile[:H - y, :W - x]
             if rotation:
                 a = np.rot90(a, -1)  # stored turned clockwise; displayed turned back
@@ -303,14 +306,14 @@ def test_scan_finds_clips_beside_photos(cli, demo_copy: Path, tmp_path: Path, ba
     assert f"D0001 at {face['time_s']:.2f} s" in html
     reel_id = max(i["photo_id"] for i in json.loads(cli("review", "list", "--json").output)
                   if Path(i["path"]).name == "reel")
-    assert "cannot redact clips" in cli("redact", reel_id, "--out", tmp_path / "red", expect=1).output
-    # A clear clip can be signed off, but publish refuses clips (no clean copy is made of them yet).
+    # A clear clip signed off is published as a clean MP4; the blocked one, not signed off, is refused.
     clip = max((i for i in json.loads(cli("review", "list", "--verdict", "clear", "--json").output)
                 if Path(i["path"]).name == "empty.webm"), key=lambda i: i["photo_id"])  # the second scan's
     cli("review", "sign", clip["photo_id"], "--decision", "approve", "--as", "bob")
     dest = tmp_path / "web"
-    out = cli("publish", "--channel", "web", "--to", dest, clip["photo_id"], expect=1).output
-    assert "video clip" in out and not any(p.suffix in (".webm", ".jpg") for p in dest.glob("*"))
+    out = cli("publish", "--channel", "web", "--to", dest, reel_id, clip["photo_id"], expect=1).output
+    assert "not signed off" in out
+    assert sorted(p.name for p in dest.glob("*")) == ["manifest.json", f"web-{clip['photo_id']:06d}.mp4"]
 
 
 def test_recheck_screens_an_approved_clip_again(cli, demo_copy: Path, tmp_path: Path, db_url: str):

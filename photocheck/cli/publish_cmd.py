@@ -34,7 +34,8 @@ def publish(
     Only photos a second person signed off for this channel leave (the redacted copy where
     that was the decision), and only if the file is still the one signed off. Each is
     re-encoded from its pixels — EXIF, GPS, XMP, IPTC, ICC and comments are stripped — and
-    renamed <channel>-<photo id>.jpg, so no student name leaks through a file name.
+    renamed <channel>-<photo id>.jpg, so no student name leaks through a file name. Clips
+    become <channel>-<photo id>.mp4, re-encoded as H.264 without tags (title, date, GPS) or sound.
     manifest.json in that folder lists what was published. Every refused photo is listed with why.
     With --caption, a caption naming a listed student who opted out of --channel (or holding
     such a student's rare first name) stops the run: nothing is published, the ids are listed.

@@ -249,15 +249,21 @@ def _card(photo: PhotoResult, px: int) -> str:
 MAX_CLIP_FRAMES = 4  # frames shown per clip: the worst flagged faces first
 
 
+def clip_frame_times(faces: list[FaceResult], limit: int = MAX_CLIP_FRAMES) -> list[float]:
+    """The times of a clip's frames to show: those of its listed faces, then of its review faces
+    (up to `limit`); its first frame when none is flagged."""
+    order = {"listed": 0, "review": 1}
+    flagged = sorted((f for f in faces if f.time_s is not None and _BOX_CLASS.get(f.status) in order),
+                     key=lambda f: (order[_BOX_CLASS[f.status]], f.time_s))
+    return list(dict.fromkeys(f.time_s for f in flagged))[:limit] or [0.0]
+
+
 def _clip_frames(photo: PhotoResult, px: int) -> str:
     """A clip's card pictures: the frame of each listed or review face (up to MAX_CLIP_FRAMES,
     listed first) with the faces seen in that frame boxed and its time; else its first frame."""
     from photocheck.video import frame_at
 
-    order = {"listed": 0, "review": 1}
-    flagged = sorted((f for f in photo.faces if f.time_s is not None and _BOX_CLASS.get(f.status) in order),
-                     key=lambda f: (order[_BOX_CLASS[f.status]], f.time_s))
-    times = list(dict.fromkeys(f.time_s for f in flagged))[:MAX_CLIP_FRAMES] or [0.0]
+    times = clip_frame_times(photo.faces)
     out = []
     for t in times:
         try:

@@ -14,7 +14,7 @@ from PIL import Image
 from photocheck.redact import STYLES, RedactError
 from photocheck.redact import preview as redact_preview
 from photocheck.redact import redact as run_redact
-from photocheck.reports.html_report import face_box_html, faces_text, jpeg_thumbnail
+from photocheck.reports.html_report import clip_frame_times, face_box_html, faces_text, jpeg_thumbnail
 from photocheck.review import (
     PhotoNotFound,
     SignoffError,
@@ -46,13 +46,16 @@ def photo(photo_id: int):
     options = decision_options(db(), photo_id, reviewer=g.user.username)
     boxes = Markup("".join(face_box_html(f, p.width, p.height) for f in faces)) if p.width and p.height \
         else Markup("")
+    frames = [{"t": t, "boxes": Markup("".join(face_box_html(f, p.width, p.height) for f in faces if f.time_s == t))
+               if p.width and p.height else Markup("")}
+              for t in clip_frame_times(faces)] if p.kind == "video" else []
     rules = set(options.rules.values())
     # Rules with a banner of their own on the page are not repeated in the "not offered" list.
     not_offered = {d: decide.refusal(options.rules[d], photo_id, options.refused[d])
                    for d in ("approve", "reject") if d in options.refused and options.rules[d] not in BANNERS}
     return render_template(
         "photo.html", p=p, scan=scan, verdicts=channel_verdicts(p, scan), faces_text=faces_text(faces),
-        boxes=boxes, so=so, redaction=detail.redaction, reasons=_reasons(p), options=options,
+        boxes=boxes, frames=frames, so=so, redaction=detail.redaction, reasons=_reasons(p), options=options,
         not_offered=not_offered, changed="changed" in rules, strict="strict" in rules,
         evidence=face_evidence(db(), photo_id), own=same_person(scan.owner, g.user.username), styles=STYLES,
         fit=fit(p.width, p.height), next=safe_next(request.args.get("next")))
@@ -124,14 +127,43 @@ def redact_confirm(photo_id: int):
 
 @bp.get("/photos/<int:photo_id>/image.jpg")
 def image(photo_id: int):
-    p, _ = photo_or_404(photo_id)
     px = SIZES.get(request.args.get("size", "thumb"))
     if px is None:
         abort(404)
+    p, _ = photo_or_404(photo_id)
+    if p.kind == "video":  # a clip's picture: its first flagged frame (the boxes shown are its faces)
+        faces = photo_detail(db(), photo_id).result.faces
+        return _clip_frame(p.path, clip_frame_times(faces, 1)[0], px)
     try:
         return jpeg(jpeg_thumbnail(p.path, px, quality=85)[0])
     except Exception:  # gone, unreadable: the page says so in words
         abort(404, "the photo file cannot be read")
+
+
+@bp.get("/photos/<int:photo_id>/frame.jpg")
+def clip_frame(photo_id: int):
+    p, _ = photo_or_404(photo_id)
+    px = SIZES.get(request.args.get("size", "page"))
+    try:
+        t = float(request.args.get("t", "0"))
+    except ValueError:
+        t = -1.0
+    if p.kind != "video" or px is None or not 0 <= t <= (p.duration_s or 0) + 1:
+        abort(404, "no such frame")
+    return _clip_frame(p.path, t, px)
+
+
+def _clip_frame(path: str, t: float, px: int):
+    """The clip's frame at `t` seconds as a JPEG response, read from the clip now."""
+    from photocheck.video import frame_at
+
+    try:
+        rgb = frame_at(path, t, max_side=px)
+    except Exception:  # gone, unreadable: the page says so in words
+        abort(404, "the clip file cannot be read")
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, "JPEG", quality=85)
+    return jpeg(buf.getvalue())
 
 
 @bp.get("/photos/<int:photo_id>/preview.jpg")

@@ -8,7 +8,7 @@ from flask import Blueprint, abort, g, render_template, request
 from markupsafe import Markup
 
 from photocheck.config import school_channels
-from photocheck.reports.html_report import face_box_html, faces_text
+from photocheck.reports.html_report import clip_frame_times, face_box_html, faces_text
 from photocheck.results import DISPLAY_ORDER
 from photocheck.review import (
     SIGNOFF_STATES,
@@ -73,7 +73,8 @@ def sheet(scan_id: int):
     for members in view["blocks"]:
         for it in members:
             p = it.photo
-            it.boxes = Markup("".join(face_box_html(f, p.width, p.height) for f in p.faces)) \
+            shown = _shown_faces(p.faces, p.kind)
+            it.boxes = Markup("".join(face_box_html(f, p.width, p.height) for f in shown)) \
                 if p.width and p.height else Markup("")
             it.faces_text = faces_text(p.faces)
             # What the rules allow now (the file's hash is checked when deciding, not for every card).
@@ -85,6 +86,14 @@ def sheet(scan_id: int):
     for i, it in enumerate(items):  # after a decision, the page comes back at the next photo
         it.next_id = items[min(i + 1, len(items) - 1)].photo.photo_id
     return render_template("sheet.html", any_selectable=any(it.selectable for it in items), **view)
+
+
+def _shown_faces(faces: list, kind: str | None) -> list:
+    """The faces boxed on a card's picture: for a clip, only those in the frame shown."""
+    if kind != "video":
+        return faces
+    t = clip_frame_times(faces, 1)[0]
+    return [f for f in faces if f.time_s == t]
 
 
 def _group_actions(members: list) -> None:

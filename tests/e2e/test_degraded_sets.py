@@ -1,11 +1,11 @@
 """End to end on event sets degraded the way real capture is (make_event_set --degrade): blurred,
 dark, compressed, re-shared photos with small faces. The promise: a listed student is never
-cleared because a face was too poor to recognise (README.md "Accuracy", bench/conditions.py)."""
+cleared because a face was too poor to recognise (docs/benchmarks.md "Accuracy", bench/conditions.py)."""
 from __future__ import annotations
 
 import pytest
 
-from tests.helpers import Cli, make_event_set, score
+from tests.helpers import scan_event_set
 
 pytestmark = pytest.mark.slow
 
@@ -17,15 +17,8 @@ SETS = [(71, 8, "36:64", "motion:5,motion:9,motion:13,defocus:2"),
 @pytest.fixture(scope="module", params=SETS, ids=lambda s: f"seed{s[0]}-{s[3].split(',')[0]}")
 def scanned_set(request, tmp_path_factory):
     seed, photos, face_px, degrade = request.param
-    root = tmp_path_factory.mktemp(f"degraded{seed}")
-    events = make_event_set(root / "events", photos=photos, seed=seed, face_px=face_px, max_people=2,
-                            degrade=degrade)
-    cli = Cli(f"sqlite:///{root / 'photocheck.db'}")
-    cli("roster", "import", events / "roster" / "no_consent.csv")
-    cli("enroll", events / "roster" / "photos")
-    report = root / "report.json"
-    cli("scan", events / "photos", "--json", report, expect=None)
-    return events, report, score(events / "truth.json", report)
+    return scan_event_set(tmp_path_factory.mktemp(f"degraded{seed}"), photos=photos, seed=seed, face_px=face_px,
+                          max_people=2, degrade=degrade)
 
 
 def test_no_listed_student_is_missed_in_degraded_photos(scanned_set):

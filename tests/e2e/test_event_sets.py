@@ -1,12 +1,12 @@
 """End to end on composed event sets of real faces: the CLI as a user runs it, scored by
-../shared/tools/score_scan.py. These are the accuracy promises of README.md."""
+../shared/tools/score_scan.py. These are the accuracy promises of README.md and docs/benchmarks.md."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import Cli, make_event_set, score
+from tests.helpers import Cli, make_event_set, scan_event_set
 
 pytestmark = pytest.mark.slow
 
@@ -17,14 +17,7 @@ SETS = [(3, 12, None), (21, 12, "40:300")]
 @pytest.fixture(scope="module", params=SETS, ids=lambda s: f"seed{s[0]}-{s[2] or 'default'}")
 def scanned_set(request, tmp_path_factory):
     seed, photos, face_px = request.param
-    root = tmp_path_factory.mktemp(f"set{seed}")
-    events = make_event_set(root / "events", photos=photos, seed=seed, face_px=face_px)
-    cli = Cli(f"sqlite:///{root / 'photocheck.db'}")
-    cli("roster", "import", events / "roster" / "no_consent.csv")
-    cli("enroll", events / "roster" / "photos")
-    report = root / "report.json"
-    cli("scan", events / "photos", "--json", report, expect=None)
-    return events, report, score(events / "truth.json", report)
+    return scan_event_set(tmp_path_factory.mktemp(f"set{seed}"), photos=photos, seed=seed, face_px=face_px)
 
 
 def test_no_listed_student_is_missed(scanned_set):

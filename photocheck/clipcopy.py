@@ -1,0 +1,222 @@
+"""Copies of clips: redacted (listed faces covered in every frame) and clean (no metadata), both
+re-encoded with PyAV as H.264 MP4 from the decoded, upright frames.
+
+Redaction runs two passes over the clip. The first detects and judges faces every
+REDACT_SAMPLE_S of clip time (denser than screening) and at scene changes; a face that could be
+a listed student is covered, and so is any face linked to one in the neighbouring detection
+(the same person turning away). The second pass decodes every frame and covers, in each frame
+between two detections, the padded boxes of both and the box moved along the way between them:
+a face is covered in every frame, not only in the ones that were looked at.
+
+What a copy keeps: the pictures only. Container and stream tags (creation time, GPS, camera,
+titles), chapters, subtitles and audio are not written (audio is dropped).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+from photocheck.video import THUMB_SIZE, VideoError, _open, _upright
+
+REDACT_SAMPLE_S = 0.1   # detections while redacting: 2.5 per screened frame at the default 0.25 s
+LINK_IOU = 0.1          # a face overlapping a covered face of the next/previous detection is covered too
+MOVE_PAD = 0.25         # extra padding (of the box's larger side) on boxes moved between two detections
+CRF = "18"              # x264 quality: visually lossless for review footage
+TIME_BASE = Fraction(1, 1000)
+
+
+@dataclass
+class _Sample:
+    t: float
+    boxes: list                # (top, right, bottom, left) of every face found
+    cover: list                # True where that face is covered
+
+
+def decoded_frames(path: str | Path, settings):
+    """(seconds from the start, upright RGB array) of every frame, in order. Raises VideoError
+    for a clip that cannot be decoded completely (the same limits as screening)."""
+    import av
+
+    container, stream, _ = _open(Path(path), settings)
+    rate = float(stream.average_rate or stream.guessed_rate or 30)
+    t0 = t_prev = None
+    n = 0
+    try:
+        for frame in container.decode(stream):
+            n += 1
+            t = frame.time
+            if t is None:
+                t = (t_prev + 1 / rate) if t_prev is not None else 0.0
+            t0 = t if t0 is None else t0
+            t_prev = t if t_prev is None else max(t, t_prev)
+            rel = max(0.0, t - t0)
+            if frame.is_corrupt:
+                raise VideoError(f"damaged frame at {rel:.2f} s")
+            if rel > settings.max_duration_s or n > settings.max_fps * (rel + 1):
+                raise VideoError(f"clip beyond the [video] limits at {rel:.2f} s")
+            thumb = frame.reformat(width=THUMB_SIZE[0], height=THUMB_SIZE[1], format="gray",
+                                   interpolation="AREA").to_ndarray().astype(np.int16)
+            yield rel, _upright(frame), thumb
+    except av.FFmpegError as exc:
+        raise VideoError(f"cannot decode clip after {n} frames (damaged or truncated?): {exc}") from None
+    finally:
+        container.close()
+    if n == 0:
+        raise VideoError("no video frames could be decoded")
+
+
+def frame_rate(path: str | Path, settings) -> Fraction:
+    container, stream, _ = _open(Path(path), settings)
+    try:
+        return Fraction(stream.average_rate or stream.guessed_rate or 30)
+    finally:
+        container.close()
+
+
+class ClipWriter:
+    """H.264 MP4 written to an open binary file, frame by frame, with no tags of any kind."""
+
+    def __init__(self, fh, rate: Fraction):
+        import av
+
+        self._c = av.open(fh, "w", format="mp4", options={"fflags": "+bitexact"})
+        self._c.metadata.clear()
+        self._rate = rate
+        self._s = None
+        self._last = -1
+
+    def add(self, t: float, rgb: np.ndarray) -> None:
+        import av
+
+        h, w = rgb.shape[:2]
+        if h % 2 or w % 2:  # 4:2:0 needs even sides: one black row/column, never a cropped pixel
+            rgb = np.pad(rgb, ((0, h % 2), (0, w % 2), (0, 0)))
+        if self._s is None:
+            s = self._c.add_stream("libx264", rate=self._rate, options={"crf": CRF, "preset": "veryfast"})
+            s.width, s.height = rgb.shape[1], rgb.shape[0]
+            s.pix_fmt = "yuv420p"
+            s.codec_context.time_base = TIME_BASE
+            s.codec_context.flags |= av.codec.context.Flags.bitexact
+            s.metadata.clear()
+            self._s = s
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+        self._last = max(self._last + 1, round(t / TIME_BASE))
+        frame.pts, frame.time_base = self._last, TIME_BASE
+        for p in self._s.encode(frame):
+            self._c.mux(p)
+
+    def close(self) -> None:
+        try:
+            if self._s is not None:
+                for p in self._s.encode():
+                    self._c.mux(p)
+        finally:
+            self._c.close()
+
+
+def write_clean_copy(source: str | Path, fh, settings) -> int:
+    """Re-encode `source` into `fh` (an open binary file) without metadata or audio; frames written."""
+    out = ClipWriter(fh, frame_rate(source, settings))
+    n = 0
+    try:
+        for t, rgb, _ in decoded_frames(source, settings):
+            out.add(t, rgb)
+            n += 1
+    finally:
+        out.close()
+    return n
+
+
+def find_faces_to_cover(path: str | Path, engine, references, thresholds, cover_statuses) -> list[_Sample]:
+    """Pass 1: faces detected every REDACT_SAMPLE_S and at scene changes, each marked to cover or not."""
+    from photocheck.pipeline import detect_decoded, judge_photo
+    from photocheck.worker import release_memory
+
+    st = thresholds.video
+    samples: list[_Sample] = []
+    next_due, last_t, last_thumb = 0.0, 0.0, None
+    for t, rgb, thumb in decoded_frames(path, st):
+        due = t >= next_due - 1e-6
+        changed = (last_thumb is not None and t - last_t >= st.scene_min_gap_s
+                   and float(np.abs(thumb - last_thumb).mean()) > st.scene_change_diff)
+        if not (due or changed):
+            continue
+        next_due, last_t, last_thumb = t + REDACT_SAMPLE_S, t, thumb
+        img = SimpleNamespace(view=rgb, sha256=None, width=rgb.shape[1], height=rgb.shape[0])
+        res = judge_photo(detect_decoded(Path(path), img, engine, []), engine, references, thresholds)
+        if res.error:
+            raise VideoError(f"frame at {t:.2f} s: {res.error}")
+        samples.append(_Sample(t, [tuple(f.box) for f in res.faces],
+                               [f.status.value in cover_statuses for f in res.faces]))
+        release_memory()
+    _link(samples)
+    return samples
+
+
+def _link(samples: list[_Sample]) -> None:
+    """Cover faces overlapping a covered face of the neighbouring detection, until nothing changes
+    (a listed student seen once stays covered while the detector keeps seeing them)."""
+    from photocheck.engine import box_iou
+
+    changed = True
+    while changed:
+        changed = False
+        for i, s in enumerate(samples):
+            for j in (i - 1, i + 1):
+                if not 0 <= j < len(samples):
+                    continue
+                other = samples[j]
+                for k, box in enumerate(s.boxes):
+                    if not s.cover[k] and any(c and box_iou(box, b) >= LINK_IOU
+                                              for b, c in zip(other.boxes, other.cover)):
+                        s.cover[k] = changed = True
+
+
+def _pad(box, w: int, h: int, pad: float) -> tuple[int, int, int, int]:
+    top, right, bottom, left = box
+    p = max(right - left, bottom - top) * pad
+    return (max(0, int(top - p)), min(w, int(np.ceil(right + p))), min(h, int(np.ceil(bottom + p))),
+            max(0, int(left - p)))
+
+
+def boxes_between(a: _Sample | None, b: _Sample | None, t: float, w: int, h: int, pad: float) -> list:
+    """Padded boxes to cover in a frame at `t` between detections `a` and `b` (either may be None
+    at the clip's ends): both detections' covered boxes held, plus each covered face moved
+    linearly towards its nearest covered face in the other detection."""
+    mine = [bx for s in (a, b) if s for bx, c in zip(s.boxes, s.cover) if c]
+    out = [_pad(bx, w, h, pad) for bx in mine]
+    if a and b and b.t > a.t:
+        k = min(1.0, max(0.0, (t - a.t) / (b.t - a.t)))
+        later = [bx for bx, c in zip(b.boxes, b.cover) if c]
+        for bx, c in zip(a.boxes, a.cover):
+            if not c or not later:
+                continue
+            cy, cx = (bx[0] + bx[2]) / 2, (bx[1] + bx[3]) / 2
+            near = min(later, key=lambda o: ((o[0] + o[2]) / 2 - cy) ** 2 + ((o[1] + o[3]) / 2 - cx) ** 2)
+            moved = tuple(p + (q - p) * k for p, q in zip(bx, near))
+            out.append(_pad(moved, w, h, pad + MOVE_PAD))
+    return out
+
+
+def write_redacted(path: str | Path, fh, samples: list[_Sample], thresholds, cover, pad: float) -> int:
+    """Pass 2: every frame of `path` with the boxes of `boxes_between` covered (`cover(rgb, boxes)`),
+    written to `fh`. Returns the number of frames written."""
+    st = thresholds.video
+    out = ClipWriter(fh, frame_rate(path, st))
+    i, n = 0, 0
+    try:
+        for t, rgb, _ in decoded_frames(path, st):
+            while i < len(samples) and samples[i].t <= t + 1e-6:
+                i += 1
+            a = samples[i - 1] if i > 0 else None
+            b = samples[i] if i < len(samples) else None
+            boxes = boxes_between(a, b, t, rgb.shape[1], rgb.shape[0], pad)
+            out.add(t, cover(rgb, boxes) if boxes else rgb)
+            n += 1
+    finally:
+        out.close()
+    return n
