@@ -7,7 +7,7 @@
 Runs the scan worker's stages one after the other on each photo, with the thresholds of
 models/thresholds.toml ([detector] overrides with --set), and prints the mean CPU ms a photo
 (`time.process_time`: user + system of this process, so other load on the machine matters less
-than for wall time). The stages are those of photocheck/worker.py, which reads each photo through
+than for wall time). The stages are those of photocheck/pipeline.py, which reads each photo through
 its UprightView (never an upright array): load (read, sha256, decode), working-size copies
 (engine.pass_inputs), detect (CenterFace passes, boxes, sharpness), crops, dHash, encode
 (landmarks, chips, ResNet); two rows in parentheses time the main-pass copy with and without its

@@ -133,7 +133,8 @@ def write_clean_copy(source: str | Path, fh, settings) -> int:
 
 def find_faces_to_cover(path: str | Path, engine, references, thresholds, cover_statuses) -> list[_Sample]:
     """Pass 1: faces detected every REDACT_SAMPLE_S and at scene changes, each marked to cover or not."""
-    from photocheck.worker import detect_decoded, judge_photo, release_memory
+    from photocheck.pipeline import detect_decoded, judge_photo
+    from photocheck.worker import release_memory
 
     st = thresholds.video
     samples: list[_Sample] = []

@@ -29,12 +29,6 @@ from photocheck.thresholds import DetectorSettings, load_thresholds
 
 Box = tuple[int, int, int, int]  # top, right, bottom, left (dlib / face_recognition order)
 
-# Size of the grey crop the blur measure is computed on. Fixed so sharpness values are
-# comparable across face sizes (a small face upscaled to this size reads as blurrier —
-# which is what we want: it is harder to identify).
-SHARPNESS_SIZE = 64
-
-
 @dataclass(frozen=True)
 class FaceQuality:
     """Capture quality of one face crop (face_quality()): what screening needs to decide whether a
@@ -49,7 +43,7 @@ class FaceQuality:
 class Detection:
     box: Box            # dlib-HOG-like box in input-image pixels (top, right, bottom, left)
     score: float        # CenterFace heatmap peak (0..1); HOG fallback detections get 0.0
-    sharpness: float    # variance of a Laplacian on the grey face crop at SHARPNESS_SIZE^2
+    sharpness: float    # variance of a Laplacian on the grey face crop at [detector] quality_crop_px^2
     quality: FaceQuality | None = None  # None only for detections made outside the engine
 
     @property
@@ -352,17 +346,17 @@ def box_iou(a: Box, b: Box) -> float:
 _ANGLES = np.linspace(0.0, np.pi, 16, endpoint=False)
 
 
-def face_quality(crop: np.ndarray) -> FaceQuality:
+def face_quality(crop: np.ndarray, size: int) -> FaceQuality:
     """Quality measures of an RGB face crop (the pixels inside the face box).
 
-    Blur is measured on a SHARPNESS_SIZE^2 grey copy, so faces of every size are compared at one
+    Blur is measured on a `size`^2 grey copy ([detector] quality_crop_px), so faces of every size are compared at one
     scale. Motion blur flattens detail along one direction only, which the Laplacian (a sum over
     directions) barely sees; weak_sharpness is the energy of the second derivative along the
     weakest of 16 directions (x1000 / contrast^2), which it does."""
     if crop.size == 0 or min(crop.shape[:2]) < 3:
         return FaceQuality(0.0, 0.0, 0.0, 0.0)
     grey = Image.fromarray(crop).convert("L")
-    g = np.asarray(grey.resize((SHARPNESS_SIZE, SHARPNESS_SIZE), Image.Resampling.BILINEAR), dtype=np.float32)
+    g = np.asarray(grey.resize((size, size), Image.Resampling.BILINEAR), dtype=np.float32)
     sharp = laplacian_sharpness(g)
     c = g[1:-1, 1:-1]
     ixx = g[1:-1, 2:] + g[1:-1, :-2] - 2 * c
@@ -433,7 +427,7 @@ class FaceEngine:
 
         self._cf_path = detector_model_path(self.settings)
         so = ort.SessionOptions()
-        # A scan worker runs one photo at a time on all its cores (scan._pool_shape; two photos
+        # A scan worker runs one photo at a time on all its cores (worker.pool_shape; two photos
         # side by side on one thread each were ~5% faster but held ~55 MB more).
         so.intra_op_num_threads = max(1, int(threads))
         so.inter_op_num_threads = 1
@@ -622,7 +616,7 @@ class FaceEngine:
                 return self.resize(src, size, block_average=block_average)
         main_img = resized(self.work_size(w, h, int(main)))
         inputs = [np.asarray(main_img)]
-        if st.coarse_long_side and st.coarse_long_side < main * 0.75:
+        if st.coarse_long_side and st.coarse_long_side < main * st.coarse_max_ratio:
             # From the main pass's copy when that is a reduction: 14 instead of 55 ms for a 12 MP
             # photo. Measured on the 60 photos of bench/speed.py (seed 31, 222 faces): the same
             # faces in 59 photos, boxes within 1 px, scores within 0.004; one more weak detection
@@ -658,8 +652,8 @@ class FaceEngine:
 
         Centre = mean of the 5 landmarks (+ small offset); side = a*eye-mouth + b*eye-eye
         distance, fitted by least squares to dlib HOG boxes on ../shared/faces (mean IoU 0.80
-        vs 0.76 for a box-only fit). The side is clamped to [0.7, 1.4] x the box-only estimate
-        so one bad landmark on a tiny/turned face cannot produce an absurd box."""
+        vs 0.76 for a box-only fit). The side is clamped to [map_side_min, map_side_max] x the
+        box-only estimate so one bad landmark on a tiny/turned face cannot produce an absurd box."""
         st = self.settings
         bw = float(b[2] - b[0])
         eye = (marks[0] + marks[1]) / 2
@@ -667,7 +661,7 @@ class FaceEngine:
         em = float(np.hypot(*(mouth - eye)))
         ed = float(np.hypot(*(marks[1] - marks[0])))
         box_side = st.map_box_k * bw
-        side = float(np.clip(st.map_k_em * em + st.map_k_ed * ed, 0.7 * box_side, 1.4 * box_side))
+        side = float(np.clip(st.map_k_em * em + st.map_k_ed * ed, st.map_side_min * box_side, st.map_side_max * box_side))
         cx, cy = (float(v) for v in marks.mean(axis=0))
         cx += st.map_ox * side
         cy += st.map_oy * side
@@ -689,7 +683,7 @@ class FaceEngine:
             box = self._to_dlib_box(b, m, h, w)
             if box[1] - box[3] < 4 or box[2] - box[0] < 4:
                 continue
-            q = face_quality(_crop(src, box))
+            q = face_quality(_crop(src, box), self.settings.quality_crop_px)
             out.append(Detection(box=box, score=float(b[4]), sharpness=q.sharpness, quality=q))
         # Two CenterFace peaks on one face (e.g. one per pass) can survive NMS on the tall
         # boxes yet overlap once squared; keep the higher-scoring one (detect_raw is score-sorted).
@@ -715,7 +709,7 @@ class FaceEngine:
             box = (int(r.top() / s), int(r.right() / s), int(r.bottom() / s), int(r.left() / s))
             box = (max(0, box[0]), min(w, box[1]), min(h, box[2]), max(0, box[3]))
             if all(box_iou(box, d.box) < 0.3 for d in have):
-                q = face_quality(_crop(rgb, box))
+                q = face_quality(_crop(rgb, box), self.settings.quality_crop_px)
                 extra.append(Detection(box=box, score=0.0, sharpness=q.sharpness, quality=q))
         return extra
 

@@ -10,9 +10,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from photocheck.results import PhotoResult, Verdict
-
-SEVERITY = {Verdict.ERROR: 0, Verdict.BLOCKED: 1, Verdict.REVIEW: 2, Verdict.CLEAR: 3}
+from photocheck.results import PhotoResult, worst
 
 
 def dhash(rgb: np.ndarray) -> str:
@@ -69,4 +67,4 @@ def assign_groups(photos: Sequence[PhotoResult], max_hamming: int) -> None:
         group = members[r]
         p.group = number[r]
         p.group_size = len(group)
-        p.group_verdict = min((m.verdict for m in group), key=SEVERITY.__getitem__)
+        p.group_verdict = worst(*(m.verdict for m in group))

@@ -17,11 +17,16 @@ from sqlalchemy import select
 from photocheck import audit
 from photocheck.config import school_channels
 from photocheck.db import Database
+from photocheck.db.convert import channel_verdicts
 from photocheck.db.models import Photo, Publication, Redaction, Scan
 from photocheck.images import file_sha256
-from photocheck.review import _current_signoff, channel_verdicts, void_signoff
+from photocheck.results import SEVERITY, Verdict
+from photocheck.review import _current_signoff, void_signoff
 
-_RANK = {"clear": 0, "review": 1, "blocked": 2, "error": 3}
+
+def _severity(verdict: str | None) -> int:
+    """SEVERITY, counting anything unknown (a channel not judged) as an error: never as better."""
+    return SEVERITY.get(verdict, SEVERITY[Verdict.ERROR])  # type: ignore[call-overload]
 
 
 @dataclass
@@ -49,7 +54,8 @@ class RecheckReport:
 
 def recheck(db: Database, *, actor: str, engine=None, thresholds=None) -> RecheckReport:
     from photocheck.engine import FaceEngine, model_info
-    from photocheck.scan import face_rows, screen_photo
+    from photocheck.pipeline import screen_photo
+    from photocheck.scan import face_rows
     from photocheck.students import load_channel_references
     from photocheck.thresholds import load_thresholds
     from photocheck.video import screen_video
@@ -95,7 +101,7 @@ def recheck(db: Database, *, actor: str, engine=None, thresholds=None) -> Rechec
                 if copy.verdict.value == "error" or still:
                     problem = f"the redacted copy shows {len(still) or 'an unreadable'} listed or possibly listed face(s)"
             else:
-                worse = [c for c in signed if _RANK.get(str(fresh.channel_verdicts.get(c)), 3) > _RANK.get(old.get(c), 3)]
+                worse = [c for c in signed if _severity(fresh.channel_verdicts.get(c)) > _severity(old.get(c))]
                 if worse:
                     problem = "now " + ", ".join(f"{fresh.channel_verdicts[c]} on {c}" for c in worse)
             if fresh.verdict.value != "error":  # keep the stored result current (never encodings)

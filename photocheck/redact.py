@@ -1,8 +1,8 @@
 """Redaction: cover listed students' faces irreversibly, then prove it by scanning the result.
 
 A light blur can be undone or still recognised by a face model, so faces are covered with a
-solid fill (default) or a very coarse pixelation (at most PIXEL_BLOCKS blocks across) over a
-box padded on every side (hair, ears and chin identify people too). The redacted copy is then
+solid fill (default) or a very coarse pixelation (at most [redact] pixel_blocks blocks across) over
+a box padded on every side ([redact] pad in models/thresholds.toml) (hair, ears and chin identify people too). The redacted copy is then
 screened again with the same engine and references; if any face still matches (or could match)
 a listed student, the copy is deleted and the redaction refused.
 
@@ -26,8 +26,6 @@ from photocheck.results import REDACTION_STYLES, FaceStatus, Verdict
 from photocheck.review import strict_in_photo
 
 STYLES = REDACTION_STYLES
-PAD = 0.45            # of the face box's larger side, added on each side
-PIXEL_BLOCKS = 5      # coarse: a face becomes at most 5 x 5 flat squares
 FILL = (0, 0, 0)
 COVER_STATUSES = (FaceStatus.LISTED.value, FaceStatus.UNCERTAIN.value)
 
@@ -50,14 +48,16 @@ class RedactResult:
     faces_covered: int = 0
 
 
-def padded_box(box: tuple[int, int, int, int], width: int, height: int, pad: float = PAD) -> tuple[int, int, int, int]:
+def padded_box(box: tuple[int, int, int, int], width: int, height: int, pad: float) -> tuple[int, int, int, int]:
+    """`box` grown by `pad` x its larger side on every side, within the photo."""
     top, right, bottom, left = box
     p = int(round(max(right - left, bottom - top) * pad))
     return max(0, top - p), min(width, right + p), min(height, bottom + p), max(0, left - p)
 
 
-def cover(rgb: np.ndarray, boxes, style: str = "fill") -> np.ndarray:
-    """A copy of `rgb` with each (already padded) box filled or coarsely pixelated."""
+def cover(rgb: np.ndarray, boxes, style: str, pixel_blocks: int) -> np.ndarray:
+    """A copy of `rgb` with each (already padded) box filled, or pixelated into at most
+    `pixel_blocks` flat squares across."""
     out = rgb.copy()
     for top, right, bottom, left in boxes:
         region = out[top:bottom, left:right]
@@ -67,7 +67,7 @@ def cover(rgb: np.ndarray, boxes, style: str = "fill") -> np.ndarray:
             region[:] = FILL
         else:
             h, w = region.shape[:2]
-            block = max(1, int(np.ceil(max(h, w) / PIXEL_BLOCKS)))
+            block = max(1, int(np.ceil(max(h, w) / pixel_blocks)))
             for y in range(0, h, block):
                 for x in range(0, w, block):
                     cell = region[y:y + block, x:x + block]
@@ -103,10 +103,16 @@ def _checks(db: Database, pid: int, style: str) -> tuple[str, str, str, list]:
     return path, sha, kind, to_cover
 
 
-def _covered(db: Database, pid: int, style: str) -> tuple[str, str, list[tuple[int, int, int, int]], np.ndarray]:
+def _covered(db: Database, pid: int, style: str,
+             settings=None) -> tuple[str, str, list[tuple[int, int, int, int]], np.ndarray]:
     """(path, sha256, padded boxes, covered pixels) of one photo; of a clip, its first frame with a
-    face to cover, covered where that face was found (the clip's copy covers every frame)."""
+    face to cover, covered where that face was found (the clip's copy covers every frame).
+    `settings`: the [redact] thresholds (default: models/thresholds.toml's)."""
     path, sha, kind, to_cover = _checks(db, pid, style)
+    if settings is None:
+        from photocheck.thresholds import load_thresholds
+
+        settings = load_thresholds().redact
     if kind == "video":
         from photocheck.video import VideoError, frame_at
 
@@ -118,16 +124,16 @@ def _covered(db: Database, pid: int, style: str) -> tuple[str, str, list[tuple[i
         except VideoError as exc:
             raise RedactError(f"cannot read the clip: {exc}", path) from None
         h, w = rgb.shape[:2]
-        boxes = [padded_box(b, w, h) for b, bt in to_cover if bt == t]
-        return path, sha, boxes, cover(rgb, boxes, style)
+        boxes = [padded_box(b, w, h, settings.pad) for b, bt in to_cover if bt == t]
+        return path, sha, boxes, cover(rgb, boxes, style, settings.pixel_blocks)
     try:
         img = load_image(path)
     except ImageError as exc:
         raise RedactError(f"cannot read the photo: {exc}", path) from None
     if img.sha256 != sha:
         raise RedactError("the file has changed since it was scanned: scan it again first", path)
-    boxes = [padded_box(b, img.width, img.height) for b, _ in to_cover]
-    return path, sha, boxes, cover(img.rgb, boxes, style)
+    boxes = [padded_box(b, img.width, img.height, settings.pad) for b, _ in to_cover]
+    return path, sha, boxes, cover(img.rgb, boxes, style, settings.pixel_blocks)
 
 
 def preview(db: Database, photo_id: int, style: str = "fill") -> np.ndarray:
@@ -142,7 +148,7 @@ def redact(db: Database, photo_ids, out_dir: Path, *, actor: str, style: str = "
            thresholds=None) -> list[RedactResult]:
     """Redact each photo into `out_dir`; each result says whether a verified copy was recorded."""
     from photocheck.engine import FaceEngine, model_info
-    from photocheck.scan import screen_photo
+    from photocheck.pipeline import screen_photo
     from photocheck.students import load_references
     from photocheck.thresholds import load_thresholds
 
@@ -161,7 +167,7 @@ def redact(db: Database, photo_ids, out_dir: Path, *, actor: str, style: str = "
                 results.append(_redact_clip(db, pid, out_dir, actor=actor, style=style, engine=engine,
                                             references=references, thresholds=thresholds))
                 continue
-            path, sha, boxes, redacted = _covered(db, pid, style)
+            path, sha, boxes, redacted = _covered(db, pid, style, thresholds.redact)
             target = out_dir / f"photo{pid}-redacted.jpg"
             tmp = target.with_name(f".{target.name}.tmp")
             with datadir.open_file(tmp) as fh:  # 0600 in the data folder
@@ -208,7 +214,9 @@ def _redact_clip(db: Database, pid: int, out_dir: Path, *, actor: str, style: st
     try:
         samples = find_faces_to_cover(path, engine, references, thresholds, COVER_STATUSES)
         with datadir.open_file(tmp) as fh:  # 0600 in the data folder
-            frames = write_redacted(path, fh, samples, thresholds, lambda rgb, boxes: cover(rgb, boxes, style), PAD)
+            rs = thresholds.redact
+            frames = write_redacted(path, fh, samples, thresholds,
+                                    lambda rgb, boxes: cover(rgb, boxes, style, rs.pixel_blocks), rs.pad)
     except VideoError as exc:
         tmp.unlink(missing_ok=True)
         raise RedactError(f"cannot redact the clip: {exc}", path) from None

@@ -31,12 +31,34 @@ REDACTION_STYLES = ("fill", "pixelate")
 
 
 class Verdict(StrEnum):
-    """Per-photo outcome. Order of severity: error > blocked > review > clear."""
+    """Per-photo outcome. Order of severity: error > blocked > review > clear (see SEVERITY)."""
 
     ERROR = "error"
     BLOCKED = "blocked"
     REVIEW = "review"
     CLEAR = "clear"
+
+
+# Combining verdicts (a burst group, a clip's frames, a name found in the tags, a re-check):
+# error is worst because an unreadable file could hide anything, so nothing may outrank it.
+SEVERITY: dict[Verdict, int] = {Verdict.CLEAR: 0, Verdict.REVIEW: 1, Verdict.BLOCKED: 2, Verdict.ERROR: 3}
+
+# Queues, reports and tables list blocked first: a listed student found is the reviewer's first
+# job, then files to fix or exclude, then faces to look at, then the rest.
+DISPLAY_ORDER: tuple[Verdict, ...] = (Verdict.BLOCKED, Verdict.ERROR, Verdict.REVIEW, Verdict.CLEAR)
+
+
+def worst(*verdicts: Verdict | str) -> Verdict:
+    """The most severe of the verdicts given (by SEVERITY)."""
+    return max((Verdict(v) for v in verdicts), key=SEVERITY.__getitem__)
+
+
+def display_rank(verdict: Verdict | str | None) -> int:
+    """Position in DISPLAY_ORDER; anything else (e.g. "not screened") after every verdict."""
+    try:
+        return DISPLAY_ORDER.index(Verdict(verdict))
+    except ValueError:
+        return len(DISPLAY_ORDER)
 
 
 class FaceStatus(StrEnum):

@@ -23,12 +23,13 @@ from sqlalchemy import exists, func, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from photocheck import audit
-from photocheck.config import ConfigError, check_channel, school_channels
+from photocheck.config import ConfigError, check_channel
 from photocheck.db import Database
+from photocheck.db.convert import channel_verdicts, photo_result
 from photocheck.db.models import Face, Photo, Redaction, ReferenceThumbnail, Scan, Signoff, Student
 from photocheck.groups import assign_groups
 from photocheck.images import file_sha256
-from photocheck.results import DECISIONS, FaceResult, FaceStatus, PhotoResult, ScanSummary, Verdict
+from photocheck.results import DECISIONS, PhotoResult, ScanSummary, Verdict, display_rank
 from photocheck.thresholds import load_thresholds
 
 # signoff_state after each decision
@@ -60,19 +61,6 @@ def same_person(a: str, b: str) -> bool:
     """Whether two user names are the same person for the "second person" rule (case and
     surrounding blanks ignored, as account names are)."""
     return a.strip().casefold() == b.strip().casefold()
-
-
-def channel_verdicts(photo: Photo, scan: Scan) -> dict[str, str]:
-    """The verdict per channel the photo was judged for.
-
-    Photos stored before per-channel verdicts existed count as judged with the strictest
-    verdict on every channel of their scan.
-    """
-    stored = json.loads(photo.channel_verdicts or "{}")
-    if stored:
-        return stored
-    channels = [scan.channel] if scan.channel else list(school_channels())
-    return {ch: photo.verdict for ch in channels}
 
 
 def strict_in_photo(s: Session, photo_id: int) -> list[str]:
@@ -128,7 +116,6 @@ def queue(db: Database, *, scan_id: int | None = None, verdicts: Iterable[str] |
     Burst groups stay together, in the place of their worst member, so a reviewer sees (and can
     decide) a burst at once; inside a group the worst photo comes first.
     """
-    order = {"blocked": 0, "error": 1, "review": 2, "clear": 3}
     with db.session() as s:
         groups: dict[int, dict[int, tuple[int, int, str]]] = {}
         q = select(Photo, Scan).join(Scan, Scan.id == Photo.scan_id)
@@ -153,13 +140,12 @@ def queue(db: Database, *, scan_id: int | None = None, verdicts: Iterable[str] |
                 signed_by=so.reviewer if so else None, decision=so.decision if so else None,
                 channels=[c for c in (so.channels.split(";") if so else []) if c],
                 group=group, group_size=group_size, group_verdict=group_verdict))
-    items.sort(key=lambda i: (order.get(i.group_verdict or i.verdict, 9), i.scan_id, i.group or 0,
-                              order.get(i.verdict, 9), i.photo_id))
+    items.sort(key=lambda i: (display_rank(i.group_verdict or i.verdict), i.scan_id, i.group or 0,
+                              display_rank(i.verdict), i.photo_id))
     return items
 
 
 SIGNOFF_STATES = ("pending", "approved", "redacted", "rejected")
-_URGENCY = {"blocked": 0, "error": 1, "review": 2, "clear": 3}
 
 
 @dataclass
@@ -200,8 +186,8 @@ def scan_view(db: Database, scan_id: int, *, channel: str | None = None, state: 
         groups.setdefault(key, []).append(ViewItem(p, verdict, st, versions[p.photo_id]))
     blocks = list(groups.values())
     for members in blocks:
-        members.sort(key=lambda it: _URGENCY.get(it.verdict, len(_URGENCY)))
-    blocks.sort(key=lambda m: _URGENCY.get(m[0].verdict, len(_URGENCY)))
+        members.sort(key=lambda it: display_rank(it.verdict))
+    blocks.sort(key=lambda m: display_rank(m[0].verdict))
     return ScanView(summary, blocks, sum(map(len, blocks)), decided, len(summary.photos))
 
 
@@ -668,6 +654,60 @@ def mark_for_recheck(s: Session) -> int:
     return res.rowcount or 0
 
 
+@dataclass
+class ScanOverview:
+    """One line of the list of scans: the scan row, its photos per verdict, how many await sign-off."""
+
+    scan: Scan
+    counts: dict[str, int]
+    pending: int
+    total: int
+
+
+def scan_overviews(db: Database) -> list[ScanOverview]:
+    """Every scan, newest first, with its photo counts."""
+    out = []
+    with db.session() as s:
+        for scan in s.scalars(select(Scan).order_by(Scan.id.desc())):
+            counts = dict(s.execute(select(Photo.verdict, func.count()).where(Photo.scan_id == scan.id)
+                                    .group_by(Photo.verdict)).all())
+            pending = s.scalar(select(func.count()).select_from(Photo).where(
+                Photo.scan_id == scan.id, Photo.signoff_state == "pending")) or 0
+            out.append(ScanOverview(scan, counts, pending, sum(counts.values())))
+    return out
+
+
+def photo_and_scan(db: Database, photo_id: int) -> tuple[Photo, Scan]:
+    """The stored photo row and its scan row (detached), or PhotoNotFound."""
+    with db.session() as s:
+        photo = s.get(Photo, photo_id)
+        if photo is None:
+            raise PhotoNotFound(f"no photo with id {photo_id}")
+        return photo, s.get(Scan, photo.scan_id)
+
+
+@dataclass
+class PhotoDetail:
+    """What a reviewer's page about one photo shows: its rows, its result (faces), its newest
+    verified redacted copy of the current bytes, if any."""
+
+    photo: Photo
+    scan: Scan
+    result: PhotoResult
+    redaction: Redaction | None
+
+
+def photo_detail(db: Database, photo_id: int) -> PhotoDetail:
+    with db.session() as s:
+        photo = s.scalar(select(Photo).where(Photo.id == photo_id).options(selectinload(Photo.faces)))
+        if photo is None:
+            raise PhotoNotFound(f"no photo with id {photo_id}")
+        scan = s.get(Scan, photo.scan_id)
+        red = s.scalar(select(Redaction).where(Redaction.photo_id == photo_id, Redaction.source_sha256 == photo.sha256)
+                       .order_by(Redaction.id.desc()).limit(1)) if photo.sha256 else None
+        return PhotoDetail(photo, scan, photo_result(photo, scan=scan, signoff=photo.signoff_state), red)
+
+
 def scan_summary(db: Database, scan_id: int) -> ScanSummary:
     """A stored scan read back as a report summary, with each photo's current sign-off state."""
     with db.session() as s:
@@ -689,15 +729,7 @@ def scan_summary(db: Database, scan_id: int) -> ScanSummary:
                 state += f" by {so.reviewer}" + (f" for {so.channels.replace(';', ', ')}" if so.channels else "")
             if p.needs_recheck:
                 state += " (re-check needed)"
-            faces = [FaceResult(box=(f.top, f.right, f.bottom, f.left), status=FaceStatus(f.status),
-                                detector_score=f.detector_score, student_id=f.student_id,
-                                candidate_id=f.candidate_id, distance=f.distance, reason=f.reason,
-                                time_s=f.time_s) for f in p.faces]
-            photos.append(PhotoResult(path=p.path, verdict=Verdict(p.verdict), reasons=json.loads(p.reasons or "[]"),
-                                      faces=faces, sha256=p.sha256, width=p.width, height=p.height, error=p.error,
-                                      channel_verdicts={k: Verdict(v) for k, v in channel_verdicts(p, scan).items()},
-                                      photo_id=p.id, signoff=state, phash=p.phash, kind=p.kind,
-                                      duration_s=p.duration_s))
+            photos.append(photo_result(p, scan=scan, signoff=state))
             photos[-1].group, photos[-1].group_size, group_verdict = groups[p.id]
             photos[-1].group_verdict = Verdict(group_verdict)
         return ScanSummary(scan_id=scan.id, started_at=scan.started_at.isoformat(timespec="seconds"),

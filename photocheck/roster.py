@@ -23,6 +23,8 @@ from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 
+from photocheck.config import SCHOOL_CHANNELS
+
 # An import stops (changes nothing) unless confirmed when it would remove more than
 # GUARD_REMOVED_SHARE of the students listed now (within --campus) and more than GUARD_MIN_STUDENTS,
 # or when a consent column lists more than GUARD_LISTED_SHARE of the file's rows while adding more
@@ -51,8 +53,8 @@ __all__ = [
     "parse_strict",
 ]
 
-# Publication channels a student can opt out of. "all" covers every channel.
-CHANNELS: tuple[str, ...] = ("all", "web", "social", "yearbook", "newsletter", "press")
+# Publication channels a student can opt out of: the school's channels, and "all" for every one.
+CHANNELS: tuple[str, ...] = ("all", *SCHOOL_CHANNELS)
 CANONICAL_COLUMNS: tuple[str, ...] = (
     "student_id", "first_name", "last_name", "campus", "grade", "opt_out",
 )

@@ -12,12 +12,8 @@ import dataclasses
 import hashlib
 import json
 import os
-import subprocess
-import sys
 from collections import deque
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
-from multiprocessing.connection import wait as mp_wait
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -25,13 +21,15 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import selectinload
 
 from photocheck.db import Database
+from photocheck.db.convert import photo_result
 from photocheck.db.models import Face, Photo, RosterImport, Scan, utcnow
 from photocheck.groups import assign_groups
 from photocheck.images import file_sha256, iter_image_files, os_error_text
-from photocheck.results import FaceResult, FaceStatus, PhotoResult, ScanSummary, Verdict, printable_path
-from photocheck.screening import ReferenceSet
+from photocheck.pipeline import error_result, screen_photo
+from photocheck.results import PhotoResult, ScanSummary, Verdict, printable_path
+from photocheck.thresholds import without_memory_only
 from photocheck.video import is_clip, screen_clips
-from photocheck.worker import WorkerSetup, error_result, release_memory, screen_photo
+from photocheck.worker import release_memory, run_pool
 
 __all__ = ["ScanOutcome", "ScanSetupError", "Skipped", "scan", "screen_photo"]
 
@@ -95,7 +93,9 @@ def default_jobs() -> int:
 
 def scan_cache_key(roster_fp: str, model: dict, thresholds) -> str:
     """Results may be reused only between scans with the same roster (listed students and their
-    reference encodings), the same models/settings and the same thresholds."""
+    reference encodings), the same models/settings and the same thresholds (memory-only settings aside)."""
+    if "settings" in model:  # the detector's settings (engine.model_info)
+        model = {**model, "settings": without_memory_only("detector", model["settings"])}
     canon = json.dumps({"roster": roster_fp, "model": model, "thresholds": thresholds.fingerprint()},
                        sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canon.encode()).hexdigest()
@@ -109,17 +109,6 @@ def scan_roots_key(roots: list[Path]) -> str:
     return hashlib.sha256(json.dumps([cwd, given]).encode()).hexdigest()
 
 
-def _result_from_row(photo: Photo, path: str | None = None, cached: bool = False) -> PhotoResult:
-    faces = [FaceResult(box=(f.top, f.right, f.bottom, f.left), status=FaceStatus(f.status),
-                        detector_score=f.detector_score, student_id=f.student_id, candidate_id=f.candidate_id,
-                        distance=f.distance, reason=f.reason, time_s=f.time_s) for f in photo.faces]
-    return PhotoResult(path=path or photo.path, verdict=Verdict(photo.verdict), reasons=json.loads(photo.reasons),
-                       faces=faces, sha256=photo.sha256, width=photo.width, height=photo.height,
-                       error=photo.error, phash=photo.phash, cached=cached, kind=photo.kind,
-                       duration_s=photo.duration_s,
-                       channel_verdicts={k: Verdict(v) for k, v in json.loads(photo.channel_verdicts or "{}").items()})
-
-
 def _copy_cached(db: Database, scan_id: int, hits: list[tuple[Path, str, int]], owner: str,
                  text_check: Callable[[PhotoResult, Path], PhotoResult] | None = None) -> list[PhotoResult]:
     """Store each (path, sha256, source photo id) in this scan with the result stored for the same
@@ -130,7 +119,7 @@ def _copy_cached(db: Database, scan_id: int, hits: list[tuple[Path, str, int]], 
         sources = {p.id: p for p in s.scalars(select(Photo).where(Photo.id.in_({src for _, _, src in hits}))
                                                .options(selectinload(Photo.faces)))}
         for path, sha, source_id in hits:
-            result = _result_from_row(sources[source_id], path=printable_path(path), cached=True)
+            result = photo_result(sources[source_id], path=printable_path(path), cached=True)
             result.sha256 = sha
             if text_check is not None:
                 text_check(result, path)
@@ -311,7 +300,7 @@ def scan(
             s.execute(delete(Photo).where(Photo.scan_id == scan_id, Photo.verdict == Verdict.ERROR.value))
             s.flush()
             for p in s.scalars(select(Photo).where(Photo.scan_id == scan_id).options(selectinload(Photo.faces))):
-                resumed.append(_result_from_row(p))
+                resumed.append(photo_result(p))
             row.status = "running"
             row.finished_at = None
             audit.record(s, actor=owner, action="scan.resume", scan_id=scan_id, photos=len(files),
@@ -411,7 +400,7 @@ def scan(
                 release_memory()
                 queue.extend(record(result))
         elif to_screen:
-            _run_pool(to_screen, n_jobs, references, thresholds, record, channel_refs)
+            run_pool(to_screen, n_jobs, references, thresholds, record, channel_refs)
         screen_clips(clips, references, thresholds, channel_refs, record, threads=min(2, jobs or default_jobs()))
         status = "finished"
     finally:
@@ -426,136 +415,3 @@ def scan(
     assign_groups(summary.photos, thresholds.grouping.max_hamming)
     return ScanOutcome(summary=summary, skipped=skipped, resumed=len(resumed),
                        cached=sum(p.cached for p in summary.photos), screened=screened, duplicates=duplicates)
-
-
-def _pool_shape(jobs: int) -> tuple[int, int]:
-    """(worker processes, onnxruntime threads of each one's detector) for `jobs` cores: one worker
-    per two cores.
-
-    A worker's threads (decode, detect, encode) keep two cores busy with one copy of each model;
-    its one detect thread runs CenterFace on both cores. Two detect threads on one core each were
-    ~5% faster but raised the peak by ~55 MB (two sets of detector activations, and more big
-    buffers alive at the same moment: models/README.md, "Scan process layout")."""
-    workers = max(1, jobs // 2)
-    return workers, max(1, jobs // workers)
-
-
-# Photos sent ahead to a worker: one being decoded, one decoded and waiting, one being detected,
-# one being encoded. More would only wait in its queues (and be re-tried if it crashed).
-IN_FLIGHT_PER_WORKER = 4
-
-
-class _Worker:
-    """A worker process (worker.main, then worker.serve) and the photos sent to it whose results
-    are not back yet.
-
-    Started with subprocess, not multiprocessing: no forkserver or resource-tracker process beside
-    it (~25 MB), it starts clean (no copied database connections or threads), and it is in its
-    own session, so Ctrl-C reaches only the scan, which stops it. It ends by itself when the
-    scan is gone (kill -9): its task pipe then reads as closed."""
-
-    def __init__(self, setup: WorkerSetup):
-        task_r, task_w = os.pipe()
-        result_r, result_w = os.pipe()
-        try:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-c", "from photocheck.worker import main; main()", str(task_r), str(result_w)],
-                pass_fds=(task_r, result_w), stdin=subprocess.DEVNULL, start_new_session=True)
-        finally:
-            os.close(task_r)  # the child's ends: a dead child then reads as EOF here
-            os.close(result_w)
-        self.tasks = Connection(task_w, readable=False)
-        self.results = Connection(result_r, writable=False)
-        self.tasks.send(setup)
-        self.in_flight: list[str] = []
-        self.ready = False
-
-    def send(self, path: str) -> None:
-        self.tasks.send(path)
-        self.in_flight.append(path)
-
-    def stop(self, now: bool) -> None:
-        if not now:
-            try:
-                self.tasks.send(None)
-                self.proc.wait(timeout=30)
-            except (OSError, subprocess.TimeoutExpired):
-                pass
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.tasks.close()
-        self.results.close()
-
-
-def _run_pool(files: list[Path], jobs: int, references: ReferenceSet, thresholds,
-              record: Callable[[PhotoResult], Iterable[Path]], channel_refs=None) -> None:
-    """Screen `files` in worker processes (worker.serve), recording each result as it arrives;
-    the files `record` returns are screened too.
-
-    A worker that dies (out of memory, a decoder crash) is replaced, and the photos it had in
-    flight are screened again one at a time: the photo that kills a worker alone becomes an
-    `error`, the others are screened normally."""
-    n_workers, onnx_threads = _pool_shape(jobs)
-    setup = WorkerSetup(references, thresholds, channel_refs, onnx_threads)
-    channels = list(channel_refs or {})
-    pending = deque(str(f) for f in files)
-    retry: deque[str] = deque()     # in flight in a worker that died: screened again, alone
-    retried: set[str] = set()
-    workers = [_Worker(setup) for _ in range(min(n_workers, len(files)))]
-
-    def feed(w: _Worker) -> None:
-        if not w.ready or (w.in_flight and w.in_flight[0] in retried):
-            return
-        if retry:
-            if not w.in_flight:
-                path = retry.popleft()
-                retried.add(path)
-                w.send(path)
-            return
-        while pending and len(w.in_flight) < IN_FLIGHT_PER_WORKER:
-            w.send(pending.popleft())
-
-    def died(w: _Worker) -> _Worker:
-        w.stop(now=True)
-        if not w.ready:
-            raise RuntimeError(f"a screening worker died while loading the face models (exit code {w.proc.returncode})")
-        for path in w.in_flight:
-            if path in retried:  # it crashed a worker on its own: that photo is the cause
-                pending.extend(str(f) for f in record(error_result(
-                    path, channels, f"screening crashed the worker (exit code {w.proc.returncode}); "
-                                    "the photo may be corrupt or too large to decode")))
-            else:
-                retry.append(path)
-        return _Worker(setup)
-
-    try:
-        while pending or retry or any(w.in_flight for w in workers):
-            for w in workers:
-                feed(w)
-            for conn in mp_wait([w.results for w in workers]):
-                i = next(i for i, w in enumerate(workers) if w.results is conn)
-                w = workers[i]
-                try:
-                    kind, *message = conn.recv()
-                except (EOFError, OSError):
-                    workers[i] = died(w)
-                    continue
-                if kind == "setup-failed":
-                    raise RuntimeError(f"the screening worker could not load the face models: {message[0]}")
-                if kind == "ready":
-                    w.ready = True
-                    continue
-                path, result = message
-                w.in_flight.remove(path)
-                pending.extend(str(f) for f in record(result))
-    except BaseException:
-        for w in workers:
-            w.stop(now=True)
-        raise
-    for w in workers:
-        w.stop(now=False)

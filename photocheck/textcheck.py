@@ -22,14 +22,8 @@ from photocheck.db.models import Student
 from photocheck.images import file_sha256
 from photocheck.metadata import EmbeddedText, FoundText, read_embedded_text
 from photocheck.names import FIRST_NAME, NAMED, NameIndex, Person
-from photocheck.results import PhotoResult, Verdict
+from photocheck.results import PhotoResult, Verdict, worst
 from photocheck.screening import listed_for
-
-_RANK = {Verdict.CLEAR: 0, Verdict.REVIEW: 1, Verdict.BLOCKED: 2, Verdict.ERROR: 3}
-
-
-def worst(a: Verdict, b: Verdict) -> Verdict:
-    return a if _RANK[Verdict(a)] >= _RANK[Verdict(b)] else Verdict(b)
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,16 @@ def default_path() -> Path:
     raise FileNotFoundError("thresholds.toml not found in " + ", ".join(str(p) for p in _CANDIDATES))
 
 
+# Settings that change memory use only, never a detection (tests/test_detect_tiles.py checks the
+# outputs are bit-identical): left out of fingerprint() and the scan cache key, so tuning them reuses results.
+MEMORY_ONLY: dict[str, tuple[str, ...]] = {"detector": ("tile_rows", "tile_margin")}
+
+
+def without_memory_only(section: str, values: dict) -> dict:
+    """`values` of a [section] without its memory-only settings."""
+    return {k: v for k, v in values.items() if k not in MEMORY_ONLY.get(section, ())}
+
+
 class ThresholdsError(ValueError):
     """models/thresholds.toml is missing, unreadable or inconsistent (a configuration error)."""
 
@@ -60,6 +70,7 @@ class DetectorSettings(_Section):
     long_side: int  # main pass: image resized so its long side is this
     max_upscale: float  # small images may be upscaled up to this for the main pass
     coarse_long_side: int  # second pass for very large faces (0 = off)
+    coarse_max_ratio: float  # ... only when coarse_long_side < this x the main pass's long side
     nms_iou: float  # overlapping candidates above this IoU are merged
     nested_overlap: float  # a box with this share of its area inside a wider one is the same face...
     nested_min_ratio: float  # ...if it is at least this fraction of the wider one's width
@@ -68,10 +79,13 @@ class DetectorSettings(_Section):
     map_ox: float
     map_oy: float
     map_box_k: float  # box-only side estimate (x CenterFace width), used as a clamp
+    map_side_min: float  # landmark side clamped to [min, max] x the box-only estimate
+    map_side_max: float
     encode_face_px: int  # faces narrower than this are upscaled before encoding
     hog_fallback: bool  # also run dlib HOG and add faces CenterFace missed
     hog_long_side: int
     hog_upsample: int
+    quality_crop_px: int  # face quality (sharpness...) measured on a grey copy this many px square
     tile_rows: int  # CenterFace's stem runs on bands of this many working-size rows (0 = whole image)
     tile_margin: int  # rows of context above and below each band (must cover the stem's receptive field)
 
@@ -109,6 +123,12 @@ class TextThresholds(_Section):
 
 
 @dataclass(frozen=True)
+class RedactSettings(_Section):
+    pad: float  # covered box grows by this x its larger side on every side
+    pixel_blocks: int  # pixelate: at most this many blocks across a covered box
+
+
+@dataclass(frozen=True)
 class VideoSettings(_Section):
     sample_interval_s: float  # a frame is screened at least this often (seconds of clip)
     scene_change_diff: float  # mean grey difference (0-255) from the last screened frame that screens this one too
@@ -131,6 +151,7 @@ class Thresholds:
     grouping: GroupingThresholds = GroupingThresholds(max_hamming=0)
     text: TextThresholds = TextThresholds(first_name_min_letters=4)
     video: VideoSettings | None = None  # None only for hand-made Thresholds; load_thresholds always sets it
+    redact: RedactSettings | None = None  # as video
     source: str = ""
 
     def as_dict(self) -> dict:
@@ -143,12 +164,14 @@ class Thresholds:
             "grouping": self.grouping.as_dict(),
             "text": self.text.as_dict(),
             **({"video": self.video.as_dict()} if self.video is not None else {}),
+            **({"redact": self.redact.as_dict()} if self.redact is not None else {}),
         }
 
     def fingerprint(self) -> str:
-        """Stable sha256 of the canonical values: same numbers -> same fingerprint, whatever
-        the file's comments/ordering/path. Used as a cache key for scan results."""
-        canon = json.dumps(self.as_dict(), sort_keys=True, separators=(",", ":"))
+        """Stable sha256 of the values that can change a verdict (MEMORY_ONLY left out): same
+        numbers -> same fingerprint, whatever the file's comments/ordering/path. Part of the scan cache key."""
+        values = {sec: without_memory_only(sec, d) for sec, d in self.as_dict().items()}
+        canon = json.dumps(values, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canon.encode()).hexdigest()
 
 
@@ -159,7 +182,7 @@ def load_thresholds(path: str | Path | None = None) -> Thresholds:
             data = tomllib.load(fh)
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ThresholdsError(f"cannot read thresholds file {p}: {exc}") from None
-    sections = ("detector", "match", "quality", "enroll", "grouping", "text", "video")
+    sections = ("detector", "match", "quality", "enroll", "grouping", "text", "video", "redact")
     unknown = set(data) - set(sections)
     if unknown:
         raise ThresholdsError(f"{p}: unknown section(s) {sorted(unknown)}")
@@ -174,12 +197,19 @@ def load_thresholds(path: str | Path | None = None) -> Thresholds:
         grouping=GroupingThresholds.from_dict(data["grouping"], "grouping"),
         text=TextThresholds.from_dict(data["text"], "text"),
         video=VideoSettings.from_dict(data["video"], "video"),
+        redact=RedactSettings.from_dict(data["redact"], "redact"),
         source=str(p),
     )
     d = t.detector
     if d.tile_rows < 0 or d.tile_margin < 0 or d.tile_rows % 32 or d.tile_margin % 32:
         raise ThresholdsError(f"{p}: [detector] tile_rows and tile_margin must be multiples of 32 (>= 0), "
                               f"got {d.tile_rows}, {d.tile_margin}")
+    if not (0 < d.map_side_min <= d.map_side_max and d.quality_crop_px >= 8 and 0 < d.coarse_max_ratio <= 1):
+        raise ThresholdsError(f"{p}: [detector] need 0 < map_side_min <= map_side_max, quality_crop_px >= 8 and "
+                              f"0 < coarse_max_ratio <= 1, got {d}")
+    r = t.redact
+    if not (r.pad > 0 and r.pixel_blocks >= 1):
+        raise ThresholdsError(f"{p}: [redact] need pad > 0 and pixel_blocks >= 1, got {r}")
     m = t.match
     if not (0 < m.block_distance <= m.review_distance):
         raise ThresholdsError(f"{p}: need 0 < block_distance <= review_distance, got {m}")

@@ -4,7 +4,7 @@ A clip (MP4, MOV incl. iPhone HEVC, M4V, WebM/Matroska, AVI; found by its conten
 with PyAV (FFmpeg inside its wheel) one frame at a time. A frame is screened every
 [video] sample_interval_s of clip time, and also when the picture changed since the last screened
 frame (a cut, a fast pan). Each screened frame goes through the photo path unchanged
-(worker.detect_decoded + worker.judge_photo), so every face is judged by the same rules as in a
+(pipeline.detect_decoded + pipeline.judge_photo), so every face is judged by the same rules as in a
 photo. Faces of one person across screened frames form one track, reported as one face (its worst
 sighting, with time_s). The clip's verdict is the worst of its frames: blocked > review > clear.
 
@@ -25,9 +25,10 @@ import numpy as np
 
 from photocheck.engine import box_iou
 from photocheck.images import file_sha256, sniff_format
-from photocheck.results import FaceResult, FaceStatus, PhotoResult, Verdict
+from photocheck.pipeline import detect_decoded, error_result, judge_photo
+from photocheck.results import FaceResult, FaceStatus, PhotoResult, Verdict, worst
 from photocheck.screening import ReferenceSet, photo_verdict
-from photocheck.worker import detect_decoded, error_result, judge_photo, release_memory
+from photocheck.worker import release_memory
 
 VIDEO_EXTENSIONS = frozenset(".mp4 .mov .m4v .webm .mkv .avi".split())
 
@@ -39,7 +40,6 @@ _NOT_VIDEO_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"mif1", b"msf1", b"avi
 # QuickTime files without an ftyp box start with one of these atoms.
 _QT_ATOMS = {b"moov", b"mdat", b"wide", b"pnot"}
 
-_SEVERITY = {Verdict.CLEAR: 0, Verdict.REVIEW: 1, Verdict.BLOCKED: 2, Verdict.ERROR: 3}
 _FACE_SEVERITY = {FaceStatus.NO_MATCH: 0, FaceStatus.UNPROTECTED: 1, FaceStatus.TOO_SMALL: 2,
                   FaceStatus.UNCERTAIN: 3, FaceStatus.LISTED: 4}
 THUMB_SIZE = (32, 18)  # grey thumbnail for scene changes (width, height)
@@ -347,7 +347,7 @@ def screen_video(path: str | os.PathLike, engine, references: ReferenceSet, thre
     """Screen one clip: a PhotoResult with kind "video", duration_s, and one face per track
     (time_s = when that sighting is). Never raises: failures become `error` with a reason.
 
-    Same arguments as worker.screen_photo; `thresholds` needs its [video] section."""
+    Same arguments as pipeline.screen_photo; `thresholds` needs its [video] section."""
     path = Path(path)
     channels = list(channel_refs or {})
     sha256 = None
@@ -364,11 +364,10 @@ def screen_video(path: str | os.PathLike, engine, references: ReferenceSet, thre
                             sha256=sha256, kind="video")
     faces = tracker.faces()
     verdict, reasons = photo_verdict(faces)
-    worst_frame = max((r.verdict for _, r in frames), key=_SEVERITY.__getitem__)
-    if _SEVERITY[worst_frame] > _SEVERITY[verdict]:  # cannot happen (tracks keep their worst face); stay safe
-        verdict = worst_frame
-    channel_verdicts = {ch: max((r.channel_verdicts.get(ch, Verdict.ERROR) for _, r in frames),
-                                key=_SEVERITY.__getitem__) for ch in channels}
+    # A frame worse than the tracks cannot happen (tracks keep their worst face); stay safe.
+    verdict = worst(verdict, *(r.verdict for _, r in frames))
+    channel_verdicts = {ch: worst(*(r.channel_verdicts.get(ch, Verdict.ERROR) for _, r in frames))
+                        for ch in channels}
     if not faces:
         reasons = ["no faces found in any screened frame"]
     reasons.append(f"{len(frames)} frames screened of {n} ({duration:.1f} s clip; every "

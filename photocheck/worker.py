@@ -1,130 +1,28 @@
-"""Screening one photo, and the worker process that screens a scan's photos.
+"""The scan's worker pool, both ends of the pipe: the scan side (run_pool, starting and feeding
+worker processes, replacing one that dies) and the worker side (main, serve: one process per two
+cores screening photos with photocheck.pipeline in threads), and the glibc memory tuning they use.
 
-Kept apart from scan.py so the worker imports only what screening needs (numpy, PIL, onnxruntime,
+Kept apart from scan.py so a worker imports only what screening needs (numpy, PIL, onnxruntime,
 dlib) — never SQLAlchemy, typer or rich (measured: ~30 MB per process).
-
-A scan's worker process (`serve`, one per two cores) loads the face engine once and screens
-photos in threads — decode, detect (onnxruntime on both cores), encode + judge — each on a
-different photo, so both cores stay busy with one copy of each model and at most two photos
-decoded in full.
 """
 from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import threading
-from dataclasses import dataclass, field
+from collections import deque
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.connection import wait as mp_wait
 from pathlib import Path
+from typing import Callable, Iterable
 
-from photocheck.groups import dhash
-from photocheck.images import ImageError, load_image, os_error_text
-from photocheck.results import PhotoResult, Verdict
-from photocheck.screening import ReferenceSet, classify_face, photo_problem, photo_verdict
+from photocheck.pipeline import Detected, decode_photo, detect_decoded, error_result, judge_photo
+from photocheck.results import PhotoResult
+from photocheck.screening import ReferenceSet
 
-
-@dataclass
-class Detected:
-    """A photo after decoding and detection: all that encoding and judging need (small: the
-    faces' padded crops, not the photo). `error` set = the photo is already an error result."""
-    path: str
-    error: PhotoResult | None = None
-    sha256: str | None = None
-    width: int | None = None
-    height: int | None = None
-    phash: str | None = None
-    detections: list = field(default_factory=list)
-    crops: list = field(default_factory=list)  # one (padded crop, detection in crop pixels) per face
-    brightness: float | None = None  # mean grey level of the photo (main detection pass's copy), 0..255
-
-
-def error_result(path, channels, reason: str, **kw) -> PhotoResult:
-    """An `error` photo (never "no faces"), with an error verdict on every channel judged."""
-    return PhotoResult(path=str(path), verdict=Verdict.ERROR, reasons=[reason], error=reason,
-                       channel_verdicts={ch: Verdict.ERROR for ch in channels}, **kw)
-
-
-def decode_photo(path: Path, channels: list[str]):
-    """(LoadedImage, None) or (None, an `error` result). Never raises."""
-    try:
-        return load_image(path), None
-    except ImageError as exc:
-        return None, error_result(path, channels, str(exc))
-    except OSError as exc:
-        return None, error_result(path, channels, f"cannot read file {os_error_text(path, exc)}")
-    except Exception as exc:  # a decoder bug must not turn into "no faces"
-        return None, error_result(path, channels, f"cannot decode image: {type(exc).__name__}: {exc}")
-
-
-def detect_decoded(path: Path, img, engine, channels: list[str], inputs=None) -> Detected:
-    """Detect the faces of a decoded photo and cut their crops. Never raises.
-    `inputs`: engine.pass_inputs(img.view), if already made. Reads the photo only through
-    img.view: its upright array is never made."""
-    try:
-        if inputs is None:
-            inputs = engine.pass_inputs(img.view)
-        detections = engine.detect(img.view, inputs)
-        # Keep only what encoding reads (a padded crop per face), not the whole photo (48 MB for 12 MP).
-        crops = engine.encoding_crops(img.view, detections)
-    except Exception as exc:
-        reason = f"face detection failed: {type(exc).__name__}: {exc}"
-        return Detected(str(path), error_result(path, channels, reason, sha256=img.sha256, width=img.width,
-                                                height=img.height))
-    try:
-        phash = dhash(inputs[0])  # the main pass's copy: plenty for a 9x8 hash
-    except Exception:  # grouping is a convenience: never let it cost a verdict
-        phash = None
-    # A luminance-weighted mean would differ by a few levels; the plain mean is what was calibrated.
-    brightness = float(inputs[0].mean(dtype="float64"))
-    return Detected(str(path), None, img.sha256, img.width, img.height, phash, detections, crops, brightness)
-
-
-def detect_photo(path: Path, engine, channels: list[str]) -> Detected:
-    """Decode and detect one photo. Never raises: failures become an `error` result."""
-    img, error = decode_photo(path, channels)
-    if error is not None:
-        return Detected(str(path), error)
-    return detect_decoded(path, img, engine, channels)
-
-
-def judge_photo(det: Detected, engine, references: ReferenceSet, thresholds,
-                channel_refs: dict[str, ReferenceSet] | None = None) -> PhotoResult:
-    """Encode a detected photo's faces and judge them. Never raises: failures become `error`."""
-    if det.error is not None:
-        return det.error
-    channels = list(channel_refs or {})
-    try:
-        encodings = engine.encode_crops(det.crops)
-
-        def judge(refs: ReferenceSet):
-            return [classify_face(tuple(int(v) for v in d.box), enc, d.sharpness, refs, thresholds,
-                                  detector_score=float(d.score), quality=d.quality)
-                    for d, enc in zip(det.detections, encodings)]
-
-        faces = judge(references)
-        problem = photo_problem(det.brightness, thresholds)
-        per_channel = {ch: photo_verdict(judge(refs), problem)[0] for ch, refs in (channel_refs or {}).items()}
-    except Exception as exc:
-        return error_result(det.path, channels, f"face detection failed: {type(exc).__name__}: {exc}",
-                            sha256=det.sha256, width=det.width, height=det.height)
-    verdict, reasons = photo_verdict(faces, problem)
-    return PhotoResult(path=det.path, verdict=verdict, reasons=reasons, faces=faces, sha256=det.sha256,
-                       width=det.width, height=det.height, channel_verdicts=per_channel, phash=det.phash)
-
-
-def screen_photo(path: Path, engine, references: ReferenceSet, thresholds,
-                 channel_refs: dict[str, ReferenceSet] | None = None) -> PhotoResult:
-    """Load, detect, encode and judge one photo. Never raises: failures become `error`.
-
-    The verdict and faces are judged against `references`; each of `channel_refs` (the students
-    listed for that channel) gives a per-channel verdict from the same encodings.
-    """
-    det = detect_photo(path, engine, list(channel_refs or {}))
-    release_memory()  # hand the decoder's and detector's buffers back before encoding
-    return judge_photo(det, engine, references, thresholds, channel_refs)
-
-
-# --- the worker process -----------------------------------------------------------------------
 
 @dataclass
 class WorkerSetup:
@@ -132,8 +30,146 @@ class WorkerSetup:
     references: ReferenceSet
     thresholds: object
     channel_refs: dict | None
-    onnx_threads: int = 1  # onnxruntime threads of the detector (scan._pool_shape: the worker's cores)
+    onnx_threads: int = 1  # onnxruntime threads of the detector (pool_shape: the worker's cores)
 
+
+# --- the scan's side ------------------------------------------------------------------------------
+
+
+def pool_shape(jobs: int) -> tuple[int, int]:
+    """(worker processes, onnxruntime threads of each one's detector) for `jobs` cores: one worker
+    per two cores.
+
+    A worker's threads (decode, detect, encode) keep two cores busy with one copy of each model;
+    its one detect thread runs CenterFace on both cores. Two detect threads on one core each were
+    ~5% faster but raised the peak by ~55 MB (two sets of detector activations, and more big
+    buffers alive at the same moment: models/README.md, "Scan process layout")."""
+    workers = max(1, jobs // 2)
+    return workers, max(1, jobs // workers)
+
+
+# Photos sent ahead to a worker: one being decoded, one decoded and waiting, one being detected,
+# one being encoded. More would only wait in its queues (and be re-tried if it crashed).
+IN_FLIGHT_PER_WORKER = 4
+
+
+class _Worker:
+    """A worker process (main, then serve) and the photos sent to it whose results
+    are not back yet.
+
+    Started with subprocess, not multiprocessing: no forkserver or resource-tracker process beside
+    it (~25 MB), it starts clean (no copied database connections or threads), and it is in its
+    own session, so Ctrl-C reaches only the scan, which stops it. It ends by itself when the
+    scan is gone (kill -9): its task pipe then reads as closed."""
+
+    def __init__(self, setup: WorkerSetup):
+        task_r, task_w = os.pipe()
+        result_r, result_w = os.pipe()
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", "from photocheck.worker import main; main()", str(task_r), str(result_w)],
+                pass_fds=(task_r, result_w), stdin=subprocess.DEVNULL, start_new_session=True)
+        finally:
+            os.close(task_r)  # the child's ends: a dead child then reads as EOF here
+            os.close(result_w)
+        self.tasks = Connection(task_w, readable=False)
+        self.results = Connection(result_r, writable=False)
+        self.tasks.send(setup)
+        self.in_flight: list[str] = []
+        self.ready = False
+
+    def send(self, path: str) -> None:
+        self.tasks.send(path)
+        self.in_flight.append(path)
+
+    def stop(self, now: bool) -> None:
+        if not now:
+            try:
+                self.tasks.send(None)
+                self.proc.wait(timeout=30)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.tasks.close()
+        self.results.close()
+
+
+def run_pool(files: list[Path], jobs: int, references: ReferenceSet, thresholds,
+              record: Callable[[PhotoResult], Iterable[Path]], channel_refs=None) -> None:
+    """Screen `files` in worker processes (serve), recording each result as it arrives;
+    the files `record` returns are screened too.
+
+    A worker that dies (out of memory, a decoder crash) is replaced, and the photos it had in
+    flight are screened again one at a time: the photo that kills a worker alone becomes an
+    `error`, the others are screened normally."""
+    n_workers, onnx_threads = pool_shape(jobs)
+    setup = WorkerSetup(references, thresholds, channel_refs, onnx_threads)
+    channels = list(channel_refs or {})
+    pending = deque(str(f) for f in files)
+    retry: deque[str] = deque()     # in flight in a worker that died: screened again, alone
+    retried: set[str] = set()
+    workers = [_Worker(setup) for _ in range(min(n_workers, len(files)))]
+
+    def feed(w: _Worker) -> None:
+        if not w.ready or (w.in_flight and w.in_flight[0] in retried):
+            return
+        if retry:
+            if not w.in_flight:
+                path = retry.popleft()
+                retried.add(path)
+                w.send(path)
+            return
+        while pending and len(w.in_flight) < IN_FLIGHT_PER_WORKER:
+            w.send(pending.popleft())
+
+    def died(w: _Worker) -> _Worker:
+        w.stop(now=True)
+        if not w.ready:
+            raise RuntimeError(f"a screening worker died while loading the face models (exit code {w.proc.returncode})")
+        for path in w.in_flight:
+            if path in retried:  # it crashed a worker on its own: that photo is the cause
+                pending.extend(str(f) for f in record(error_result(
+                    path, channels, f"screening crashed the worker (exit code {w.proc.returncode}); "
+                                    "the photo may be corrupt or too large to decode")))
+            else:
+                retry.append(path)
+        return _Worker(setup)
+
+    try:
+        while pending or retry or any(w.in_flight for w in workers):
+            for w in workers:
+                feed(w)
+            for conn in mp_wait([w.results for w in workers]):
+                i = next(i for i, w in enumerate(workers) if w.results is conn)
+                w = workers[i]
+                try:
+                    kind, *message = conn.recv()
+                except (EOFError, OSError):
+                    workers[i] = died(w)
+                    continue
+                if kind == "setup-failed":
+                    raise RuntimeError(f"the screening worker could not load the face models: {message[0]}")
+                if kind == "ready":
+                    w.ready = True
+                    continue
+                path, result = message
+                w.in_flight.remove(path)
+                pending.extend(str(f) for f in record(result))
+    except BaseException:
+        for w in workers:
+            w.stop(now=True)
+        raise
+    for w in workers:
+        w.stop(now=False)
+
+
+# --- the worker process ---------------------------------------------------------------------------
 
 # Photos decoded in full at once in a worker: the one being detected and the next one. Each 12 MP
 # photo is 48 MB as decoded; more would only add memory (three at once, measured with an earlier
@@ -144,7 +180,7 @@ DECODED_AT_ONCE = 2
 def serve(tasks, results, setup: WorkerSetup) -> None:
     """A scan's worker process: screen each path received on `tasks`, send ("photo", path,
     PhotoResult) on `results`; None ends it. ("ready",) or ("setup-failed", why) come first.
-    Run by main() in a process started by scan._Worker.
+    Run by main() in a process started by _Worker.
 
     Three threads share one loaded engine, so that two cores stay busy with one copy of each
     model: decode (PIL: the photo and its working-size copies for the detector), detect
@@ -231,7 +267,7 @@ def serve(tasks, results, setup: WorkerSetup) -> None:
 
 
 def main() -> None:
-    """Entry point of a worker process started by scan._Worker: `python -c ... TASK_FD RESULT_FD`."""
+    """Entry point of a worker process started by _Worker: `python -c ... TASK_FD RESULT_FD`."""
     import sys
     from multiprocessing.connection import Connection
 

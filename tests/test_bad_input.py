@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from photocheck.images import ImageError, load_image
+from photocheck.pipeline import screen_photo
 from photocheck.results import Verdict
-from photocheck.scan import screen_photo
 from photocheck.screening import ReferenceSet
 from tests.helpers import REPO, load_report
 

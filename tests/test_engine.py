@@ -182,7 +182,7 @@ def test_thresholds_load_and_fingerprint(th, tmp_path):
     assert 0 < th.match.block_distance < th.match.review_distance
     assert th.fingerprint() == load_thresholds().fingerprint()
     d = th.as_dict()
-    assert set(d) == {"detector", "match", "quality", "enroll", "grouping", "text", "video"}
+    assert set(d) == {"detector", "match", "quality", "enroll", "grouping", "text", "video", "redact"}
     src = re.sub(r"(?m)^block_distance = .*$", "block_distance = 0.5", Path(th.source).read_text())
     p = tmp_path / "t.toml"
     p.write_text(src)

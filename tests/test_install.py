@@ -169,11 +169,12 @@ def test_scan_off_posix_screens_in_one_process(cli, monkeypatch):
     import types
 
     import photocheck.scan as scan_mod
+    import photocheck.worker as worker_mod
 
     fake_os = types.SimpleNamespace(**{k: getattr(os, k) for k in dir(os) if not k.startswith("__")})
     fake_os.name = "nt"
     monkeypatch.setattr(scan_mod, "os", fake_os)
-    monkeypatch.setattr(scan_mod, "_Worker", lambda *a, **k: pytest.fail("the worker pool was started"))
+    monkeypatch.setattr(worker_mod, "_Worker", lambda *a, **k: pytest.fail("the worker pool was started"))
     cli("roster", "import", REPO / "roster" / "no_consent.csv")
     cli("enroll", REPO / "roster" / "photos")
     out = cli("scan", REPO / "sample_images", "--jobs", "2", expect=1).output

@@ -102,12 +102,12 @@ def _help(cli, *args: str) -> str:
 
 
 def test_scan_jobs_help_describes_the_worker_layout_scan_uses(cli):
-    from photocheck.scan import _pool_shape
+    from photocheck.worker import pool_shape
 
     text = _help(cli, "scan")
     assert "decode+detect and an encode worker" not in text
     assert "one worker process per two cores" in text and "1 screens in this process" in text
-    assert [_pool_shape(j)[0] for j in (2, 4, 8)] == [1, 2, 4]  # what the help says: one per two cores
+    assert [pool_shape(j)[0] for j in (2, 4, 8)] == [1, 2, 4]  # what the help says: one per two cores
 
 
 def test_publish_help_says_what_to_is(cli):

@@ -9,7 +9,7 @@ from rich.markup import escape
 
 from photocheck.cli.common import EXIT_ATTENTION, DbOption, console, err_console, fail, open_db
 from photocheck.config import current_user
-from photocheck.results import PhotoResult, Verdict
+from photocheck.results import DISPLAY_ORDER, PhotoResult, Verdict
 
 STYLE = {Verdict.BLOCKED: "bold red", Verdict.ERROR: "bold magenta", Verdict.REVIEW: "yellow",
          Verdict.CLEAR: "green"}
@@ -119,7 +119,7 @@ def scan(
         Verdict.ERROR: "file could not be screened: fix or exclude it",
         Verdict.CLEAR: "no listed student found: still needs sign-off",
     }
-    for v in (Verdict.BLOCKED, Verdict.REVIEW, Verdict.ERROR, Verdict.CLEAR):
+    for v in DISPLAY_ORDER:
         table.add_row(f"[{STYLE[v]}]{v.value}[/]", str(counts[v.value]), meaning[v])
     console.print(table)
     if summary.unprotected_students:

@@ -18,10 +18,7 @@ from PIL import Image, ImageOps
 
 from photocheck.reports._atomic import atomic_open
 from photocheck.reports.json_report import SIGN_OFF_NOTE, photocheck_version
-from photocheck.results import FaceResult, FaceStatus, PhotoResult, ScanSummary, Verdict
-
-# Most urgent first: blocked photos are what a reviewer must see; errors were never checked.
-VERDICT_ORDER = [Verdict.BLOCKED, Verdict.ERROR, Verdict.REVIEW, Verdict.CLEAR]
+from photocheck.results import DISPLAY_ORDER, FaceResult, FaceStatus, PhotoResult, ScanSummary, Verdict, display_rank
 
 _BOX_CLASS = {
     FaceStatus.LISTED: "listed",
@@ -89,7 +86,6 @@ def write_html(summary: ScanSummary, path: str | os.PathLike, *, thumbnail_px: i
     Cards are written one at a time so memory stays bounded for thousands of photos; an
     unreadable or deleted photo gets a placeholder card instead of failing the report.
     """
-    rank = {v: i for i, v in enumerate(VERDICT_ORDER)}
     # Burst groups are shown together, in the place of their worst member; inside a group (and
     # between ungrouped photos) the worst verdict comes first. Every card keeps its own verdict.
     groups: dict[object, list[PhotoResult]] = {}
@@ -98,8 +94,8 @@ def write_html(summary: ScanSummary, path: str | os.PathLike, *, thumbnail_px: i
         groups.setdefault(key, []).append(photo)
     blocks = []
     for members in groups.values():
-        members = sorted(members, key=lambda p: rank.get(p.verdict, len(rank)))  # stable
-        blocks.append((rank.get(members[0].verdict, len(rank)), members))
+        members = sorted(members, key=lambda p: display_rank(p.verdict))  # stable
+        blocks.append((display_rank(members[0].verdict), members))
     blocks.sort(key=lambda b: b[0])  # stable
     with atomic_open(path, "w", encoding="utf-8", newline="\n") as f:
         _write_header(f, summary)
@@ -148,7 +144,7 @@ def _write_header(f: IO[str], s: ScanSummary) -> None:
     for k, v in rows:
         f.write(f"<tr><th>{e(k)}</th><td>{e(str(v))}</td></tr>\n")
     f.write("</table>\n<p class=\"counts\">")
-    for v in VERDICT_ORDER:
+    for v in DISPLAY_ORDER:
         f.write(f'<span><span class="badge {v.value}">{v.value}</span> {counts.get(v.value, 0)}</span>')
     f.write(f"<span>total {len(s.photos)}</span></p>\n</header>\n<main class=\"grid\">\n")
 
@@ -241,7 +237,7 @@ def _card(photo: PhotoResult, px: int) -> str:
         parts.append(f'<p class="err">{e(plain)} Not checked: it must not be published as is.</p>'
                      f'<details class="tech"><summary>Technical detail</summary>{e(_clean(photo.error))}</details>')
     if photo.faces or photo.verdict != Verdict.ERROR:  # an error photo was never searched for faces
-        parts.append(f'<p class="faces">{e(_faces_text(photo.faces))}</p>')
+        parts.append(f'<p class="faces">{e(faces_text(photo.faces))}</p>')
     state = photo.signoff.split(" ", 1)[0]
     ident = f"photo {photo.photo_id} · " if photo.photo_id is not None else ""
     parts.append(f'<p class="signoff {e(state)}">{e(ident)}sign-off: {e(photo.signoff)}</p>')
@@ -280,7 +276,7 @@ def _clip_frames(photo: PhotoResult, px: int) -> str:
         Image.fromarray(rgb).save(buf, "JPEG", quality=80, optimize=True)
         uri = "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
         w, h = (photo.width, photo.height) if photo.width and photo.height else (rgb.shape[1], rgb.shape[0])
-        boxes = "".join(_box(f, w, h) for f in photo.faces if f.time_s == t)
+        boxes = "".join(face_box_html(f, w, h) for f in photo.faces if f.time_s == t)
         out.append(f'<div class="thumb"><img src="{uri}" alt="frame at {t:.2f} s of {escape(str(photo.path))}">'
                    f'{boxes}</div><p class="frame-time">at {t:.2f} s of {photo.duration_s or 0:.1f} s</p>')
     return "".join(out)
@@ -297,12 +293,13 @@ def _thumb_html(photo: PhotoResult, px: int) -> str:
     # Boxes are in upright full-size pixels; % positions make them independent of thumbnail
     # and display size, and keep the thumbnail itself clean.
     w, h = (photo.width, photo.height) if photo.width and photo.height else full
-    boxes = "".join(_box(face, w, h) for face in photo.faces)
+    boxes = "".join(face_box_html(face, w, h) for face in photo.faces)
     return f'<div class="thumb"><img src="{data_uri}" alt="thumbnail of {e(str(photo.path))}">{boxes}</div>'
 
 
-def _faces_text(faces: list[FaceResult]) -> str:
-    # The same facts as the boxes, in words: survives a missing thumbnail and black-and-white print.
+def faces_text(faces: list[FaceResult]) -> str:
+    """The faces in words, for the report and the web review: the same facts as the boxes, so
+    they survive a missing thumbnail and black-and-white print."""
     if not faces:
         return "No faces found."
     listed = [f.student_id or "?" for f in faces if f.status == FaceStatus.LISTED]
@@ -320,7 +317,8 @@ def _faces_text(faces: list[FaceResult]) -> str:
     return text + "."
 
 
-def _box(face: FaceResult, w: int, h: int) -> str:
+def face_box_html(face: FaceResult, w: int, h: int) -> str:
+    """One face's box over a picture w x h (positioned in percent), for the report and the web review."""
     top, right, bottom, left = face.box
     cls = _BOX_CLASS.get(face.status, "review")
 

@@ -4,11 +4,12 @@ Routes stay thin: the rules, the grouping and the bulk decisions are photocheck/
 """
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, flash, g, redirect, request, url_for
+from flask import Blueprint, abort, flash, g, redirect, request, url_for
 
 from photocheck import review
 from photocheck.protect import ProtectionError
 from photocheck.review import SignoffError, SignResult
+from photocheck.web.common import db, jpeg, safe_next
 
 bp = Blueprint("decide", __name__)
 
@@ -43,10 +44,6 @@ def flash_results(results: list[SignResult], decision: str) -> None:
             flash(f"Refused photo {r.photo_id}: {refusal(r.rule, r.photo_id, r.message)}", "refused")
 
 
-def _db():
-    return current_app.extensions["photocheck_db"]
-
-
 def _versions() -> dict[int, int]:
     """The photos ticked on the page, each with the version shown: photo=ID:VERSION fields."""
     out = {}
@@ -59,16 +56,14 @@ def _versions() -> dict[int, int]:
 
 
 def _back(scan_id: int):
-    from photocheck.web.app import _safe_next
-
-    return redirect(_safe_next(request.form.get("next")) or url_for("sheet", scan_id=scan_id), 303)
+    return redirect(safe_next(request.form.get("next")) or url_for("scans.sheet", scan_id=scan_id), 303)
 
 
 @bp.post("/scans/<int:scan_id>/sign-selected")
 def sign_selected(scan_id: int):
     decision = request.form.get("decision", "")
     try:
-        results = review.sign_selected(_db(), _versions(), reviewer=g.user.username, decision=decision,
+        results = review.sign_selected(db(), _versions(), reviewer=g.user.username, decision=decision,
                                        channel=request.form.get("channel") or None,
                                        note=request.form.get("note", "")[:2000])
     except SignoffError as exc:
@@ -82,7 +77,7 @@ def sign_selected(scan_id: int):
 def sign_group(scan_id: int, group: int):
     decision = request.form.get("decision", "")
     try:
-        results = review.sign_group(_db(), scan_id, group, reviewer=g.user.username, decision=decision,
+        results = review.sign_group(db(), scan_id, group, reviewer=g.user.username, decision=decision,
                                     channel=request.form.get("channel") or None,
                                     note=request.form.get("note", "")[:2000], versions=_versions())
     except SignoffError as exc:
@@ -92,15 +87,11 @@ def sign_group(scan_id: int, group: int):
     return _back(scan_id)
 
 
-def _jpeg(data: bytes):
-    return data, 200, {"Content-Type": "image/jpeg"}
-
-
 @bp.get("/faces/<int:face_id>/crop.jpg")
 def face_crop(face_id: int):
     """The face cut from the scanned photo now; nothing is stored."""
     try:
-        return _jpeg(review.face_crop(_db(), face_id, FACE_PX))
+        return jpeg(review.face_crop(db(), face_id, FACE_PX))
     except SignoffError:
         abort(404, f"no face with id {face_id}")
     except Exception:  # the photo file is gone or unreadable: the page says so in words
@@ -111,7 +102,7 @@ def face_crop(face_id: int):
 def face_reference(face_id: int):
     """The thumbnail made at enrolment of the listed student this face is, or may be."""
     try:
-        data = review.face_reference(_db(), face_id)
+        data = review.face_reference(db(), face_id)
     except SignoffError:
         abort(404, f"no face with id {face_id}")
     except ProtectionError:
@@ -119,4 +110,4 @@ def face_reference(face_id: int):
     if data is None:
         abort(404, "no reference thumbnail for this student (enrolled before thumbnails were kept: enroll "
                    "the reference photos again)")
-    return _jpeg(data)
+    return jpeg(data)
