@@ -78,7 +78,7 @@ class UprightView:
     of the whole: crops and resized copies are cut from the stored pixels, then turned.
 
     A scan reads photos only through this, so a 12 MP photo's upright array (36 MB, and ~70 CPU ms
-    to fill it) is never made (models/README.md, "Scan process layout"). Coordinates are upright
+    to fill it) is never made (docs/benchmarks.md, "Scan process layout"). Coordinates are upright
     ones, as for the array; tests/test_images.py checks every orientation against `array()`."""
 
     def __init__(self, image: Image.Image, orientation: int = 1):

@@ -43,7 +43,7 @@ def pool_shape(jobs: int) -> tuple[int, int]:
     A worker's threads (decode, detect, encode) keep two cores busy with one copy of each model;
     its one detect thread runs CenterFace on both cores. Two detect threads on one core each were
     ~5% faster but raised the peak by ~55 MB (two sets of detector activations, and more big
-    buffers alive at the same moment: models/README.md, "Scan process layout")."""
+    buffers alive at the same moment: docs/benchmarks.md, "Scan process layout")."""
     workers = max(1, jobs // 2)
     return workers, max(1, jobs // workers)
 
@@ -189,7 +189,7 @@ def serve(tasks, results, setup: WorkerSetup) -> None:
     code that releases the GIL. One photo detected on two onnxruntime threads is ~5%
     slower than two photos side by side on one thread each, but its peak is ~55 MB lower (one set
     of detector activations instead of two, and fewer big buffers alive at the same moment;
-    measured: models/README.md, "Scan process layout"), which keeps a 2,000-photo scan under 500 MB.
+    measured: docs/benchmarks.md, "Scan process layout"), which keeps a 2,000-photo scan under 500 MB.
     Bounded queues keep at most DECODED_AT_ONCE photos decoded in full; what reaches the encode
     thread is only each face's padded crop.
 
@@ -308,7 +308,7 @@ def _return_big_buffers_at_once() -> None:
     malloc arena for all threads. By default glibc raises that threshold to the largest buffer
     freed so far and gives each thread its own arena, so each of a worker's threads kept freed
     photo-sized buffers. Smaller buffers (resize bands, the detector's band buffers) come from the
-    heap and are reused. Measured (models/README.md, "Scan process layout"): 1 MB page-faulted
+    heap and are reused. Measured (docs/benchmarks.md, "Scan process layout"): 1 MB page-faulted
     those in afresh each time (~0.1 CPU s of system time a photo); 16 MB let the heap fragment
     over a long scan (2,000 photos: 506 MB against 478 MB with 4 MB, in the same time)."""
     if _libc is None:

@@ -1,6 +1,6 @@
 """The Flask application behind `photocheck serve`.
 
-Security model (see README "Web review"): every page but sign-in needs a session; the session
+Security model (see docs/administration.md, "Reviewer accounts and the web server"): every page but sign-in needs a session; the session
 cookie is signed with a secret kept 0600 in the data directory, HttpOnly and SameSite=Lax;
 every POST carries a CSRF token (Flask-WTF); the signed-in username is the reviewer the library
 checks ("not your own scan"); pages show student ids like the reports, never names or encodings.
