@@ -172,13 +172,7 @@ def redact(db: Database, photo_ids, out_dir: Path, *, actor: str, style: str = "
             tmp = target.with_name(f".{target.name}.tmp")
             with datadir.open_file(tmp) as fh:  # 0600 in the data folder
                 Image.fromarray(redacted).save(fh, "JPEG", quality=92)  # pixels only: no EXIF/XMP/ICC
-            check = screen_photo(tmp, engine, references, thresholds)
-            still = [f for f in check.faces if f.status.value in COVER_STATUSES]
-            if check.verdict is Verdict.ERROR or still:
-                tmp.unlink(missing_ok=True)
-                why = check.error or f"{len(still)} listed or possibly listed face(s) still found"
-                raise RedactError(f"redaction refused: the re-scan of the redacted copy failed ({why}); "
-                                  "nothing was recorded", path)
+            check = _rescreened(screen_photo(tmp, engine, references, thresholds), tmp, path)
             tmp.replace(target)
             out_sha = file_sha256(target)
         except RedactError as exc:
@@ -196,6 +190,17 @@ def redact(db: Database, photo_ids, out_dir: Path, *, actor: str, style: str = "
                                     "listed face", str(target), len(boxes)))
     return results
 
+
+def _rescreened(check, tmp: Path, path: str):
+    """`check` (the redacted copy `tmp` screened again) if it shows no listed or possibly listed
+    face; otherwise `tmp` is deleted and RedactError says why."""
+    still = [f for f in check.faces if f.status.value in COVER_STATUSES]
+    if check.verdict is Verdict.ERROR or still:
+        tmp.unlink(missing_ok=True)
+        why = check.error or f"{len(still)} listed or possibly listed face(s) still found"
+        raise RedactError(f"redaction refused: the re-scan of the redacted copy failed ({why}); "
+                          "nothing was recorded", path)
+    return check
 
 
 def _redact_clip(db: Database, pid: int, out_dir: Path, *, actor: str, style: str, engine, references,
@@ -227,13 +232,7 @@ def _redact_clip(db: Database, pid: int, out_dir: Path, *, actor: str, style: st
         tmp.unlink(missing_ok=True)
         raise RedactError("the file changed while it was being redacted: scan it again first", path)
     covered = sum(sum(s.cover) for s in samples)
-    check = screen_video(tmp, engine, references, thresholds)
-    still = [f for f in check.faces if f.status.value in COVER_STATUSES]
-    if check.verdict is Verdict.ERROR or still:
-        tmp.unlink(missing_ok=True)
-        why = check.error or f"{len(still)} listed or possibly listed face(s) still found"
-        raise RedactError(f"redaction refused: the re-scan of the redacted copy failed ({why}); "
-                          "nothing was recorded", path)
+    check = _rescreened(screen_video(tmp, engine, references, thresholds), tmp, path)
     tmp.replace(target)
     out_sha = file_sha256(target)
     tracks = len([s for s in samples if any(s.cover)])
