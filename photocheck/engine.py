@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from photocheck.images import UprightView, resize_rows
+from photocheck.images import View, as_rgb, as_view
 from photocheck.model_files import (
     SPLIT_SOURCE_KEY,
     check_encoder_source,
@@ -54,12 +54,8 @@ class Detection:
 
 
 def _reset_truncated_images_flag() -> None:
-    """Undo face_recognition's process-wide side effect if anything imported it.
-
-    face_recognition sets PIL.ImageFile.LOAD_TRUNCATED_IMAGES = True on import, which would make
-    images.py silently accept truncated uploads (images.py also forces it off at every load).
-    photocheck itself never imports face_recognition: importing it loads every model it ships
-    (68-point predictor, CNN detector...) — ~110 MB per process that the scan never uses."""
+    """Undo face_recognition's PIL.ImageFile.LOAD_TRUNCATED_IMAGES = True if anything imported it
+    (tests, bench/): truncated photos must fail to load. photocheck never imports face_recognition."""
     from PIL import ImageFile
 
     ImageFile.LOAD_TRUNCATED_IMAGES = False
@@ -288,23 +284,6 @@ class FaceEngine:
         return max(32, int(round(w * s / 32)) * 32), max(32, int(round(h * s / 32)) * 32)
 
     @staticmethod
-    def resize(rgb: np.ndarray, size: tuple[int, int], band: int | None = None,
-               block_average: bool = True) -> Image.Image:
-        """An RGB array resized for one pass: images.resize_rows() on bands of the array (no
-        whole-photo PIL copy, 4 bytes/pixel: 48 MB for 12 MP, unless Pillow must resize it whole)."""
-        h, w = rgb.shape[:2]
-        return resize_rows(lambda y0, y1: Image.fromarray(rgb[y0:y1]), lambda: Image.fromarray(rgb), w, h,
-                           size, band=band, block_average=block_average)
-
-    @classmethod
-    def preprocess(cls, rgb: np.ndarray, long_side: float) -> tuple[np.ndarray, Image.Image]:
-        """(NCHW uint8 blob of raw 0..255 RGB, resized image) for one pass on an upright RGB array
-        (bench/quantize_centerface.py's calibration input)."""
-        h, w = rgb.shape[:2]
-        img = cls.resize(rgb, cls.work_size(w, h, long_side))
-        return cls._blob_array(np.asarray(img)), img
-
-    @staticmethod
     def _blob_array(px: np.ndarray, dtype=np.uint8) -> np.ndarray:
         """NCHW raw 0..255 RGB of an H x W x 3 array. The int8 model takes uint8
         (bench/quantize_centerface.py), the float one float32."""
@@ -382,42 +361,33 @@ class FaceEngine:
         marks[..., 1] *= sy
         return boxes.astype(np.float32), marks.astype(np.float32)
 
-    def pass_inputs(self, image: np.ndarray | UprightView) -> list[np.ndarray]:
+    def pass_inputs(self, image: np.ndarray | View) -> list[np.ndarray]:
         """The working-size copies of `image` that CenterFace runs on, one per pass (H x W x 3 uint8).
 
         Main pass at a fixed working resolution (small faces), plus a coarse pass that catches
         faces too big for the net's receptive field at the main resolution. Small images are
         upscaled up to max_upscale so their small faces reach the net's range. A scan worker makes
         these in its decode thread, so that its detect thread only runs the net."""
-        src = _source(image)
+        src = as_view(image)
         h, w = src.shape[:2]
         st = self.settings
         long = max(h, w)
         main = min(st.long_side, long * st.max_upscale)
-        if isinstance(src, UprightView):  # a scan's photo: copies cut from the decoded image
-            resized = src.resized
-        else:
-            def resized(size: tuple[int, int], block_average: bool = True) -> Image.Image:
-                return self.resize(src, size, block_average=block_average)
-        main_img = resized(self.work_size(w, h, int(main)))
+        main_img = src.resized(self.work_size(w, h, int(main)))
         inputs = [np.asarray(main_img)]
         if st.coarse_long_side and st.coarse_long_side < main * st.coarse_max_ratio:
-            # From the main pass's copy when that is a reduction: 14 instead of 55 ms for a 12 MP
-            # photo. Measured on the 60 photos of bench/speed.py (seed 31, 222 faces): the same
-            # faces in 59 photos, boxes within 1 px, scores within 0.004; one more weak detection
-            # (0.351) in the 60th.
-            # Bilinear alone: block averaging saved ~5 ms here and gave the int8 model a false
-            # detection on blurred lights (sample_images/obama3.jpg).
+            # From the main pass's copy when that is a reduction (cheaper, the same faces); bilinear
+            # alone, since block averaging gave the int8 model a false detection (docs/benchmarks.md).
             size = self.work_size(w, h, st.coarse_long_side)
             inputs.append(np.asarray(main_img.resize(size, Image.Resampling.BILINEAR) if main <= long
-                                     else resized(size, block_average=False)))
+                                     else src.resized(size, block_average=False)))
         return inputs
 
-    def detect_raw(self, image: np.ndarray | UprightView,
+    def detect_raw(self, image: np.ndarray | View,
                    inputs: list[np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """CenterFace boxes (x1,y1,x2,y2,score) + landmarks merged over all passes (unmapped).
         `inputs`: pass_inputs(image), if already made."""
-        src = _source(image)
+        src = as_view(image)
         h, w = src.shape[:2]
         st = self.settings
         all_b, all_m = [], []
@@ -435,10 +405,9 @@ class FaceEngine:
     def _to_dlib_box(self, b: np.ndarray, marks: np.ndarray, h: int, w: int) -> Box:
         """Map a CenterFace detection (tall forehead..chin box) to a dlib-HOG-like square box.
 
-        Centre = mean of the 5 landmarks (+ small offset); side = a*eye-mouth + b*eye-eye
-        distance, fitted by least squares to dlib HOG boxes on ../shared/faces (mean IoU 0.80
-        vs 0.76 for a box-only fit). The side is clamped to [map_side_min, map_side_max] x the
-        box-only estimate so one bad landmark on a tiny/turned face cannot produce an absurd box."""
+        Centre = mean of the 5 landmarks (+ small offset); side = a*eye-mouth + b*eye-eye distance,
+        fitted to dlib HOG boxes (models/README.md). The side is clamped to [map_side_min,
+        map_side_max] x the box-only estimate so one bad landmark cannot produce an absurd box."""
         st = self.settings
         bw = float(b[2] - b[0])
         eye = (marks[0] + marks[1]) / 2
@@ -457,10 +426,10 @@ class FaceEngine:
         bottom = int(round(min(float(h), cy + half)))
         return (top, right, bottom, left)
 
-    def detect(self, image: np.ndarray | UprightView, inputs: list[np.ndarray] | None = None) -> list[Detection]:
-        """The faces in `image` (an RGB array, or a photo's UprightView). `inputs`:
+    def detect(self, image: np.ndarray | View, inputs: list[np.ndarray] | None = None) -> list[Detection]:
+        """The faces in `image` (an RGB array, or a photo's images.View). `inputs`:
         pass_inputs(image), if already made."""
-        src = _source(image)
+        src = as_view(image)
         h, w = src.shape[:2]
         boxes, marks = self.detect_raw(src, inputs)
         out: list[Detection] = []
@@ -468,7 +437,7 @@ class FaceEngine:
             box = self._to_dlib_box(b, m, h, w)
             if box[1] - box[3] < 4 or box[2] - box[0] < 4:
                 continue
-            q = face_quality(_crop(src, box), self.settings.quality_crop_px)
+            q = face_quality(src.crop(*box), self.settings.quality_crop_px)
             out.append(Detection(box=box, score=float(b[4]), sharpness=q.sharpness, quality=q))
         # Two CenterFace peaks on one face (e.g. one per pass) can survive NMS on the tall
         # boxes yet overlap once squared; keep the higher-scoring one (detect_raw is score-sorted).
@@ -478,13 +447,14 @@ class FaceEngine:
                 kept.append(d)
         out = drop_nested(kept, self.settings.nested_overlap, self.settings.nested_min_ratio)
         if self._hog is not None:
-            out.extend(self._hog_extra(src.array() if isinstance(src, UprightView) else src, out))
+            out.extend(self._hog_extra(src, out))
         # Deterministic order: top-to-bottom, left-to-right.
         out.sort(key=lambda d: (d.box[0], d.box[3]))
         return out
 
-    def _hog_extra(self, rgb: np.ndarray, have: list[Detection]) -> list[Detection]:
+    def _hog_extra(self, src: View, have: list[Detection]) -> list[Detection]:
         """dlib HOG on a downscaled copy; only faces CenterFace did not already report."""
+        rgb = src.array()
         h, w = rgb.shape[:2]
         s = min(1.0, self.settings.hog_long_side / max(h, w))
         small = np.asarray(Image.fromarray(rgb).resize((max(1, round(w * s)), max(1, round(h * s))),
@@ -494,24 +464,23 @@ class FaceEngine:
             box = (int(r.top() / s), int(r.right() / s), int(r.bottom() / s), int(r.left() / s))
             box = (max(0, box[0]), min(w, box[1]), min(h, box[2]), max(0, box[3]))
             if all(box_iou(box, d.box) < 0.3 for d in have):
-                q = face_quality(_crop(rgb, box), self.settings.quality_crop_px)
+                q = face_quality(src.crop(*box), self.settings.quality_crop_px)
                 extra.append(Detection(box=box, score=0.0, sharpness=q.sharpness, quality=q))
         return extra
 
     # ---- encoding --------------------------------------------------------------------
 
     @staticmethod
-    def encoding_crops(image: np.ndarray | UprightView,
+    def encoding_crops(image: np.ndarray | View,
                        detections: list[Detection]) -> list[tuple[np.ndarray, Detection]]:
         """Everything encode() reads of `rgb`, one padded crop per detection (box in crop pixels):
         encode(crop, [det]) gives the same descriptor as encode(rgb, ...) for that face, so a
         caller can drop a 12 MP photo before encoding its faces.
 
-        Faces up to 300 px get encode()'s own padding (one face width), so their crops (and any
-        upscaling) are exactly encode()'s. Wider faces get half a face width: dlib reads nothing
-        beyond that (descriptors identical on the 8 faces > 300 px of ../shared/faces/people), and
-        a 1000 px box (e.g. a false detection on a backdrop) stays 16 instead of 36 MB."""
-        src = _source(image)
+        Faces up to 300 px get encode()'s own padding (one face width), so their crops are exactly
+        encode()'s; wider ones get half a face width, all dlib reads of them, in less memory
+        (docs/benchmarks.md)."""
+        src = as_view(image)
         h, w = src.shape[:2]
         out = []
         for d in detections:
@@ -519,13 +488,13 @@ class FaceEngine:
             fw = max(1, r - l)
             pad = fw if fw <= 300 else -(-fw // 2)
             x0, y0 = max(0, l - pad), max(0, t - pad)
-            crop = _crop(src, (y0, min(w, r + pad), min(h, b + pad), x0))
+            crop = src.crop(y0, min(w, r + pad), min(h, b + pad), x0)
             out.append((crop, dataclasses.replace(d, box=(t - y0, r - x0, b - y0, l - x0))))
         return out
 
     def face_landmarks(self, rgb: np.ndarray, d: Detection):
         """(crop, dlib 5-point shape in crop pixels) for one face: the padded crop of `rgb`
-        (`_as_rgb()`'d) around the box, small faces upscaled to encode_face_px."""
+        (`as_rgb()`'d) around the box, small faces upscaled to encode_face_px."""
         h, w = rgb.shape[:2]
         target = self.settings.encode_face_px
         t, r, b, l = d.box
@@ -566,39 +535,15 @@ class FaceEngine:
 
         Safe to call from several threads at once (no per-call state on the engine); dlib holds
         the GIL only for the landmarks and chips (~1 ms a face), onnxruntime releases it."""
-        rgb = _as_rgb(rgb)
+        rgb = as_rgb(rgb)
         return self.encode_chips([self.face_chip(rgb, d) for d in detections])
 
     def encode_crops(self, crops: list[tuple[np.ndarray, Detection]]) -> list[np.ndarray]:
         """encode() on encoding_crops()' output, one descriptor per (crop, detection), all in one
         run (instead of one encode(crop, [d]) call per face)."""
-        return self.encode_chips([self.face_chip(_as_rgb(crop), d) for crop, d in crops])
+        return self.encode_chips([self.face_chip(as_rgb(crop), d) for crop, d in crops])
 
     # ---- provenance ------------------------------------------------------------------
 
     def model_info(self) -> dict:
         return model_info(self.settings)
-
-def _source(image: np.ndarray | UprightView) -> np.ndarray | UprightView:
-    """A photo's UprightView as it is; anything else as an RGB uint8 array (_as_rgb)."""
-    return image if isinstance(image, UprightView) else _as_rgb(image)
-
-
-def _crop(src: np.ndarray | UprightView, box: Box) -> np.ndarray:
-    """The upright pixels inside box (top, right, bottom, left), clipped to the image: a copy
-    (UprightView.crop makes one already; copying that again would double a big face's crop)."""
-    t, r, b, l = box
-    if isinstance(src, UprightView):
-        return src.crop(t, r, b, l)
-    return np.array(src[max(0, t):b, max(0, l):r])
-
-
-def _as_rgb(a: np.ndarray) -> np.ndarray:
-    a = np.asarray(a)
-    if a.ndim == 2:
-        a = np.stack([a] * 3, axis=2)
-    elif a.shape[2] == 4:
-        a = a[:, :, :3]
-    if a.dtype != np.uint8:
-        a = np.clip(a, 0, 255).astype(np.uint8)
-    return np.ascontiguousarray(a)

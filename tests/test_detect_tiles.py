@@ -17,7 +17,7 @@ from PIL import Image
 
 from photocheck.centerface_graph import split_centerface
 from photocheck.engine import FaceEngine
-from photocheck.images import UprightView, load_image
+from photocheck.images import ArrayView, UprightView, load_image
 from photocheck.model_files import quantized_centerface_path, split_centerface_paths
 from photocheck.thresholds import ThresholdsError, load_thresholds
 from tests.helpers import FACES
@@ -37,7 +37,7 @@ def assert_same(whole: FaceEngine, tiled: FaceEngine, rgb: np.ndarray) -> int:
     """The main pass's output maps bit-identical, and the same detections (both passes). Returns the
     face count."""
     h, w = rgb.shape[:2]
-    px = np.asarray(whole.resize(rgb, whole.work_size(w, h, min(whole.settings.long_side, 2 * max(h, w)))))
+    px = np.asarray(ArrayView(rgb).resized(whole.work_size(w, h, min(whole.settings.long_side, 2 * max(h, w)))))
     for a, b in zip(whole._run_net(px), tiled._run_net(px), strict=True):
         assert a.shape == b.shape and np.array_equal(a, b)
     found = tiled.detect(rgb)
@@ -83,7 +83,7 @@ def test_tiled_equals_whole_int8_model():
                                   (3840, 2160), (2160, 3840), (1200, 900), (700, 2200), (500, 375),
                                   (1600, 1216), (1216, 1600)])  # the last two: the 640 px copy from the 1600 px one
 def test_banded_resize_gives_pillows_pixels(size):
-    """engine.resize averages k x k blocks (k = whole shrink factor >= 2) and runs Pillow's
+    """images.resize_rows averages k x k blocks (k = whole shrink factor >= 2) and runs Pillow's
     horizontal pass on bands; the pixels must be Pillow's own whole-image reduce + resize."""
     w, h = size
     rgb = np.random.default_rng(w * h).integers(0, 256, (h, w, 3), dtype=np.uint8)
@@ -94,7 +94,7 @@ def test_banded_resize_gives_pillows_pixels(size):
         im = im.reduce(k) if k >= 2 and block_average else im
         want = np.asarray(im if im.size == target else im.resize(target, Image.Resampling.BILINEAR))
         for band in (None, 7, 100):  # bands that are not multiples of k are rounded down to one
-            got = FaceEngine.resize(rgb, target, band, block_average)
+            got = ArrayView(rgb).resized(target, block_average, band=band)
             assert np.array_equal(np.asarray(got), want), (size, target, band, block_average)
         # A scan's working copies come from the decoded PIL image (images.UprightView), not an array.
         got = UprightView(Image.fromarray(rgb)).resized(target, block_average)
