@@ -534,7 +534,7 @@ class FaceEngine:
         """One 128-d float64 dlib descriptor per detection (same order), all faces in one run.
 
         Safe to call from several threads at once (no per-call state on the engine); dlib holds
-        the GIL only for the landmarks and chips (~1 ms a face), onnxruntime releases it."""
+        the GIL only for the landmarks and chips (a few ms a face), onnxruntime releases it."""
         rgb = as_rgb(rgb)
         return self.encode_chips([self.face_chip(rgb, d) for d in detections])
 
