@@ -161,12 +161,13 @@ View = UprightView | ArrayView
 
 
 def as_view(image: np.ndarray | View) -> View:
-    """A view as it is; an array (grey, RGBA, any dtype) as the ArrayView of its RGB uint8 copy."""
+    """A view as it is; an array (grey, RGBA, any dtype) as the ArrayView of as_rgb(array)."""
     return image if isinstance(image, (UprightView, ArrayView)) else ArrayView(as_rgb(image))
 
 
 def as_rgb(a: np.ndarray) -> np.ndarray:
-    """An H x W x 3 uint8 C-contiguous array: grey stacked, alpha dropped, values clipped to 0..255."""
+    """`a` as an H x W x 3 uint8 C-contiguous array (itself if it is one already): grey stacked,
+    alpha dropped, values clipped to 0..255."""
     a = np.asarray(a)
     if a.ndim == 2:
         a = np.stack([a] * 3, axis=2)
