@@ -335,7 +335,7 @@ def margins(photos: list[Path]) -> None:
     import numpy as np
 
     from photocheck.engine import FaceEngine
-    from photocheck.images import load_image
+    from photocheck.images import ArrayView, load_image
     from photocheck.thresholds import load_thresholds
 
     st = load_thresholds().detector
@@ -344,7 +344,7 @@ def margins(photos: list[Path]) -> None:
     for p in photos:
         rgb = load_image(p).rgb
         h, w = rgb.shape[:2]
-        px = np.asarray(FaceEngine.resize(rgb, FaceEngine.work_size(w, h, st.long_side)))
+        px = np.asarray(ArrayView(rgb).resized(FaceEngine.work_size(w, h, st.long_side)))
         imgs.append((px, w, h, whole._run_net(px), whole._run_centerface(px, w, h)))
 
     def best_cpu(fn) -> float:

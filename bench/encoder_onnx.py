@@ -58,7 +58,7 @@ def _faces(engine, paths: list[Path]):
 def _dlib_rec():
     import dlib
 
-    from photocheck.engine import source_dat_path
+    from photocheck.model_files import source_dat_path
 
     return dlib.face_recognition_model_v1(str(source_dat_path()))
 

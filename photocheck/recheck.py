@@ -53,7 +53,8 @@ class RecheckReport:
 
 
 def recheck(db: Database, *, actor: str, engine=None, thresholds=None) -> RecheckReport:
-    from photocheck.engine import FaceEngine, model_info
+    from photocheck.engine import FaceEngine
+    from photocheck.model_files import model_info
     from photocheck.pipeline import screen_photo
     from photocheck.scan import face_rows
     from photocheck.students import load_channel_references

@@ -147,7 +147,8 @@ def preview(db: Database, photo_id: int, style: str = "fill") -> np.ndarray:
 def redact(db: Database, photo_ids, out_dir: Path, *, actor: str, style: str = "fill", engine=None,
            thresholds=None) -> list[RedactResult]:
     """Redact each photo into `out_dir`; each result says whether a verified copy was recorded."""
-    from photocheck.engine import FaceEngine, model_info
+    from photocheck.engine import FaceEngine
+    from photocheck.model_files import model_info
     from photocheck.pipeline import screen_photo
     from photocheck.students import load_references
     from photocheck.thresholds import load_thresholds

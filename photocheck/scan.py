@@ -241,7 +241,7 @@ def scan(
     """
     from photocheck import audit
     from photocheck.config import ConfigError, check_channel, school_channels
-    from photocheck.engine import model_info
+    from photocheck.model_files import model_info
     from photocheck.students import load_channel_references, roster_fingerprint
     from photocheck.thresholds import load_thresholds
 

@@ -3,7 +3,7 @@ worker processes, replacing one that dies) and the worker side (main, serve: one
 cores screening photos with photocheck.pipeline in threads), and the glibc memory tuning they use.
 
 Kept apart from scan.py so a worker imports only what screening needs (numpy, PIL, onnxruntime,
-dlib) — never SQLAlchemy, typer or rich (measured: ~30 MB per process).
+dlib) — never SQLAlchemy, typer or rich (memory: docs/benchmarks.md).
 """
 from __future__ import annotations
 
@@ -41,9 +41,8 @@ def pool_shape(jobs: int) -> tuple[int, int]:
     per two cores.
 
     A worker's threads (decode, detect, encode) keep two cores busy with one copy of each model;
-    its one detect thread runs CenterFace on both cores. Two detect threads on one core each were
-    ~5% faster but raised the peak by ~55 MB (two sets of detector activations, and more big
-    buffers alive at the same moment: docs/benchmarks.md, "Scan process layout")."""
+    its one detect thread runs CenterFace on both cores: a lower peak than two detect threads on
+    one core each, for a little speed (docs/benchmarks.md, "Scan process layout")."""
     workers = max(1, jobs // 2)
     return workers, max(1, jobs // workers)
 
@@ -58,7 +57,7 @@ class _Worker:
     are not back yet.
 
     Started with subprocess, not multiprocessing: no forkserver or resource-tracker process beside
-    it (~25 MB), it starts clean (no copied database connections or threads), and it is in its
+    it, it starts clean (no copied database connections or threads), and it is in its
     own session, so Ctrl-C reaches only the scan, which stops it. It ends by itself when the
     scan is gone (kill -9): its task pipe then reads as closed."""
 
@@ -171,9 +170,8 @@ def run_pool(files: list[Path], jobs: int, references: ReferenceSet, thresholds,
 
 # --- the worker process ---------------------------------------------------------------------------
 
-# Photos decoded in full at once in a worker: the one being detected and the next one. Each 12 MP
-# photo is 48 MB as decoded; more would only add memory (three at once, measured with an earlier
-# layout: ~70 MB more for no clear gain in speed).
+# Photos decoded in full at once in a worker: the one being detected and the next one. More would
+# only add memory (docs/benchmarks.md).
 DECODED_AT_ONCE = 2
 
 
@@ -186,11 +184,8 @@ def serve(tasks, results, setup: WorkerSetup) -> None:
     model: decode (PIL: the photo and its working-size copies for the detector), detect
     (CenterFace on onnxruntime with `onnx_threads` threads) and encode + judge (dlib landmarks,
     the ResNet on onnxruntime). Each works on a different photo; all three spend their time in C
-    code that releases the GIL. One photo detected on two onnxruntime threads is ~5%
-    slower than two photos side by side on one thread each, but its peak is ~55 MB lower (one set
-    of detector activations instead of two, and fewer big buffers alive at the same moment;
-    measured: docs/benchmarks.md, "Scan process layout"), which keeps a 2,000-photo scan under 500 MB.
-    Bounded queues keep at most DECODED_AT_ONCE photos decoded in full; what reaches the encode
+    code that releases the GIL. One detect thread (see pool_shape) keeps one set of detector
+    activations alive, not two. Bounded queues keep at most DECODED_AT_ONCE photos decoded in full; what reaches the encode
     thread is only each face's padded crop.
 
     Any unexpected exception ends the process (exit 70): the scan then retries the photos that
@@ -290,7 +285,7 @@ def _receive(tasks):
 
 def release_memory() -> None:
     """Give freed decode/detection buffers back to the OS after each photo (glibc keeps them
-    otherwise: measured 300-380 MB vs a flat 147 MB per worker on 4000x3000 photos)."""
+    otherwise, and a worker's memory grows: docs/benchmarks.md)."""
     if _libc is not None:
         try:
             _libc.malloc_trim(0)
@@ -308,9 +303,8 @@ def _return_big_buffers_at_once() -> None:
     malloc arena for all threads. By default glibc raises that threshold to the largest buffer
     freed so far and gives each thread its own arena, so each of a worker's threads kept freed
     photo-sized buffers. Smaller buffers (resize bands, the detector's band buffers) come from the
-    heap and are reused. Measured (docs/benchmarks.md, "Scan process layout"): 1 MB page-faulted
-    those in afresh each time (~0.1 CPU s of system time a photo); 16 MB let the heap fragment
-    over a long scan (2,000 photos: 506 MB against 478 MB with 4 MB, in the same time)."""
+    heap and are reused. A lower threshold page-faults those in afresh every time, a higher one
+    lets the heap fragment over a long scan (docs/benchmarks.md, "Scan process layout")."""
     if _libc is None:
         return
     try:

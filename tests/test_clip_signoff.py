@@ -16,7 +16,8 @@ from sqlalchemy import select
 from photocheck import config
 from photocheck.db import open_database
 from photocheck.db.models import Face, Photo, Redaction
-from photocheck.engine import FaceEngine, model_info
+from photocheck.engine import FaceEngine
+from photocheck.model_files import model_info
 from photocheck.results import FaceStatus, Verdict
 from photocheck.students import load_references
 from photocheck.thresholds import load_thresholds

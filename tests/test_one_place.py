@@ -176,3 +176,15 @@ def test_numbers_that_change_a_verdict_or_a_redaction_come_from_thresholds_toml(
     rgb = np.random.default_rng(0).integers(0, 255, (100, 100, 3), dtype=np.uint8)
     out = cover(rgb, [(0, 100, 100, 0)], "pixelate", 2)
     assert len(np.unique(out.reshape(-1, 3), axis=0)) <= 4
+
+
+def test_model_files_graph_rewrites_and_inference_each_in_one_module():
+    """The recorded model hashes are in model_files.py only; only centerface_graph.py imports onnx
+    (dev group: the runtime never needs it); the engine reads photos and arrays through one view
+    interface (images.as_view), without branching on their type."""
+    sha = re.compile(r"\b[0-9a-f]{64}\b")
+    onnx_import = re.compile(r"^\s*(?:import onnx\b|from onnx\b)", re.M)
+    files = sorted((REPO / "photocheck").rglob("*.py"))
+    assert [p.name for p in files if sha.search(p.read_text())] == ["model_files.py"]
+    assert [p.name for p in files if onnx_import.search(p.read_text())] == ["centerface_graph.py"]
+    assert "isinstance(" not in (REPO / "photocheck" / "engine.py").read_text()

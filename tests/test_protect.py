@@ -94,7 +94,7 @@ def enrolled(enrolled_template: Path, tmp_path: Path, monkeypatch) -> tuple[Cli,
 
 def references_ok(db_path: Path) -> bool:
     """The listed student's encoding decrypts with the configured key (what a scan needs first)."""
-    from photocheck.engine import model_info
+    from photocheck.model_files import model_info
     from photocheck.students import load_references
 
     db = open_database(f"sqlite:///{db_path}")

@@ -258,7 +258,7 @@ def test_backup_on_postgresql_is_a_checked_pg_dump_archive(db_url: str, demo_cop
 
 @pytest.mark.backends("postgresql")
 def test_keys_rotate_and_purge_on_postgresql_leave_no_old_ciphertext(db_url: str, demo_copy: Path):
-    from photocheck.engine import model_info
+    from photocheck.model_files import model_info
     from photocheck.students import load_references
 
     cli = Cli(db_url)

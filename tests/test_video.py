@@ -16,7 +16,8 @@ import pytest
 from PIL import Image
 
 from photocheck.db import open_database
-from photocheck.engine import FaceEngine, model_info
+from photocheck.engine import FaceEngine
+from photocheck.model_files import model_info
 from photocheck.results import FaceStatus, Verdict
 from photocheck.students import load_channel_references
 from photocheck.thresholds import ThresholdsError, load_thresholds

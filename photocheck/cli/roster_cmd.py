@@ -161,7 +161,7 @@ def list_(db: DbOption = None) -> None:
     """Show each listed student and whether they are enrolled (have a usable reference photo)."""
     from rich.table import Table
 
-    from photocheck.engine import model_info
+    from photocheck.model_files import model_info
     from photocheck.students import list_students
 
     database = open_db(db)
