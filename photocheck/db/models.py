@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import date, datetime, timezone
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Date,
     DateTime,
@@ -234,6 +235,22 @@ class Photo(Base):
     faces: Mapped[list[Face]] = relationship(
         back_populates="photo", cascade="all, delete-orphan", passive_deletes=True, order_by="Face.id"
     )
+
+
+class FileStat(Base):
+    """The sha256 last computed for a file, with the file's stat at that moment (the scan's stat
+    fast path, photocheck/filestat.py). Only a path's hash and stat: no result, no image data."""
+
+    __tablename__ = "file_stats"
+
+    path_key: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 of the absolute path's bytes
+    device: Mapped[int] = mapped_column(BigInteger)
+    inode: Mapped[int] = mapped_column(BigInteger)
+    size: Mapped[int] = mapped_column(BigInteger)
+    mtime_ns: Mapped[int] = mapped_column(BigInteger)
+    ctime_ns: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    hashed_at_ns: Mapped[int] = mapped_column(BigInteger)  # wall clock when the bytes were read
 
 
 class Face(Base):
