@@ -39,6 +39,21 @@ def _int64(v: int) -> int:
     return v - (1 << 64) if v >= (1 << 63) else v
 
 
+def signature(path) -> Signature | None:
+    """`path`'s (device, inode, size, mtime_ns, ctime_ns) now; None if it cannot be stat'ed."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return _int64(st.st_dev), _int64(st.st_ino), st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+def settled(sig: Signature | None, at_ns: int) -> bool:
+    """May `sig` be trusted later as "unchanged since `at_ns`"? Only if its file was last written
+    RACY_NS before that moment, it has a stable inode number, and st_ctime is a change time."""
+    return TRUSTED and sig is not None and sig[1] != 0 and max(sig[3], sig[4]) <= at_ns - RACY_NS
+
+
 class FileHashes:
     """sha256 of the scan's files: the recorded one when the file's stat is unchanged (and
     `trust_stat`), else read and hashed; `save()` records what was hashed."""
@@ -55,24 +70,16 @@ class FileHashes:
         with db.session() as s:
             for i in range(0, len(keys), _CHUNK):
                 for r in s.scalars(select(FileStat).where(FileStat.path_key.in_(keys[i:i + _CHUNK]))):
-                    if max(r.mtime_ns, r.ctime_ns) <= r.hashed_at_ns - RACY_NS:
-                        self.known[r.path_key] = ((r.device, r.inode, r.size, r.mtime_ns, r.ctime_ns), r.sha256)
-
-    def _stat(self, path) -> Signature | None:
-        try:
-            st = os.stat(path)
-        except OSError:
-            return None
-        return _int64(st.st_dev), _int64(st.st_ino), st.st_size, st.st_mtime_ns, st.st_ctime_ns
+                    sig = (r.device, r.inode, r.size, r.mtime_ns, r.ctime_ns)
+                    if settled(sig, r.hashed_at_ns):
+                        self.known[r.path_key] = (sig, r.sha256)
 
     def recorded(self, path) -> str | None:
         """The recorded sha256 if `path`'s stat is exactly its trusted record now, else None."""
         if not self.trust:
             return None
         rec = self.known.get(path_key(path))
-        if rec is None or rec[0][1] == 0:  # inode 0: a file system without stable inode numbers
-            return None
-        return rec[1] if self._stat(path) == rec[0] else None
+        return rec[1] if rec is not None and signature(path) == rec[0] else None
 
     def sha256(self, path) -> str | None:
         """`path`'s sha256 (None if it cannot be read): the recorded one if its stat is unchanged."""
@@ -80,7 +87,7 @@ class FileHashes:
             self.reused += 1
             return sha
         self.read += 1
-        before = self._stat(path)
+        before = signature(path)
         started = time.time_ns()
         try:
             with open(path, "rb") as fh:
@@ -94,10 +101,9 @@ class FileHashes:
         """Record that `path` held `sha` when read from `started_ns` on, `before` being its stat
         just before the read; kept only if the stat did not move during the read and the file
         was last written long enough before it (RACY_NS)."""
-        if before is None or before[1] == 0 or self._stat(path) != before:
-            return
-        if max(before[3], before[4]) > started_ns - RACY_NS:
-            self.known.pop(path_key(path), None)  # too recent to trust next time: read again then
+        if not settled(before, started_ns) or signature(path) != before:
+            self.known.pop(path_key(path), None)  # changed, or too recent to trust: read again next time
+            self.fresh.pop(path_key(path), None)
             return
         key = path_key(path)
         self.known[key] = (before, sha)

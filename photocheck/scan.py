@@ -24,7 +24,7 @@ from sqlalchemy.orm import selectinload
 from photocheck.db import Database
 from photocheck.db.convert import photo_result
 from photocheck.db.models import Face, Photo, RosterImport, Scan, utcnow
-from photocheck.filestat import FileHashes
+from photocheck.filestat import FileHashes, settled, signature
 from photocheck.results import PhotoResult, ScanSummary, Verdict, printable_path
 from photocheck.thresholds import without_memory_only
 
@@ -102,6 +102,94 @@ def scan_cache_key(roster_fp: str, model: dict, thresholds) -> str:
     return hashlib.sha256(canon.encode()).hexdigest()
 
 
+@dataclass
+class _Keys:
+    """The scan's cache key and what its record needs from the models and the roster."""
+    cache_key: str
+    roster_fp: str
+    model: dict
+    listed: int
+    unprotected: list[str]
+
+
+# Modules whose code decides the cache key: an upgrade of any of them recomputes it.
+_KEY_MODULES = ("photocheck.engine", "photocheck.students", "photocheck.screening", "photocheck.scan",
+                "photocheck.thresholds", "photocheck.protect")
+
+
+def _inputs_key(db: Database, thresholds, channel: str | None, channels: list[str], today) -> str:
+    """sha256 of everything the cache key is computed from, read without the engine or the key:
+    the students' rows, the encrypted encodings (the same ciphertext decrypts to the same vector),
+    the thresholds, channels, today's date (opt-outs end), the code computing the key and the
+    installed packages (model runtimes' versions). The model files are checked by their stat."""
+    import importlib.util
+    import sys
+
+    from photocheck.db.models import ReferenceEncoding, Student
+
+    h = hashlib.sha256()
+
+    def add(value) -> None:
+        h.update(json.dumps(value, default=str, separators=(",", ":")).encode() + b"\n")
+
+    add(["photocheck-scan-inputs-v1", channel, channels, today.isoformat(), thresholds.as_dict()])
+    for name in _KEY_MODULES:
+        spec = importlib.util.find_spec(name)
+        h.update(Path(spec.origin).read_bytes() if spec and spec.origin else name.encode())
+    for entry in sys.path:  # package folders only (not a working directory full of photos)
+        if not entry.endswith(("site-packages", "dist-packages")):
+            continue
+        try:
+            add(sorted(n for n in os.listdir(entry) if n.endswith((".dist-info", ".egg-info"))))
+        except OSError:
+            pass
+    with db.session() as s:
+        add([list(r) for r in s.execute(select(Student.id, Student.student_id, Student.opt_out,
+                                                Student.opt_out_until, Student.strict).order_by(Student.id))])
+        for r in s.execute(select(ReferenceEncoding.id, ReferenceEncoding.student_pk,
+                                  ReferenceEncoding.reference_photo_id, ReferenceEncoding.model_name,
+                                  ReferenceEncoding.model_version, ReferenceEncoding.key_id,
+                                  ReferenceEncoding.vector).order_by(ReferenceEncoding.id)):
+            add([*r[:-1], hashlib.sha256(r[-1]).hexdigest()])
+    return h.hexdigest()
+
+
+def _model_files(settings) -> list[Path]:
+    """The model files engine.model_info hashes."""
+    from photocheck.engine import detector_model_path, encoder_onnx_path, landmarks_path
+
+    return [detector_model_path(settings), encoder_onnx_path(), landmarks_path()]
+
+
+def _recall_keys(db: Database, inputs_key: str) -> _Keys | None:
+    """The keys stored for these inputs, if every model file's stat is still the one recorded."""
+    from photocheck.db.models import ScanKey
+
+    with db.session() as s:
+        row = s.get(ScanKey, inputs_key)
+    if row is None or any(signature(path) != tuple(sig) for path, *sig in json.loads(row.model_files)):
+        return None
+    return _Keys(row.cache_key, row.roster_fingerprint, json.loads(row.model), row.listed_students,
+                 json.loads(row.unprotected))
+
+
+def _remember_keys(db: Database, inputs_key: str, keys: _Keys, files: list[tuple[Path, tuple]], at_ns: int) -> None:
+    """Store `keys` for these inputs, with the model files' stats taken before model_info read them
+    (`files`); not if any file was written within the racy window or has changed since."""
+    from datetime import timedelta
+
+    from photocheck.db.models import ScanKey
+
+    if not files or any(not settled(sig, at_ns) or signature(path) != sig for path, sig in files):
+        return
+    with db.session(immediate=True) as s:
+        s.execute(delete(ScanKey).where(ScanKey.created_at < utcnow() - timedelta(days=30)))
+        s.merge(ScanKey(inputs_key=inputs_key, cache_key=keys.cache_key, roster_fingerprint=keys.roster_fp,
+                        model=json.dumps(keys.model), listed_students=keys.listed,
+                        unprotected=json.dumps(keys.unprotected),
+                        model_files=json.dumps([[str(p), *sig] for p, sig in files])))
+
+
 def scan_roots_key(roots: list[Path]) -> str:
     """Identifies "the same command": the roots exactly as given (sorted), plus the working
     directory when any is relative (stored photo paths are as walked, so relative to it)."""
@@ -148,7 +236,7 @@ def confirm_unchanged(result: PhotoResult, channels: list[str],
         return result, None
     data = None
     try:
-        before = hashes._stat(result.path) if hashes is not None else None
+        before = signature(result.path)
         started = time.time_ns()
         if result.kind == "video":
             with open(result.path, "rb") as fh:
@@ -267,12 +355,12 @@ def scan(
     after screening). `on_screened(path)` runs as each screened photo comes back, before that
     check (tests change the file there).
     """
+    from datetime import date
+
     from photocheck import audit
     from photocheck.config import ConfigError, check_channel, school_channels
-    from photocheck.engine import model_info
     from photocheck.images import iter_image_files
-    from photocheck.pipeline import error_result
-    from photocheck.students import load_channel_references, roster_fingerprint
+    from photocheck.protect import resolve_key
     from photocheck.thresholds import load_thresholds
 
     try:
@@ -304,18 +392,44 @@ def scan(
         roots, on_skip=lambda p, why: skipped.append(Skipped(printable_path(p), why)),
         on_error=lambda p, why: unreadable.append((p, why)), videos=True)))
 
-    model = model_info(thresholds.detector)
-    # Before loading the engine: a missing or wrong key fails at once (protect.KeyUnavailable).
-    ref_sets = load_channel_references(db, model["encoder"]["name"], model["encoder"]["version"],
-                                       [None, *channels])
-    references = ref_sets[channel]
-    channel_refs = {ch: ref_sets[ch] for ch in channels}
-    roster_fp = roster_fingerprint(references)
-    # Per-channel verdicts are stored too, so who is listed for which channel is part of the key.
-    listing_fp = hashlib.sha256(json.dumps(
-        [channel, roster_fp, [(ch, roster_fingerprint(refs)) for ch, refs in channel_refs.items()]]).encode()
-    ).hexdigest()
-    cache_key = scan_cache_key(listing_fp, model, thresholds)
+    # Before anything else: a missing or wrong key fails at once (protect.KeyUnavailable), even
+    # when every result will come from the cache.
+    resolve_key(db)
+    today = date.today()
+    ref_sets: dict = {}
+
+    def load_references(model: dict) -> tuple:
+        """(references, channel_refs), decrypted once: only when a photo must be screened or
+        the cache key must be computed."""
+        if not ref_sets:
+            from photocheck.students import load_channel_references
+
+            ref_sets.update(load_channel_references(db, model["encoder"]["name"], model["encoder"]["version"],
+                                                    [None, *channels], today=today))
+        return ref_sets[channel], {ch: ref_sets[ch] for ch in channels}
+
+    def compute_keys(model: dict) -> _Keys:
+        from photocheck.students import roster_fingerprint
+
+        references, channel_refs = load_references(model)
+        roster_fp = roster_fingerprint(references)
+        # Per-channel verdicts are stored too, so who is listed for which channel is part of the key.
+        listing_fp = hashlib.sha256(json.dumps(
+            [channel, roster_fp, [(ch, roster_fingerprint(refs)) for ch, refs in channel_refs.items()]]).encode()
+        ).hexdigest()
+        return _Keys(scan_cache_key(listing_fp, model, thresholds), roster_fp, model,
+                     len(set(references.student_ids)) + len(references.unprotected), list(references.unprotected))
+
+    inputs_key = _inputs_key(db, thresholds, channel, channels, today)
+    keys = _recall_keys(db, inputs_key)  # an unchanged rescan: no engine, no decryption
+    if keys is None:
+        from photocheck.engine import model_info
+
+        started = time.time_ns()
+        model_files = [(p, signature(p)) for p in _model_files(thresholds.detector)]
+        keys = compute_keys(model_info(thresholds.detector))
+        _remember_keys(db, inputs_key, keys, model_files, started)
+    model, roster_fp, cache_key = keys.model, keys.roster_fp, keys.cache_key
     from photocheck.textcheck import TextChecker
 
     text_check = TextChecker.load(db, thresholds, channel=channel).apply  # names: cheap, never cached
@@ -345,8 +459,8 @@ def scan(
         scan_id, started, scan_owner = row.id, row.started_at, row.owner
     summary = ScanSummary(scan_id=scan_id, started_at=started.isoformat(timespec="seconds"), finished_at=None,
                           owner=scan_owner, roots=[str(p) for p in roots], thresholds=thresholds.as_dict(),
-                          model=model, listed_students=len(set(references.student_ids)) + len(references.unprotected),
-                          unprotected_students=list(references.unprotected), channel=channel)
+                          model=model, listed_students=keys.listed, unprotected_students=list(keys.unprotected),
+                          channel=channel)
     summary.photos.extend(resumed)
     done = {p.path for p in resumed}
     todo = [f for f in files if printable_path(f) not in done]
@@ -355,7 +469,7 @@ def scan(
     if on_photo:
         for r in resumed:
             on_photo(r)
-    channel_names = list(channel_refs)
+    channel_names = list(channels)
     screened = duplicates = 0
 
     def store(result: PhotoResult, cached_from: int | None = None, data: bytes | None = None,
@@ -388,8 +502,11 @@ def scan(
     hashes = FileHashes(db, todo, trust_stat=not rehash)
     status = "interrupted"
     try:
-        for path, reason in unreadable:
-            store(error_result(path, channel_names, reason))
+        if unreadable:
+            from photocheck.pipeline import error_result
+
+            for path, reason in unreadable:
+                store(error_result(path, channel_names, reason))
         misses = todo
         known: dict[Path, str] = {}
         if use_cache and todo:
@@ -419,6 +536,9 @@ def scan(
         hashes.save()
         identical = _Identical(misses, known, hashes.sha256)
         if identical.first:  # else nothing to screen: no screening module is loaded
+            references, channel_refs = load_references(model)
+            if compute_keys(model).cache_key != cache_key:  # the stored keys must be what they stand for
+                raise RuntimeError("internal error: the stored scan cache key does not match the roster")
             from photocheck.pipeline import screen_photo
             from photocheck.video import is_clip, screen_clips
             from photocheck.worker import release_memory, run_pool

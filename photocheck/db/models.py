@@ -253,6 +253,24 @@ class FileStat(Base):
     hashed_at_ns: Mapped[int] = mapped_column(BigInteger)  # wall clock when the bytes were read
 
 
+class ScanKey(Base):
+    """A scan's cache key and what the scan record needs from the models and the roster, for one
+    set of inputs (scan._inputs_key: roster rows, encrypted encodings, thresholds, channel, date,
+    code and installed packages), valid while the model files' stats are unchanged. Lets an
+    unchanged rescan skip loading the engine and decrypting the encodings. No encoding, no name."""
+
+    __tablename__ = "scan_keys"
+
+    inputs_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    cache_key: Mapped[str] = mapped_column(String(64))
+    roster_fingerprint: Mapped[str] = mapped_column(String(64))
+    model: Mapped[str] = mapped_column(Text)         # JSON of engine.model_info
+    listed_students: Mapped[int] = mapped_column(Integer)
+    unprotected: Mapped[str] = mapped_column(Text)   # JSON list of student ids
+    model_files: Mapped[str] = mapped_column(Text)   # JSON [[path, device, inode, size, mtime_ns, ctime_ns], ...]
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class Face(Base):
     """A face found in a photo: upright box and outcome. Never an encoding."""
 

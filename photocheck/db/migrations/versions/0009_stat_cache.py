@@ -1,4 +1,5 @@
-"""stat cache: file_stats, the sha256 last computed for a file and its stat at that moment
+"""stat cache: file_stats (a file's last sha256 and its stat then) and scan_keys (a scan's cache key
+for unchanged inputs, so an unchanged rescan needs neither the engine nor the decrypted encodings)
 
 Revision ID: 0009_stat_cache
 Revises: 0008_video
@@ -25,7 +26,19 @@ def upgrade() -> None:
         sa.Column("sha256", sa.String(length=64), nullable=False),
         sa.Column("hashed_at_ns", sa.BigInteger(), nullable=False),
     )
+    op.create_table(
+        "scan_keys",
+        sa.Column("inputs_key", sa.String(length=64), primary_key=True),
+        sa.Column("cache_key", sa.String(length=64), nullable=False),
+        sa.Column("roster_fingerprint", sa.String(length=64), nullable=False),
+        sa.Column("model", sa.Text(), nullable=False),
+        sa.Column("listed_students", sa.Integer(), nullable=False),
+        sa.Column("unprotected", sa.Text(), nullable=False),
+        sa.Column("model_files", sa.Text(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("scan_keys")
     op.drop_table("file_stats")
