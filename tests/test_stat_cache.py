@@ -74,27 +74,30 @@ def test_in_place_change_with_same_size_and_mtime_is_rescreened(cli, demo_copy: 
 
 
 def test_files_written_within_the_racy_window_are_hashed_again(cli, demo_copy: Path, db_url: str, tmp_path: Path):
+    from photocheck.filestat import FileHashes
+
     samples = _setup(cli, demo_copy)
-    folder = tmp_path / "event"
-    shutil.copytree(samples, folder)
     db = open_database(db_url)
-    n = len(list(folder.glob("*.jpg")))
-    first = scan(db, [folder], owner="t", jobs=1)  # right after writing: their stats are too recent to record
-    with db.session() as s:
-        assert s.scalar(select(func.count()).select_from(FileStat)) == 0
-    second = scan(db, [folder], owner="t", jobs=1)
-    assert (second.hashes_read, second.hashes_reused, second.cached) == (n, 0, n)
-    assert _verdicts(second) == _verdicts(first)
-    # A file changed within the window after being recorded: its new stat is not trusted either.
+    photo = tmp_path / "a.jpg"
+    photo.write_bytes((samples / "obama1.jpg").read_bytes())
+    hashes = FileHashes(db, [photo])
+    assert hashes.sha256(photo) == file_sha256(photo)  # hashed right after its write: not recorded
+    hashes.save()
+    again = FileHashes(db, [photo])
+    assert again.recorded(photo) is None and again.sha256(photo) == file_sha256(photo) and again.read == 1
+
     _age()
-    scan(db, [folder], owner="t", jobs=1)  # records them now
-    victim = folder / "obama1.jpg"
-    victim.write_bytes((samples / "biden1.jpg").read_bytes())
-    third = scan(db, [folder], owner="t", jobs=1)
-    assert third.hashes_read == 1 and third.hashes_reused == n - 1
-    fourth = scan(db, [folder], owner="t", jobs=1)  # still within the window of its write: read again
-    assert fourth.hashes_read == 1
-    assert _verdicts(fourth)["obama1.jpg"] == Verdict.BLOCKED
+    settled = FileHashes(db, [photo])
+    settled.sha256(photo)
+    settled.save()
+    assert FileHashes(db, [photo]).recorded(photo) == file_sha256(photo)  # now old enough: trusted
+    photo.write_bytes((samples / "biden1.jpg").read_bytes())  # changed, then hashed within the window
+    changed = FileHashes(db, [photo])
+    assert changed.recorded(photo) is None and changed.sha256(photo) == file_sha256(photo)
+    changed.save()
+    assert FileHashes(db, [photo]).recorded(photo) is None  # its new stat is not trusted either
+    out = scan(db, [photo], owner="t", jobs=1)
+    assert out.hashes_reused == 0 and _verdicts(out) == {"a.jpg": Verdict.BLOCKED}
 
 
 def test_rehash_reads_every_file(cli, demo_copy: Path, db_url: str, tmp_path: Path):
