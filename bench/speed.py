@@ -255,7 +255,9 @@ def main(argv: list[str] | None = None) -> int:
     rep2 = json.loads((work / "report2.json").read_text())
     cached = sum(bool(im.get("cached")) for im in rep2["images"])
     rows.append({"tool": "photocheck rescan (unchanged)", **again, "fig": fig2})
-    print(f"rescan: {again['secs']:.2f} s ({first['secs'] / again['secs']:.0f}x faster), "
+    print(f"rescan: {again['secs']:.2f} s ({first['secs'] / again['secs']:.0f}x faster), CPU {again['user']:.2f} s user "
+          f"+ {again['sys']:.2f} s system (first scan {first['user'] + first['sys']:.1f} s: "
+          f"{(first['user'] + first['sys']) / (again['user'] + again['sys']):.0f}x), "
           f"{cached}/{len(rep2['images'])} from cache, scan id {rep2['scan']['id']}; {fmt_score(fig2)}", file=sys.stderr)
 
     # face_recognition CLI

@@ -32,10 +32,8 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import delete, func, select
 from sqlalchemy.engine import make_url
 
@@ -43,15 +41,20 @@ from photocheck import config, datadir
 from photocheck.db import Database
 from photocheck.db.models import (
     Face,
+    FileStat,
     Photo,
     ProtectionEvent,
     ReferenceEncoding,
     ReferencePhoto,
     ReferenceThumbnail,
     Scan,
+    ScanKey,
     Student,
     utcnow,
 )
+
+if TYPE_CHECKING:
+    import numpy as np
 
 KEY_BYTES = 32
 NONCE_BYTES = 12
@@ -212,18 +215,36 @@ def encoding_aad(student_pk: int, reference_photo_id: int, model_name: str, mode
     return f"photocheck-encoding-v1|{student_pk}|{reference_photo_id}|{model_name}|{model_version}".encode()
 
 
+def _aead(key: Key):
+    # cryptography (and numpy below) load only when something is encrypted or decrypted: a scan
+    # that takes every result from the cache checks the key but never decrypts an encoding.
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    return AESGCM(key.secret)
+
+
+def _open(key: Key, blob: bytes, aad: bytes, what: str) -> bytes:
+    from cryptography.exceptions import InvalidTag
+
+    try:
+        return _aead(key).decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], aad)
+    except (InvalidTag, ValueError):
+        raise ProtectionError(what) from None
+
+
 def encrypt_vector(key: Key, vector: np.ndarray, aad: bytes) -> bytes:
+    import numpy as np
+
     nonce = os.urandom(NONCE_BYTES)
     plain = np.ascontiguousarray(vector, dtype="<f8").tobytes()
-    return nonce + AESGCM(key.secret).encrypt(nonce, plain, aad)
+    return nonce + _aead(key).encrypt(nonce, plain, aad)
 
 
 def decrypt_vector(key: Key, blob: bytes, aad: bytes) -> np.ndarray:
-    try:
-        plain = AESGCM(key.secret).decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], aad)
-    except (InvalidTag, ValueError):
-        raise ProtectionError("a reference encoding failed its integrity check: the database was altered or "
-                              "copied between rows; run `photocheck forget` for that student and enroll again") from None
+    import numpy as np
+
+    plain = _open(key, blob, aad, "a reference encoding failed its integrity check: the database was altered or "
+                  "copied between rows; run `photocheck forget` for that student and enroll again")
     return np.frombuffer(plain, dtype="<f8")
 
 
@@ -234,17 +255,13 @@ def thumbnail_aad(student_pk: int, reference_photo_id: int) -> bytes:
 
 def encrypt_bytes(key: Key, data: bytes, aad: bytes) -> bytes:
     nonce = os.urandom(NONCE_BYTES)
-    return nonce + AESGCM(key.secret).encrypt(nonce, data, aad)
+    return nonce + _aead(key).encrypt(nonce, data, aad)
 
 
 def decrypt_thumbnail(key: Key, thumb: ReferenceThumbnail) -> bytes:
     """The JPEG of a reference thumbnail; ProtectionError if it fails its integrity check."""
-    try:
-        return AESGCM(key.secret).decrypt(thumb.jpeg[:NONCE_BYTES], thumb.jpeg[NONCE_BYTES:],
-                                          thumbnail_aad(thumb.student_pk, thumb.reference_photo_id))
-    except (InvalidTag, ValueError):
-        raise ProtectionError("a reference thumbnail failed its integrity check: the database was altered or "
-                              "copied between rows") from None
+    return _open(key, thumb.jpeg, thumbnail_aad(thumb.student_pk, thumb.reference_photo_id),
+                 "a reference thumbnail failed its integrity check: the database was altered or copied between rows")
 
 
 def _row_aad(enc: ReferenceEncoding) -> bytes:
@@ -337,6 +354,7 @@ def forget(db: Database, student_id: str, *, actor: str) -> ForgetResult:
             n_enc = s.execute(delete(ReferenceEncoding).where(ReferenceEncoding.student_pk == st.id)).rowcount
             s.execute(delete(ReferenceThumbnail).where(ReferenceThumbnail.student_pk == st.id))
             n_ref = s.execute(delete(ReferencePhoto).where(ReferencePhoto.student_pk == st.id)).rowcount
+            s.execute(delete(ScanKey))  # derived from the roster (ids of unprotected students): recomputed
         _event(s, actor, "forget", f"student {student_id}: {n_enc} encoding(s), {n_ref} reference photo record(s) "
                                    "deleted")
     return ForgetResult(student_id, st is not None, n_enc, n_ref, scrub(db))
@@ -389,6 +407,8 @@ def purge(db: Database, older_than: timedelta, *, actor: str, dry_run: bool = Fa
         s.execute(delete(ReferenceEncoding).where(ReferenceEncoding.reference_photo_id.in_(old_refs)))
         s.execute(delete(ReferenceThumbnail).where(ReferenceThumbnail.reference_photo_id.in_(old_refs)))
         s.execute(delete(ReferencePhoto).where(ReferencePhoto.created_at < cutoff))
+        s.execute(delete(ScanKey))  # derived caches, recomputed by the next scan
+        s.execute(delete(FileStat).where(FileStat.hashed_at_ns < int(cutoff.timestamp() * 1e9)))
         _event(s, actor, "purge", f"older than {result.cutoff}: {n_scans} scan(s), {n_photos} photo result(s), "
                                   f"{n_enc} encoding(s), {n_refs} reference photo record(s) deleted")
     result.scrubbed = scrub(db)

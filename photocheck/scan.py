@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,15 +24,13 @@ from sqlalchemy.orm import selectinload
 from photocheck.db import Database
 from photocheck.db.convert import photo_result
 from photocheck.db.models import Face, Photo, RosterImport, Scan, utcnow
-from photocheck.groups import assign_groups
-from photocheck.images import file_sha256, iter_image_files, os_error_text
-from photocheck.pipeline import error_result, screen_photo
+from photocheck.filestat import FileHashes, settled, signature
 from photocheck.results import PhotoResult, ScanSummary, Verdict, printable_path
 from photocheck.thresholds import without_memory_only
-from photocheck.video import is_clip, screen_clips
-from photocheck.worker import release_memory, run_pool
 
-__all__ = ["ScanOutcome", "ScanSetupError", "Skipped", "scan", "screen_photo"]
+# The screening modules (pipeline, worker, video: numpy, the engine) are imported only once a
+# file needs screening: an unchanged rescan does without them.
+__all__ = ["ScanOutcome", "ScanSetupError", "Skipped", "scan"]
 
 
 class ScanSetupError(Exception):
@@ -54,6 +53,8 @@ class ScanOutcome:
     cached: int = 0       # photos whose stored result for the same bytes was reused
     screened: int = 0     # photos decoded and screened by this run
     duplicates: int = 0   # photos given the result of an identical file (same sha256) screened in this run
+    hashes_read: int = 0    # files read to learn their sha256 (before any screening)
+    hashes_reused: int = 0  # files whose sha256 came from the stat fast path (not read for it)
 
 
 def face_rows(result: PhotoResult) -> list[Face]:
@@ -94,11 +95,99 @@ def default_jobs() -> int:
 def scan_cache_key(roster_fp: str, model: dict, thresholds) -> str:
     """Results may be reused only between scans with the same roster (listed students and their
     reference encodings), the same models/settings and the same thresholds (memory-only settings aside)."""
-    if "settings" in model:  # the detector's settings (engine.model_info)
+    if "settings" in model:  # the detector's settings (model_files.model_info)
         model = {**model, "settings": without_memory_only("detector", model["settings"])}
     canon = json.dumps({"roster": roster_fp, "model": model, "thresholds": thresholds.fingerprint()},
                        sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canon.encode()).hexdigest()
+
+
+@dataclass
+class _Keys:
+    """The scan's cache key and what its record needs from the models and the roster."""
+    cache_key: str
+    roster_fp: str
+    model: dict
+    listed: int
+    unprotected: list[str]
+
+
+# Modules whose code decides the cache key: an upgrade of any of them recomputes it.
+_KEY_MODULES = ("photocheck.engine", "photocheck.model_files", "photocheck.students", "photocheck.screening", "photocheck.scan",
+                "photocheck.thresholds", "photocheck.protect")
+
+
+def _inputs_key(db: Database, thresholds, channel: str | None, channels: list[str], today) -> str:
+    """sha256 of everything the cache key is computed from, read without the engine or the key:
+    the students' rows, the encrypted encodings (the same ciphertext decrypts to the same vector),
+    the thresholds, channels, today's date (opt-outs end), the code computing the key and the
+    installed packages (model runtimes' versions). The model files are checked by their stat."""
+    import importlib.util
+    import sys
+
+    from photocheck.db.models import ReferenceEncoding, Student
+
+    h = hashlib.sha256()
+
+    def add(value) -> None:
+        h.update(json.dumps(value, default=str, separators=(",", ":")).encode() + b"\n")
+
+    add(["photocheck-scan-inputs-v1", channel, channels, today.isoformat(), thresholds.as_dict()])
+    for name in _KEY_MODULES:
+        spec = importlib.util.find_spec(name)
+        h.update(Path(spec.origin).read_bytes() if spec and spec.origin else name.encode())
+    for entry in sys.path:  # package folders only (not a working directory full of photos)
+        if not entry.endswith(("site-packages", "dist-packages")):
+            continue
+        try:
+            add(sorted(n for n in os.listdir(entry) if n.endswith((".dist-info", ".egg-info"))))
+        except OSError:
+            pass
+    with db.session() as s:
+        add([list(r) for r in s.execute(select(Student.id, Student.student_id, Student.opt_out,
+                                                Student.opt_out_until, Student.strict).order_by(Student.id))])
+        for r in s.execute(select(ReferenceEncoding.id, ReferenceEncoding.student_pk,
+                                  ReferenceEncoding.reference_photo_id, ReferenceEncoding.model_name,
+                                  ReferenceEncoding.model_version, ReferenceEncoding.key_id,
+                                  ReferenceEncoding.vector).order_by(ReferenceEncoding.id)):
+            add([*r[:-1], hashlib.sha256(r[-1]).hexdigest()])
+    return h.hexdigest()
+
+
+def _model_files(settings) -> list[Path]:
+    """The model files model_files.model_info hashes."""
+    from photocheck.model_files import detector_model_path, encoder_onnx_path, landmarks_path
+
+    return [detector_model_path(settings), encoder_onnx_path(), landmarks_path()]
+
+
+def _recall_keys(db: Database, inputs_key: str) -> _Keys | None:
+    """The keys stored for these inputs, if every model file's stat is still the one recorded."""
+    from photocheck.db.models import ScanKey
+
+    with db.session() as s:
+        row = s.get(ScanKey, inputs_key)
+    if row is None or any(signature(path) != tuple(sig) for path, *sig in json.loads(row.model_files)):
+        return None
+    return _Keys(row.cache_key, row.roster_fingerprint, json.loads(row.model), row.listed_students,
+                 json.loads(row.unprotected))
+
+
+def _remember_keys(db: Database, inputs_key: str, keys: _Keys, files: list[tuple[Path, tuple]], at_ns: int) -> None:
+    """Store `keys` for these inputs, with the model files' stats taken before model_info read them
+    (`files`); not if any file was written within the racy window or has changed since."""
+    from datetime import timedelta
+
+    from photocheck.db.models import ScanKey
+
+    if not files or any(not settled(sig, at_ns) or signature(path) != sig for path, sig in files):
+        return
+    with db.session(immediate=True) as s:
+        s.execute(delete(ScanKey).where(ScanKey.created_at < utcnow() - timedelta(days=30)))
+        s.merge(ScanKey(inputs_key=inputs_key, cache_key=keys.cache_key, roster_fingerprint=keys.roster_fp,
+                        model=json.dumps(keys.model), listed_students=keys.listed,
+                        unprotected=json.dumps(keys.unprotected),
+                        model_files=json.dumps([[str(p), *sig] for p, sig in files])))
 
 
 def scan_roots_key(roots: list[Path]) -> str:
@@ -110,10 +199,12 @@ def scan_roots_key(roots: list[Path]) -> str:
 
 
 def _copy_cached(db: Database, scan_id: int, hits: list[tuple[Path, str, int]], owner: str,
-                 text_check: Callable[[PhotoResult, Path], PhotoResult] | None = None) -> list[PhotoResult]:
+                 text_check: Callable[..., PhotoResult] | None = None,
+                 hashes: FileHashes | None = None) -> list[PhotoResult]:
     """Store each (path, sha256, source photo id) in this scan with the result stored for the same
-    bytes, after `text_check` (names in its file name and tags, judged against today's roster).
-    One transaction for all: copies are cheap to redo if a crash rolls them back."""
+    bytes, after `text_check` (names in its file name and tags, judged against today's roster; the
+    file is read once, its bytes checked by `hashes`). One transaction for all: copies are cheap
+    to redo if a crash rolls them back."""
     out = []
     with db.session(immediate=True) as s:
         sources = {p.id: p for p in s.scalars(select(Photo).where(Photo.id.in_({src for _, _, src in hits}))
@@ -121,31 +212,53 @@ def _copy_cached(db: Database, scan_id: int, hits: list[tuple[Path, str, int]], 
         for path, sha, source_id in hits:
             result = photo_result(sources[source_id], path=printable_path(path), cached=True)
             result.sha256 = sha
-            if text_check is not None:
-                text_check(result, path)
+            if text_check is not None and result.kind == "video":  # its name only: not read if the stat vouches
+                text_check(result, path, confirmed=hashes is not None and hashes.recorded(path) == sha)
+            elif text_check is not None:
+                data = hashes.read_verified(path, sha) if hashes is not None else None
+                if data is not None:
+                    text_check(result, path, data=data, confirmed=True)
+                else:  # reads and hashes it itself, and says what went wrong
+                    text_check(result, path)
             _add_photo(s, scan_id, result, owner, cached_from=source_id)
             out.append(result)
     return out
 
 
-def confirm_unchanged(result: PhotoResult, channels: list[str]) -> PhotoResult:
-    """`result` if its file still holds the bytes that were screened (same sha256), else an
-    `error`: a verdict on bytes the file no longer holds must never stand."""
+def confirm_unchanged(result: PhotoResult, channels: list[str],
+                      hashes: FileHashes | None = None) -> tuple[PhotoResult, bytes | None]:
+    """(`result`, the file's bytes) if its file still holds the bytes that were screened (same
+    sha256), else (an `error`, None): a verdict on bytes the file no longer holds must never
+    stand. A photo's bytes are kept for the text check (one read serves both); a clip's are not.
+    `hashes` records the file's stat for the next scan's fast path."""
+    from photocheck.images import os_error_text
+    from photocheck.pipeline import error_result
+
     if result.verdict == Verdict.ERROR or result.sha256 is None:
-        return result
+        return result, None
+    data = None
     try:
-        with open(result.path, "rb") as fh:
-            now = hashlib.file_digest(fh, "sha256").hexdigest()
+        before = signature(result.path)
+        started = time.time_ns()
+        if result.kind == "video":
+            with open(result.path, "rb") as fh:
+                now = hashlib.file_digest(fh, "sha256").hexdigest()
+        else:
+            with open(result.path, "rb") as fh:
+                data = fh.read()
+            now = hashlib.sha256(data).hexdigest()
     except FileNotFoundError as exc:
         reason = f"vanished while being screened: {os_error_text(result.path, exc)}"
     except OSError as exc:
         reason = f"cannot read again after screening: {os_error_text(result.path, exc)}"
     else:
         if now == result.sha256:
-            return result
+            if hashes is not None:
+                hashes.note(result.path, now, before, started)
+            return result, data
         reason = (f"changed while being screened: {printable_path(result.path)} no longer holds the bytes "
                   "that were screened; scan it again")
-    return error_result(result.path, channels, reason)
+    return error_result(result.path, channels, reason), None
 
 
 def _same_size(files: list[Path]) -> list[Path]:
@@ -165,7 +278,8 @@ class _Identical:
     that changed meanwhile is screened itself; so are all when the first ends in `error` (an
     error is never passed on: another copy may be readable)."""
 
-    def __init__(self, files: list[Path], hashes: dict[Path, str]):
+    def __init__(self, files: list[Path], hashes: dict[Path, str], sha256: Callable[[Path], str | None]):
+        self.sha256 = sha256
         groups: dict[str, list[Path]] = {}
         for f in files:
             if (sha := hashes.get(f)) is not None:
@@ -182,7 +296,7 @@ class _Identical:
         same: list[Path] = []
         again: list[Path] = []
         for f in others:
-            (same if file_sha256(f) == sha else again).append(f)
+            (same if self.sha256(f) == sha else again).append(f)
         return same, again
 
 
@@ -210,6 +324,7 @@ def scan(
     thresholds=None,
     use_cache: bool = True,
     resume: bool = True,
+    rehash: bool = False,
     on_start: Callable[[int], None] | None = None,
     on_photo: Callable[[PhotoResult], None] | None = None,
     on_screened: Callable[[str], None] | None = None,
@@ -233,16 +348,21 @@ def scan(
     decoded and screened once; each path is still stored as its own photo (`Photo.cached_from`
     names the one screened).
 
+    A file's sha256 is taken from the stat fast path (filestat.py) when its stat is exactly
+    what was recorded when it was last hashed; `rehash=True` reads and hashes every file.
+
     Nothing unscreened looks screened: a folder that cannot be listed, or a file found but not
     read, is stored as an `error` photo whose reason names the path and the OS error; a photo
     whose file changed or vanished while it was screened is an `error` too (its sha256 is checked
     after screening). `on_screened(path)` runs as each screened photo comes back, before that
     check (tests change the file there).
     """
+    from datetime import date
+
     from photocheck import audit
     from photocheck.config import ConfigError, check_channel, school_channels
-    from photocheck.model_files import model_info
-    from photocheck.students import load_channel_references, roster_fingerprint
+    from photocheck.images import iter_image_files
+    from photocheck.protect import resolve_key
     from photocheck.thresholds import load_thresholds
 
     try:
@@ -274,18 +394,44 @@ def scan(
         roots, on_skip=lambda p, why: skipped.append(Skipped(printable_path(p), why)),
         on_error=lambda p, why: unreadable.append((p, why)), videos=True)))
 
-    model = model_info(thresholds.detector)
-    # Before loading the engine: a missing or wrong key fails at once (protect.KeyUnavailable).
-    ref_sets = load_channel_references(db, model["encoder"]["name"], model["encoder"]["version"],
-                                       [None, *channels])
-    references = ref_sets[channel]
-    channel_refs = {ch: ref_sets[ch] for ch in channels}
-    roster_fp = roster_fingerprint(references)
-    # Per-channel verdicts are stored too, so who is listed for which channel is part of the key.
-    listing_fp = hashlib.sha256(json.dumps(
-        [channel, roster_fp, [(ch, roster_fingerprint(refs)) for ch, refs in channel_refs.items()]]).encode()
-    ).hexdigest()
-    cache_key = scan_cache_key(listing_fp, model, thresholds)
+    # Before anything else: a missing or wrong key fails at once (protect.KeyUnavailable), even
+    # when every result will come from the cache.
+    resolve_key(db)
+    today = date.today()
+    ref_sets: dict = {}
+
+    def load_references(model: dict) -> tuple:
+        """(references, channel_refs), decrypted once: only when a photo must be screened or
+        the cache key must be computed."""
+        if not ref_sets:
+            from photocheck.students import load_channel_references
+
+            ref_sets.update(load_channel_references(db, model["encoder"]["name"], model["encoder"]["version"],
+                                                    [None, *channels], today=today))
+        return ref_sets[channel], {ch: ref_sets[ch] for ch in channels}
+
+    def compute_keys(model: dict) -> _Keys:
+        from photocheck.students import roster_fingerprint
+
+        references, channel_refs = load_references(model)
+        roster_fp = roster_fingerprint(references)
+        # Per-channel verdicts are stored too, so who is listed for which channel is part of the key.
+        listing_fp = hashlib.sha256(json.dumps(
+            [channel, roster_fp, [(ch, roster_fingerprint(refs)) for ch, refs in channel_refs.items()]]).encode()
+        ).hexdigest()
+        return _Keys(scan_cache_key(listing_fp, model, thresholds), roster_fp, model,
+                     len(set(references.student_ids)) + len(references.unprotected), list(references.unprotected))
+
+    inputs_key = _inputs_key(db, thresholds, channel, channels, today)
+    keys = _recall_keys(db, inputs_key)  # an unchanged rescan: no engine, no decryption
+    if keys is None:
+        from photocheck.model_files import model_info
+
+        started = time.time_ns()
+        model_files = [(p, signature(p)) for p in _model_files(thresholds.detector)]
+        keys = compute_keys(model_info(thresholds.detector))
+        _remember_keys(db, inputs_key, keys, model_files, started)
+    model, roster_fp, cache_key = keys.model, keys.roster_fp, keys.cache_key
     from photocheck.textcheck import TextChecker
 
     text_check = TextChecker.load(db, thresholds, channel=channel).apply  # names: cheap, never cached
@@ -315,8 +461,8 @@ def scan(
         scan_id, started, scan_owner = row.id, row.started_at, row.owner
     summary = ScanSummary(scan_id=scan_id, started_at=started.isoformat(timespec="seconds"), finished_at=None,
                           owner=scan_owner, roots=[str(p) for p in roots], thresholds=thresholds.as_dict(),
-                          model=model, listed_students=len(set(references.student_ids)) + len(references.unprotected),
-                          unprotected_students=list(references.unprotected), channel=channel)
+                          model=model, listed_students=keys.listed, unprotected_students=list(keys.unprotected),
+                          channel=channel)
     summary.photos.extend(resumed)
     done = {p.path for p in resumed}
     todo = [f for f in files if printable_path(f) not in done]
@@ -325,11 +471,13 @@ def scan(
     if on_photo:
         for r in resumed:
             on_photo(r)
-    channel_names = list(channel_refs)
+    channel_names = list(channels)
     screened = duplicates = 0
 
-    def store(result: PhotoResult, cached_from: int | None = None) -> None:
-        text_check(result)  # each path's own file name and tags, copies of one photo included
+    def store(result: PhotoResult, cached_from: int | None = None, data: bytes | None = None,
+              confirmed: bool = False) -> None:
+        # each path's own file name and tags, copies of one photo included
+        text_check(result, data=data, confirmed=confirmed)
         result.path = printable_path(result.path)  # a non-UTF-8 file name must not crash the batch
         _persist(db, scan_id, result, owner, cached_from)
         summary.photos.append(result)
@@ -344,21 +492,25 @@ def scan(
         path = result.path
         if on_screened:
             on_screened(path)
-        result = confirm_unchanged(result, channel_names)
+        result, data = confirm_unchanged(result, channel_names, hashes)
         pixels_only = _as_copy(result, Path(path))  # before store() adds this file's own text findings
-        store(result)
+        store(result, data=data, confirmed=result.verdict != Verdict.ERROR and result.sha256 is not None)
         same, again = identical.settle(path, result)
         for f in same:
             store(_as_copy(pixels_only, f), cached_from=result.photo_id)
         duplicates += len(same)
         return again
 
+    hashes = FileHashes(db, todo, trust_stat=not rehash)
     status = "interrupted"
     try:
-        for path, reason in unreadable:
-            store(error_result(path, channel_names, reason))
+        if unreadable:
+            from photocheck.pipeline import error_result
+
+            for path, reason in unreadable:
+                store(error_result(path, channel_names, reason))
         misses = todo
-        hashes: dict[Path, str] = {}
+        known: dict[Path, str] = {}
         if use_cache and todo:
             with db.session() as s:
                 cached = dict(s.execute(
@@ -369,39 +521,49 @@ def scan(
             if cached:  # hash the bytes and look up; a hit is never decoded
                 misses, hits = [], []
                 for f in todo:
-                    sha = file_sha256(f)
+                    sha = hashes.sha256(f)
                     if sha is not None and sha in cached:
                         hits.append((f, sha, cached[sha]))
                     else:
                         misses.append(f)
                         if sha is not None:
-                            hashes[f] = sha
-                for result in _copy_cached(db, scan_id, hits, owner, text_check) if hits else []:
+                            known[f] = sha
+                for result in _copy_cached(db, scan_id, hits, owner, text_check, hashes) if hits else []:
                     summary.photos.append(result)
                     if on_photo:
                         on_photo(result)
-        for f in _same_size([f for f in misses if f not in hashes]):
-            if (sha := file_sha256(f)) is not None:
-                hashes[f] = sha
-        identical = _Identical(misses, hashes)
-        clips = [f for f in identical.first if is_clip(f)]  # screened after the photos, in this process
-        clip_set = set(clips)
-        to_screen = [f for f in identical.first if f not in clip_set]
-        n_jobs = max(1, min(jobs or default_jobs(), len(to_screen) or 1))
-        if os.name != "posix":  # the worker pool hands pipe fds to its children (pass_fds): POSIX only
-            n_jobs = 1
-        if to_screen and n_jobs == 1:
-            from photocheck.engine import FaceEngine
+        for f in _same_size([f for f in misses if f not in known]):
+            if (sha := hashes.sha256(f)) is not None:
+                known[f] = sha
+        hashes.save()
+        identical = _Identical(misses, known, hashes.sha256)
+        if identical.first:  # else nothing to screen: no screening module is loaded
+            references, channel_refs = load_references(model)
+            if compute_keys(model).cache_key != cache_key:  # the stored keys must be what they stand for
+                raise RuntimeError("internal error: the stored scan cache key does not match the roster")
+            from photocheck.pipeline import screen_photo
+            from photocheck.video import is_clip, screen_clips
+            from photocheck.worker import release_memory, run_pool
 
-            engine = FaceEngine(thresholds.detector)
-            queue = deque(to_screen)
-            while queue:
-                result = screen_photo(queue.popleft(), engine, references, thresholds, channel_refs)
-                release_memory()
-                queue.extend(record(result))
-        elif to_screen:
-            run_pool(to_screen, n_jobs, references, thresholds, record, channel_refs)
-        screen_clips(clips, references, thresholds, channel_refs, record, threads=min(2, jobs or default_jobs()))
+            clips = [f for f in identical.first if is_clip(f)]  # screened after the photos, in this process
+            clip_set = set(clips)
+            to_screen = [f for f in identical.first if f not in clip_set]
+            n_jobs = max(1, min(jobs or default_jobs(), len(to_screen) or 1))
+            if os.name != "posix":  # the worker pool hands pipe fds to its children (pass_fds): POSIX only
+                n_jobs = 1
+            if to_screen and n_jobs == 1:
+                from photocheck.engine import FaceEngine
+
+                engine = FaceEngine(thresholds.detector)
+                queue = deque(to_screen)
+                while queue:
+                    result = screen_photo(queue.popleft(), engine, references, thresholds, channel_refs)
+                    release_memory()
+                    queue.extend(record(result))
+            elif to_screen:
+                run_pool(to_screen, n_jobs, references, thresholds, record, channel_refs)
+            screen_clips(clips, references, thresholds, channel_refs, record, threads=min(2, jobs or default_jobs()))
+            hashes.save()  # the stats of the files just screened (confirm_unchanged read them)
         status = "finished"
     finally:
         with db.session(immediate=True) as s:
@@ -411,7 +573,10 @@ def scan(
             audit.record(s, actor=owner, action="scan.finish", scan_id=scan_id, status=status,
                          photos=len(summary.photos))
             summary.finished_at = row.finished_at.isoformat(timespec="seconds")
+    from photocheck.groups import assign_groups
+
     summary.photos.sort(key=lambda p: p.path)
     assign_groups(summary.photos, thresholds.grouping.max_hamming)
     return ScanOutcome(summary=summary, skipped=skipped, resumed=len(resumed),
-                       cached=sum(p.cached for p in summary.photos), screened=screened, duplicates=duplicates)
+                       cached=sum(p.cached for p in summary.photos), screened=screened, duplicates=duplicates,
+                       hashes_read=hashes.read, hashes_reused=hashes.reused)

@@ -19,11 +19,9 @@ from sqlalchemy import select
 
 from photocheck.db import Database
 from photocheck.db.models import Student
-from photocheck.images import file_sha256
 from photocheck.metadata import EmbeddedText, FoundText, read_embedded_text
 from photocheck.names import FIRST_NAME, NAMED, NameIndex, Person
 from photocheck.results import PhotoResult, Verdict, worst
-from photocheck.screening import listed_for
 
 
 @dataclass(frozen=True)
@@ -59,6 +57,8 @@ class TextChecker:
                    today=today or date.today(), channel=channel)
 
     def listed(self, student_id: str, channel: str | None) -> bool:
+        from photocheck.screening import listed_for  # (numpy) only once a name is found
+
         opt_out, until, strict = self.listing[student_id]
         return listed_for(opt_out, until, strict, channel, self.today)
 
@@ -89,15 +89,17 @@ class TextChecker:
             return Verdict.BLOCKED, reasons
         return (Verdict.REVIEW, reasons) if relevant else (Verdict.CLEAR, [])
 
-    def apply(self, result: PhotoResult, path: str | Path | None = None) -> PhotoResult:
+    def apply(self, result: PhotoResult, path: str | Path | None = None, *, data: bytes | None = None,
+              confirmed: bool = False) -> PhotoResult:
         """Merge the text check of the photo's file into its (pixel) result, in place: the worse
         verdict wins on each channel, the reasons are added, `text_hits` set.
 
         The file is read again; if its bytes are no longer those the pixels were judged on, the
-        photo is an `error` (it changed during the scan). Never raises: a failure of the check
-        itself sends the photo to review."""
+        photo is an `error` (it changed during the scan). `confirmed`: the caller has just checked
+        that the file holds result.sha256, and `data` (for a photo) are those bytes: not read again.
+        Never raises: a failure of the check itself sends the photo to review."""
         try:
-            return self._apply(result, Path(result.path if path is None else path))
+            return self._apply(result, Path(result.path if path is None else path), data, confirmed)
         except Exception as exc:  # a parser bug must not stop the scan, nor pass as "no names"
             reason = f"the text check failed ({type(exc).__name__}: {exc}): names cannot be ruled out"
             result.text_hits = max(result.text_hits, 1)
@@ -106,13 +108,18 @@ class TextChecker:
             result.channel_verdicts = {ch: worst(v, Verdict.REVIEW) for ch, v in result.channel_verdicts.items()}
             return result
 
-    def _apply(self, result: PhotoResult, path: Path) -> PhotoResult:
+    def _apply(self, result: PhotoResult, path: Path, data: bytes | None, confirmed: bool) -> PhotoResult:
         if result.kind == "video":  # a clip can be gigabytes: its name only (container tags are not read yet)
-            if result.verdict is not Verdict.ERROR and result.sha256 and file_sha256(path) != result.sha256:
-                return _error(result, "the file changed while it was being screened: scan it again")
+            if not confirmed and result.verdict is not Verdict.ERROR and result.sha256:
+                from photocheck.images import file_sha256
+
+                if file_sha256(path) != result.sha256:
+                    return _error(result, "the file changed while it was being screened: scan it again")
             embedded = EmbeddedText()
             embedded.add("file name", path.name)
             return self._merge(result, embedded)
+        if confirmed and data is not None:
+            return self._merge(result, read_embedded_text(path, data))
         try:
             data = path.read_bytes()
         except OSError as exc:

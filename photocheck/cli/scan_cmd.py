@@ -32,6 +32,8 @@ def scan(
                                                   "photos with one copy of the face models (decoding, face detection "
                                                   "on its cores, and encoding overlap).",
                                              show_default=False)] = None,
+    rehash: Annotated[bool, typer.Option("--rehash", help="Read and hash every file, even those whose size, "
+                                         "times and inode are unchanged since the last scan hashed them.")] = False,
     db: DbOption = None,
     as_user: Annotated[str | None, typer.Option("--as", metavar="USER", help="Who runs the scan "
                                                 "(default: $PHOTOCHECK_USER, else the OS user).")] = None,
@@ -54,7 +56,9 @@ def scan(
 
     Interrupted (Ctrl-C, a crash)? Run the same command again: the scan resumes where it
     stopped. Files screened before with the same list, models and thresholds, and identical
-    files within one scan, are decoded once (matched by their sha256).
+    files within one scan, are decoded once (matched by their sha256). A file whose size,
+    modification and change times and inode are exactly those recorded when it was last hashed
+    (and were already 2 s old then) is not read again for its sha256; --rehash reads every file.
 
     Exit status: 0 all clear, 1 anything blocked, in review or in error, 2 usage or
     configuration error, 130 interrupted.
@@ -84,7 +88,7 @@ def scan(
     try:
         with progress:
             outcome = run_scan(database, paths, owner=current_user(as_user), channel=channel, jobs=jobs,
-                               on_start=started, on_photo=screened)
+                               rehash=rehash, on_start=started, on_photo=screened)
     except (ScanSetupError, ProtectionError) as exc:  # no roster, or encodings without their key
         fail(str(exc))
     except KeyboardInterrupt:

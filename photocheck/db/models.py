@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import date, datetime, timezone
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Date,
     DateTime,
@@ -234,6 +235,40 @@ class Photo(Base):
     faces: Mapped[list[Face]] = relationship(
         back_populates="photo", cascade="all, delete-orphan", passive_deletes=True, order_by="Face.id"
     )
+
+
+class FileStat(Base):
+    """The sha256 last computed for a file, with the file's stat at that moment (the scan's stat
+    fast path, photocheck/filestat.py). Only a path's hash and stat: no result, no image data."""
+
+    __tablename__ = "file_stats"
+
+    path_key: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 of the absolute path's bytes
+    device: Mapped[int] = mapped_column(BigInteger)
+    inode: Mapped[int] = mapped_column(BigInteger)
+    size: Mapped[int] = mapped_column(BigInteger)
+    mtime_ns: Mapped[int] = mapped_column(BigInteger)
+    ctime_ns: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    hashed_at_ns: Mapped[int] = mapped_column(BigInteger)  # wall clock when the bytes were read
+
+
+class ScanKey(Base):
+    """A scan's cache key and what the scan record needs from the models and the roster, for one
+    set of inputs (scan._inputs_key: roster rows, encrypted encodings, thresholds, channel, date,
+    code and installed packages), valid while the model files' stats are unchanged. Lets an
+    unchanged rescan skip loading the engine and decrypting the encodings. No encoding, no name."""
+
+    __tablename__ = "scan_keys"
+
+    inputs_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    cache_key: Mapped[str] = mapped_column(String(64))
+    roster_fingerprint: Mapped[str] = mapped_column(String(64))
+    model: Mapped[str] = mapped_column(Text)         # JSON of engine.model_info
+    listed_students: Mapped[int] = mapped_column(Integer)
+    unprotected: Mapped[str] = mapped_column(Text)   # JSON list of student ids
+    model_files: Mapped[str] = mapped_column(Text)   # JSON [[path, device, inode, size, mtime_ns, ctime_ns], ...]
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class Face(Base):

@@ -26,7 +26,7 @@ MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 # The newest migration's revision id. Checked with one query on every open, so that a database
 # already at head does not pay for importing Alembic (~0.2 s of every command).
 # tests/test_db.py checks it is Alembic's head: bump it with each new migration.
-HEAD_REVISION = "0008_video"
+HEAD_REVISION = "0009_stat_cache"
 
 # pg_advisory_xact_lock keys (any 64-bit numbers, fixed forever): one for read-then-write
 # transactions (sign-offs, audit appends...), one for migrations. Held until commit/rollback.
