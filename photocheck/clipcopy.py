@@ -20,7 +20,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from photocheck.video import THUMB_SIZE, VideoError, _open, _upright
+from photocheck.video import ClipFrames, VideoError, _open, _upright, thumbnail
 
 REDACT_SAMPLE_S = 0.1   # detections while redacting: 2.5 per screened frame at the default 0.25 s
 LINK_IOU = 0.1          # a face overlapping a covered face of the next/previous detection is covered too
@@ -37,36 +37,11 @@ class _Sample:
 
 
 def decoded_frames(path: str | Path, settings):
-    """(seconds from the start, upright RGB array) of every frame, in order. Raises VideoError
-    for a clip that cannot be decoded completely (the same limits as screening)."""
-    import av
-
-    container, stream, _ = _open(Path(path), settings)
-    rate = float(stream.average_rate or stream.guessed_rate or 30)
-    t0 = t_prev = None
-    n = 0
-    try:
-        for frame in container.decode(stream):
-            n += 1
-            t = frame.time
-            if t is None:
-                t = (t_prev + 1 / rate) if t_prev is not None else 0.0
-            t0 = t if t0 is None else t0
-            t_prev = t if t_prev is None else max(t, t_prev)
-            rel = max(0.0, t - t0)
-            if frame.is_corrupt:
-                raise VideoError(f"damaged frame at {rel:.2f} s")
-            if rel > settings.max_duration_s or n > settings.max_fps * (rel + 1):
-                raise VideoError(f"clip beyond the [video] limits at {rel:.2f} s")
-            thumb = frame.reformat(width=THUMB_SIZE[0], height=THUMB_SIZE[1], format="gray",
-                                   interpolation="AREA").to_ndarray().astype(np.int16)
-            yield rel, _upright(frame), thumb
-    except av.FFmpegError as exc:
-        raise VideoError(f"cannot decode clip after {n} frames (damaged or truncated?): {exc}") from None
-    finally:
-        container.close()
-    if n == 0:
-        raise VideoError("no video frames could be decoded")
+    """(seconds from the start, upright RGB array, scene thumbnail) of every frame, in order.
+    Raises VideoError for a clip that cannot be decoded completely (video.ClipFrames: the same
+    times and limits as screening)."""
+    for t, frame in ClipFrames(path, settings):
+        yield t, _upright(frame), thumbnail(frame)
 
 
 def frame_rate(path: str | Path, settings) -> Fraction:

@@ -272,74 +272,101 @@ def _open(path: Path, settings):
         raise
 
 
+class ClipFrames:
+    """Every decoded frame of a clip with its time, checked against the [video] limits.
+
+    Iterating yields (seconds from the first frame, av.VideoFrame) in decode order. A frame without
+    a timestamp follows the latest one by 1/frame rate; a timestamp before the first frame's counts
+    as 0. Raises VideoError for damage, a limit passed, or no frame at all. After iterating: `count`
+    (frames decoded), `decoded_s` (from the first frame to the end of the latest one), `declared_s`
+    (the header's duration or None), `rate` (frames per second)."""
+
+    def __init__(self, path: str | os.PathLike, settings):
+        self.path, self.settings = Path(path), settings
+        self.count, self.decoded_s, self.declared_s, self.rate = 0, 0.0, None, 30.0
+
+    def __iter__(self):
+        import av
+
+        st = self.settings
+        container, stream, self.declared_s = _open(self.path, st)
+        self.rate = rate = float(stream.average_rate or stream.guessed_rate or 30)
+        t0 = t_latest = None
+        n = 0
+        try:
+            for frame in container.decode(stream):
+                n = self.count = n + 1
+                t = frame.time
+                if t is None:
+                    t = (t_latest + 1 / rate) if t_latest is not None else 0.0
+                t0 = t if t0 is None else t0
+                t_latest = t if t_latest is None else max(t, t_latest)
+                self.decoded_s = t_latest - t0 + 1 / rate
+                rel = max(0.0, t - t0)
+                if frame.width * frame.height > st.max_frame_pixels:
+                    raise VideoError(f"frame at {rel:.2f} s is {frame.width}x{frame.height}, beyond the limit "
+                                     f"of {st.max_frame_pixels:,} pixels")
+                if rel > st.max_duration_s:
+                    raise VideoError(f"clip runs past {st.max_duration_s / 3600:g} h (the limit)")
+                if n > st.max_fps * (rel + 1):
+                    raise VideoError(f"{n} frames in the first {rel:.2f} s: absurd timestamps "
+                                     f"(limit {st.max_fps:g}/s)")
+                if frame.is_corrupt:
+                    raise VideoError(f"damaged frame at {rel:.2f} s")
+                yield rel, frame
+        except av.FFmpegError as exc:
+            raise VideoError(f"cannot decode clip after {n} frames (damaged or truncated?): {exc}") from None
+        finally:
+            container.close()
+        if n == 0:
+            raise VideoError("no video frames could be decoded")
+
+
+def thumbnail(frame) -> np.ndarray:
+    """The frame's small grey thumbnail (THUMB_SIZE) that scene changes are measured on."""
+    return frame.reformat(width=THUMB_SIZE[0], height=THUMB_SIZE[1], format="gray",
+                          interpolation="AREA").to_ndarray().astype(np.int16)
+
+
 def _screen_frames(path: Path, engine, references, thresholds, channel_refs, sha256):
     """Decode the clip, screen the sampled frames. Returns (frame results, tracker, duration,
     upright size, frames decoded). Raises VideoError."""
-    import av
-
     st = thresholds.video
     channels = list(channel_refs or {})
-    container, stream, declared = _open(path, st)
+    clip = ClipFrames(path, st)
     tracker = _Tracker(st)
     frame_results: list[tuple[float, PhotoResult]] = []
-    rate = float(stream.average_rate or stream.guessed_rate or 30)
-    t0 = t_prev = None
     last_thumb = None
     next_sample = last_sample = 0.0
-    n = 0
     size = None
-    try:
-        for frame in container.decode(stream):
-            n += 1
-            t = frame.time
-            if t is None:
-                t = (t_prev + 1 / rate) if t_prev is not None else 0.0
-            t0 = t if t0 is None else t0
-            rel = max(0.0, t - t0)
-            t_prev = t if t_prev is None else max(t, t_prev)
-            if frame.width * frame.height > st.max_frame_pixels:
-                raise VideoError(f"frame at {rel:.2f} s is {frame.width}x{frame.height}, beyond the limit "
-                                 f"of {st.max_frame_pixels:,} pixels")
-            if rel > st.max_duration_s:
-                raise VideoError(f"clip runs past {st.max_duration_s / 3600:g} h (the limit)")
-            if n > st.max_fps * (rel + 1):
-                raise VideoError(f"{n} frames in the first {rel:.2f} s: absurd timestamps (limit {st.max_fps:g}/s)")
-            if frame.is_corrupt:
-                raise VideoError(f"damaged frame at {rel:.2f} s")
-            thumb = frame.reformat(width=THUMB_SIZE[0], height=THUMB_SIZE[1], format="gray",
-                                   interpolation="AREA").to_ndarray().astype(np.int16)
-            due = rel >= next_sample - 1e-6
-            changed = (last_thumb is not None and rel - last_sample >= st.scene_min_gap_s
-                       and float(np.abs(thumb - last_thumb).mean()) > st.scene_change_diff)
-            if not (due or changed):
-                continue
-            last_thumb, last_sample = thumb, rel
-            next_sample = rel + st.sample_interval_s
-            rgb = _upright(frame)
-            del frame
-            size = (rgb.shape[1], rgb.shape[0])
-            img = SimpleNamespace(view=rgb, sha256=sha256, width=size[0], height=size[1])
-            det = detect_decoded(path, img, engine, channels)
-            del rgb, img
-            keep = _KeepEncodings(engine)
-            res = judge_photo(det, keep, references, thresholds, channel_refs)
-            if res.verdict is Verdict.ERROR:
-                raise VideoError(f"frame at {rel:.2f} s: {res.error}")
-            by_box = {tuple(int(v) for v in d.box): e for d, e in zip(det.detections, keep.encodings)}
-            tracker.add(rel, res.faces, [by_box.get(tuple(f.box)) for f in res.faces])
-            res.faces = []  # the tracks hold them
-            frame_results.append((rel, res))
-            release_memory()
-    except av.FFmpegError as exc:
-        raise VideoError(f"cannot decode clip after {n} frames (damaged or truncated?): {exc}") from None
-    finally:
-        container.close()
-    if n == 0 or t0 is None:
-        raise VideoError("no video frames could be decoded")
-    decoded = t_prev - t0 + 1 / rate
+    for rel, frame in clip:
+        thumb = thumbnail(frame)
+        due = rel >= next_sample - 1e-6
+        changed = (last_thumb is not None and rel - last_sample >= st.scene_min_gap_s
+                   and float(np.abs(thumb - last_thumb).mean()) > st.scene_change_diff)
+        if not (due or changed):
+            continue
+        last_thumb, last_sample = thumb, rel
+        next_sample = rel + st.sample_interval_s
+        rgb = _upright(frame)
+        del frame
+        size = (rgb.shape[1], rgb.shape[0])
+        img = SimpleNamespace(view=rgb, sha256=sha256, width=size[0], height=size[1])
+        det = detect_decoded(path, img, engine, channels)
+        del rgb, img
+        keep = _KeepEncodings(engine)
+        res = judge_photo(det, keep, references, thresholds, channel_refs)
+        if res.verdict is Verdict.ERROR:
+            raise VideoError(f"frame at {rel:.2f} s: {res.error}")
+        by_box = {tuple(int(v) for v in d.box): e for d, e in zip(det.detections, keep.encodings)}
+        tracker.add(rel, res.faces, [by_box.get(tuple(f.box)) for f in res.faces])
+        res.faces = []  # the tracks hold them
+        frame_results.append((rel, res))
+        release_memory()
+    decoded, declared = clip.decoded_s, clip.declared_s
     if declared is not None and decoded < declared - st.truncation_tolerance_s:
         raise VideoError(f"truncated or damaged: video decodes to {decoded:.2f} s of the {declared:.2f} s declared")
-    return frame_results, tracker, round(max(decoded, declared or 0.0), 3), size, n
+    return frame_results, tracker, round(max(decoded, declared or 0.0), 3), size, clip.count
 
 
 def screen_video(path: str | os.PathLike, engine, references: ReferenceSet, thresholds,

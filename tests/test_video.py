@@ -222,6 +222,29 @@ def test_files_that_are_not_clips(tmp_path, engine, th, refs):
     assert r.verdict is Verdict.ERROR and "2 video streams" in r.error
 
 
+def test_frame_times_count_from_the_first_frame(tmp_path, th):
+    """Screening and clip copies share one frame loop (video.ClipFrames): times start at the
+    first frame's (here 2 s in), a repeated timestamp is kept, and the decoded length is known."""
+    from photocheck.clipcopy import decoded_frames
+    from photocheck.video import ClipFrames
+
+    p = tmp_path / "late.mkv"
+    with av.open(str(p), "w", format="matroska") as c:
+        s = c.add_stream("libx264", rate=25)
+        s.width, s.height, s.pix_fmt = W, H, "yuv420p"
+        for i, pts in enumerate([50, 51, 52, 52, 54]):
+            f = av.VideoFrame.from_ndarray(backdrop(i), format="rgb24")
+            f.pts, f.time_base = pts, Fraction(1, 25)
+            for pk in s.encode(f):
+                c.mux(pk)
+        for pk in s.encode():
+            c.mux(pk)
+    clip = ClipFrames(p, th.video)
+    times = [round(t, 3) for t, _ in clip]
+    assert times == [0.0, 0.04, 0.08, 0.08, 0.16] and clip.count == 5 and round(clip.decoded_s, 3) == 0.2
+    assert [round(t, 3) for t, _, _ in decoded_frames(p, th.video)] == times
+
+
 def test_absurd_clips_are_errors(tmp_path, engine, th, refs):
     # A 10-hour clip: three frames, the last ten hours in (tiny file, absurd length).
     long = tmp_path / "ten_hours.mp4"
