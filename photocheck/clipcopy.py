@@ -24,7 +24,6 @@ from photocheck.video import ClipFrames, VideoError, _open, _upright, thumbnail
 
 REDACT_SAMPLE_S = 0.1   # detections while redacting: 2.5 per screened frame at the default 0.25 s
 LINK_IOU = 0.1          # a face overlapping a covered face of the next/previous detection is covered too
-MOVE_PAD = 0.25         # extra padding (of the box's larger side) on boxes moved between two detections
 CRF = "18"              # x264 quality: visually lossless for review footage
 TIME_BASE = Fraction(1, 1000)
 
@@ -158,10 +157,11 @@ def _pad(box, w: int, h: int, pad: float) -> tuple[int, int, int, int]:
             max(0, int(left - p)))
 
 
-def boxes_between(a: _Sample | None, b: _Sample | None, t: float, w: int, h: int, pad: float) -> list:
+def boxes_between(a: _Sample | None, b: _Sample | None, t: float, w: int, h: int, pad: float,
+                  move_pad: float) -> list:
     """Padded boxes to cover in a frame at `t` between detections `a` and `b` (either may be None
     at the clip's ends): both detections' covered boxes held, plus each covered face moved
-    linearly towards its nearest covered face in the other detection."""
+    linearly towards its nearest covered face in the other detection, padded by `move_pad` more."""
     mine = [bx for s in (a, b) if s for bx, c in zip(s.boxes, s.cover) if c]
     out = [_pad(bx, w, h, pad) for bx in mine]
     if a and b and b.t > a.t:
@@ -173,14 +173,14 @@ def boxes_between(a: _Sample | None, b: _Sample | None, t: float, w: int, h: int
             cy, cx = (bx[0] + bx[2]) / 2, (bx[1] + bx[3]) / 2
             near = min(later, key=lambda o: ((o[0] + o[2]) / 2 - cy) ** 2 + ((o[1] + o[3]) / 2 - cx) ** 2)
             moved = tuple(p + (q - p) * k for p, q in zip(bx, near))
-            out.append(_pad(moved, w, h, pad + MOVE_PAD))
+            out.append(_pad(moved, w, h, pad + move_pad))
     return out
 
 
-def write_redacted(path: str | Path, fh, samples: list[_Sample], thresholds, cover, pad: float) -> int:
+def write_redacted(path: str | Path, fh, samples: list[_Sample], thresholds, cover) -> int:
     """Pass 2: every frame of `path` with the boxes of `boxes_between` covered (`cover(rgb, boxes)`),
-    written to `fh`. Returns the number of frames written."""
-    st = thresholds.video
+    written to `fh`; padding from [redact] pad and move_pad. Returns the number of frames written."""
+    st, rs = thresholds.video, thresholds.redact
     out = ClipWriter(fh, frame_rate(path, st))
     i, n = 0, 0
     try:
@@ -189,7 +189,7 @@ def write_redacted(path: str | Path, fh, samples: list[_Sample], thresholds, cov
                 i += 1
             a = samples[i - 1] if i > 0 else None
             b = samples[i] if i < len(samples) else None
-            boxes = boxes_between(a, b, t, rgb.shape[1], rgb.shape[0], pad)
+            boxes = boxes_between(a, b, t, rgb.shape[1], rgb.shape[0], rs.pad, rs.move_pad)
             out.add(t, cover(rgb, boxes) if boxes else rgb)
             n += 1
     finally:

@@ -223,7 +223,7 @@ def _redact_clip(db: Database, pid: int, checked: tuple, out_dir: Path, *, actor
         with datadir.open_file(tmp) as fh:  # 0600 in the data folder
             rs = thresholds.redact
             frames = write_redacted(path, fh, samples, thresholds,
-                                    lambda rgb, boxes: cover(rgb, boxes, style, rs.pixel_blocks), rs.pad)
+                                    lambda rgb, boxes: cover(rgb, boxes, style, rs.pixel_blocks))
     except VideoError as exc:
         tmp.unlink(missing_ok=True)
         raise RedactError(f"cannot redact the clip: {exc}", path) from None
