@@ -28,6 +28,8 @@ from photocheck.review import strict_in_photo
 STYLES = REDACTION_STYLES
 FILL = (0, 0, 0)
 COVER_STATUSES = (FaceStatus.LISTED.value, FaceStatus.UNCERTAIN.value)
+# What a clip's redacted copy says of its sound (clipcopy.ClipWriter.sound): nobody listens to it.
+_SOUND = {None: "no sound", "copied": "sound copied unchanged (not checked: listen to it)"}
 
 
 class RedactError(Exception):
@@ -208,7 +210,7 @@ def _rescreened(check, tmp: Path, path: str):
 def _redact_clip(db: Database, pid: int, checked: tuple, out_dir: Path, *, actor: str, style: str, engine,
                  references, thresholds) -> RedactResult:
     """A clip's redacted copy (clipcopy.py: listed faces found every REDACT_SAMPLE_S, covered in
-    every frame, H.264 MP4 without audio or metadata), accepted only if screening it again with
+    every frame, H.264 MP4 without metadata, sound copied unchanged), accepted only if screening it again with
     the same rules finds no listed (or possibly listed) face. `checked`: its _checks(). Raises RedactError."""
     from photocheck.clipcopy import REDACT_SAMPLE_S, find_faces_to_cover, write_redacted
     from photocheck.video import VideoError, screen_video
@@ -222,7 +224,7 @@ def _redact_clip(db: Database, pid: int, checked: tuple, out_dir: Path, *, actor
         samples = find_faces_to_cover(path, engine, references, thresholds, COVER_STATUSES)
         with datadir.open_file(tmp) as fh:  # 0600 in the data folder
             rs = thresholds.redact
-            frames = write_redacted(path, fh, samples, thresholds,
+            frames, sound = write_redacted(path, fh, samples, thresholds,
                                     lambda rgb, boxes: cover(rgb, boxes, style, rs.pixel_blocks))
     except VideoError as exc:
         tmp.unlink(missing_ok=True)
@@ -248,4 +250,4 @@ def _redact_clip(db: Database, pid: int, checked: tuple, out_dir: Path, *, actor
                      recheck=json.dumps({"faces": len(check.faces), "verdict": str(check.verdict)}))
     return RedactResult(pid, path, True, f"{covered} face sighting(s) in {tracks} of {len(samples)} frames looked at "
                         f"(every {REDACT_SAMPLE_S:g} s) covered ({style}) in all {frames} frames, tracked between "
-                        "them; audio dropped; re-scan found no listed face", str(target), covered)
+                        f"them; {_SOUND.get(sound, f'sound {sound}')}; re-scan found no listed face", str(target), covered)

@@ -43,6 +43,9 @@ _QT_ATOMS = {b"moov", b"mdat", b"wide", b"pnot"}
 _FACE_SEVERITY = {FaceStatus.NO_MATCH: 0, FaceStatus.UNPROTECTED: 1, FaceStatus.TOO_SMALL: 2,
                   FaceStatus.UNCERTAIN: 3, FaceStatus.LISTED: 4}
 THUMB_SIZE = (32, 18)  # grey thumbnail for scene changes (width, height)
+# Copied sound may start this much before the first frame: decoders need the encoder's priming
+# stored there (AAC, Opus: a few tens of ms); the player skips it.
+_PRIMING_S = 0.1
 
 
 class VideoError(Exception):
@@ -279,47 +282,76 @@ class ClipFrames:
     a timestamp follows the latest one by 1/frame rate; a timestamp before the first frame's counts
     as 0. Raises VideoError for damage, a limit passed, or no frame at all. After iterating: `count`
     (frames decoded), `decoded_s` (from the first frame to the end of the latest one), `declared_s`
-    (the header's duration or None), `rate` (frames per second)."""
+    (the header's duration or None), `rate` (frames per second).
 
-    def __init__(self, path: str | os.PathLike, settings):
-        self.path, self.settings = Path(path), settings
+    `sound` (clip copies): given the clip's first audio stream (`sound.start(stream)`) before any
+    frame, then its packets undecoded (`sound.packet(packet)`), timed from the first frame like the
+    frames (sound from before it is left out, but for the encoder's priming)."""
+
+    def __init__(self, path: str | os.PathLike, settings, sound=None):
+        self.path, self.settings, self.sound = Path(path), settings, sound
         self.count, self.decoded_s, self.declared_s, self.rate = 0, 0.0, None, 30.0
 
     def __iter__(self):
         import av
 
-        st = self.settings
-        container, stream, self.declared_s = _open(self.path, st)
-        self.rate = rate = float(stream.average_rate or stream.guessed_rate or 30)
-        t0 = t_latest = None
-        n = 0
+        container, stream, self.declared_s = _open(self.path, self.settings)
+        self.rate = float(stream.average_rate or stream.guessed_rate or 30)
+        audio = container.streams.audio[0] if self.sound is not None and container.streams.audio else None
+        self.count, self.decoded_s, self._t0, self._t_latest = 0, 0.0, None, None
+        held: list = []  # sound read before the first frame's time is known
         try:
-            for frame in container.decode(stream):
-                n = self.count = n + 1
-                t = frame.time
-                if t is None:
-                    t = (t_latest + 1 / rate) if t_latest is not None else 0.0
-                t0 = t if t0 is None else t0
-                t_latest = t if t_latest is None else max(t, t_latest)
-                self.decoded_s = t_latest - t0 + 1 / rate
-                rel = max(0.0, t - t0)
-                if frame.width * frame.height > st.max_frame_pixels:
-                    raise VideoError(f"frame at {rel:.2f} s is {frame.width}x{frame.height}, beyond the limit "
-                                     f"of {st.max_frame_pixels:,} pixels")
-                if rel > st.max_duration_s:
-                    raise VideoError(f"clip runs past {st.max_duration_s / 3600:g} h (the limit)")
-                if n > st.max_fps * (rel + 1):
-                    raise VideoError(f"{n} frames in the first {rel:.2f} s: absurd timestamps "
-                                     f"(limit {st.max_fps:g}/s)")
-                if frame.is_corrupt:
-                    raise VideoError(f"damaged frame at {rel:.2f} s")
-                yield rel, frame
+            if audio is not None:
+                self.sound.start(audio)
+            for packet in container.demux(stream, *([audio] if audio is not None else [])):
+                if audio is None or packet.stream_index != audio.index:
+                    yield from self._timed(packet.decode(), held)
+                elif packet.pts is not None and packet.size:  # not the end-of-stream marker
+                    held.append(packet)
+                    if self._t0 is not None:
+                        self._pass_sound(held)
         except av.FFmpegError as exc:
-            raise VideoError(f"cannot decode clip after {n} frames (damaged or truncated?): {exc}") from None
+            raise VideoError(f"cannot decode clip after {self.count} frames (damaged or truncated?): {exc}") from None
         finally:
             container.close()
-        if n == 0:
+        if self.count == 0:
             raise VideoError("no video frames could be decoded")
+
+    def _timed(self, frames, held: list):
+        st, rate = self.settings, self.rate
+        for frame in frames:
+            n = self.count = self.count + 1
+            t = frame.time
+            if t is None:
+                t = (self._t_latest + 1 / rate) if self._t_latest is not None else 0.0
+            t0 = self._t0 = t if self._t0 is None else self._t0
+            self._t_latest = t if self._t_latest is None else max(t, self._t_latest)
+            self.decoded_s = self._t_latest - t0 + 1 / rate
+            rel = max(0.0, t - t0)
+            if frame.width * frame.height > st.max_frame_pixels:
+                raise VideoError(f"frame at {rel:.2f} s is {frame.width}x{frame.height}, beyond the limit "
+                                 f"of {st.max_frame_pixels:,} pixels")
+            if rel > st.max_duration_s:
+                raise VideoError(f"clip runs past {st.max_duration_s / 3600:g} h (the limit)")
+            if n > st.max_fps * (rel + 1):
+                raise VideoError(f"{n} frames in the first {rel:.2f} s: absurd timestamps (limit {st.max_fps:g}/s)")
+            if frame.is_corrupt:
+                raise VideoError(f"damaged frame at {rel:.2f} s")
+            if held:
+                self._pass_sound(held)
+            yield rel, frame
+
+    def _pass_sound(self, held: list) -> None:
+        """Hand the held sound packets on, moved to count from the first frame like the frames;
+        sound ending more than _PRIMING_S before it is left out."""
+        for packet in held:
+            shift = round(self._t0 / packet.time_base)
+            packet.pts -= shift
+            if packet.dts is not None:
+                packet.dts -= shift
+            if (packet.pts + (packet.duration or 0)) * packet.time_base > -_PRIMING_S:
+                self.sound.packet(packet)
+        held.clear()
 
 
 def thumbnail(frame) -> np.ndarray:

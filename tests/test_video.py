@@ -67,6 +67,18 @@ BIDEN = (SAMPLES / "biden1.jpg", (233, 738, 544, 427))   # the listed student (r
 OBAMA = (SAMPLES / "obama1.jpg", (112, 638, 405, 345))   # not on the roster
 
 
+def _tone(stream, seconds: float, container) -> None:
+    stream.metadata["title"] = "Emma Smith speaking"
+    fmt, n = stream.codec_context.format.name, stream.codec_context.frame_size or 1024
+    for start in range(0, round(seconds * 16000), n):
+        x = 0.3 * np.sin(2 * np.pi * 440 * (start + np.arange(n)) / 16000)
+        a = (x * 32000).astype(np.int16) if fmt.startswith("s16") else x.astype(np.float32)
+        f = av.AudioFrame.from_ndarray(a[None, :], format=fmt, layout="mono")
+        f.sample_rate, f.pts = 16000, start
+        container.mux(stream.encode(f))
+    container.mux(stream.encode())
+
+
 def backdrop(i: int) -> np.ndarray:
     """A moving gradient, so frames differ a little like real footage."""
     x = np.linspace(0, 1, W)[None, :, None]
@@ -76,10 +88,12 @@ def backdrop(i: int) -> np.ndarray:
 
 
 def make_clip(path: Path, scenes, *, seconds: float, fps: int = 25, fmt: str = "mp4", codec: str = "libx264",
-              rotation: int | None = None, options: dict | None = None, tags: dict | None = None) -> Path:
+              rotation: int | None = None, options: dict | None = None, tags: dict | None = None,
+              sound: str | None = None) -> Path:
     """A clip of `seconds` with each (tile, x, y, start_s, end_s) of `scenes` pasted while on screen;
     x may be a function of the time (a face moving across). rotation: stored sideways (turned
-    clockwise) with a display rotation that turns it upright. tags: container metadata."""
+    clockwise) with a display rotation that turns it upright. tags: container metadata. sound: an
+    audio codec for a tone over the whole clip (its stream titled with a child's name)."""
     with av.open(str(path), "w", format=fmt, options=options or {}) as c:
         c.metadata.update(tags or {})
         s = c.add_stream(codec, rate=fps)
@@ -87,6 +101,8 @@ def make_clip(path: Path, scenes, *, seconds: float, fps: int = 25, fmt: str = "
         s.pix_fmt = "yuv420p"
         if rotation:
             s.set_display_rotation(rotation)
+        if sound:
+            _tone(c.add_stream(sound, rate=16000, layout="mono"), seconds, c)
         for i in range(round(seconds * fps)):
             a = backdrop(i)
             for tile, x, y, t0, t1 in scenes:
