@@ -8,8 +8,10 @@ a listed student is covered, and so is any face linked to one in the neighbourin
 between two detections, the padded boxes of both and the box moved along the way between them:
 a face is covered in every frame, not only in the ones that were looked at.
 
-What a copy keeps: the pictures only. Container and stream tags (creation time, GPS, camera,
-titles), chapters, subtitles and audio are not written (audio is dropped).
+What a copy keeps: the pictures, and the first sound track copied unchanged (not re-encoded) when
+MP4 can hold its codec (AAC, MP3, Opus, ALAC, FLAC, AC-3 ...; otherwise it is left out and the
+result says so). Container and stream tags (creation time, GPS, camera, titles), chapters,
+subtitles and other tracks are not written.
 """
 from __future__ import annotations
 
@@ -20,11 +22,10 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from photocheck.video import THUMB_SIZE, VideoError, _open, _upright
+from photocheck.video import ClipFrames, VideoError, _open, _upright, thumbnail
 
 REDACT_SAMPLE_S = 0.1   # detections while redacting: 2.5 per screened frame at the default 0.25 s
 LINK_IOU = 0.1          # a face overlapping a covered face of the next/previous detection is covered too
-MOVE_PAD = 0.25         # extra padding (of the box's larger side) on boxes moved between two detections
 CRF = "18"              # x264 quality: visually lossless for review footage
 TIME_BASE = Fraction(1, 1000)
 
@@ -36,37 +37,12 @@ class _Sample:
     cover: list                # True where that face is covered
 
 
-def decoded_frames(path: str | Path, settings):
-    """(seconds from the start, upright RGB array) of every frame, in order. Raises VideoError
-    for a clip that cannot be decoded completely (the same limits as screening)."""
-    import av
-
-    container, stream, _ = _open(Path(path), settings)
-    rate = float(stream.average_rate or stream.guessed_rate or 30)
-    t0 = t_prev = None
-    n = 0
-    try:
-        for frame in container.decode(stream):
-            n += 1
-            t = frame.time
-            if t is None:
-                t = (t_prev + 1 / rate) if t_prev is not None else 0.0
-            t0 = t if t0 is None else t0
-            t_prev = t if t_prev is None else max(t, t_prev)
-            rel = max(0.0, t - t0)
-            if frame.is_corrupt:
-                raise VideoError(f"damaged frame at {rel:.2f} s")
-            if rel > settings.max_duration_s or n > settings.max_fps * (rel + 1):
-                raise VideoError(f"clip beyond the [video] limits at {rel:.2f} s")
-            thumb = frame.reformat(width=THUMB_SIZE[0], height=THUMB_SIZE[1], format="gray",
-                                   interpolation="AREA").to_ndarray().astype(np.int16)
-            yield rel, _upright(frame), thumb
-    except av.FFmpegError as exc:
-        raise VideoError(f"cannot decode clip after {n} frames (damaged or truncated?): {exc}") from None
-    finally:
-        container.close()
-    if n == 0:
-        raise VideoError("no video frames could be decoded")
+def decoded_frames(path: str | Path, settings, sound=None):
+    """(seconds from the start, upright RGB array, scene thumbnail) of every frame, in order.
+    Raises VideoError for a clip that cannot be decoded completely (video.ClipFrames: the same
+    times and limits as screening). `sound`: a ClipWriter that copies the sound track."""
+    for t, frame in ClipFrames(path, settings, sound):
+        yield t, _upright(frame), thumbnail(frame)
 
 
 def frame_rate(path: str | Path, settings) -> Fraction:
@@ -78,7 +54,9 @@ def frame_rate(path: str | Path, settings) -> Fraction:
 
 
 class ClipWriter:
-    """H.264 MP4 written to an open binary file, frame by frame, with no tags of any kind."""
+    """H.264 MP4 written to an open binary file, frame by frame, with no tags of any kind; the
+    source's sound copied unchanged if it is passed to decoded_frames(..., sound=writer).
+    `sound` says what became of it: None (the source has none), "copied" or why it was left out."""
 
     def __init__(self, fh, rate: Fraction):
         import av
@@ -88,6 +66,29 @@ class ClipWriter:
         self._rate = rate
         self._s = None
         self._last = -1
+        self._audio = None
+        self._held: list = []  # sound packets read before the first frame (the file's header waits for it)
+        self.sound: str | None = None
+
+    def start(self, stream) -> None:
+        """The source's sound track, before any frame or packet (video.ClipFrames calls it)."""
+        try:
+            self._audio = self._c.add_stream_from_template(stream)
+        except ValueError:  # MP4 cannot hold this codec unchanged (e.g. Vorbis, some PCM)
+            self.sound = f"left out ({stream.codec_context.name} cannot be copied into MP4 unchanged)"
+            return
+        self._audio.metadata.clear()
+        self.sound = "copied"
+
+    def packet(self, packet) -> None:
+        """One sound packet, timed from the first frame."""
+        if self._audio is None:
+            return
+        packet.stream = self._audio
+        if self._s is None:
+            self._held.append(packet)
+        else:
+            self._c.mux(packet)
 
     def add(self, t: float, rgb: np.ndarray) -> None:
         import av
@@ -103,6 +104,9 @@ class ClipWriter:
             s.codec_context.flags |= av.codec.context.Flags.bitexact
             s.metadata.clear()
             self._s = s
+            for p in self._held:
+                self._c.mux(p)
+            self._held.clear()
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
         self._last = max(self._last + 1, round(t / TIME_BASE))
         frame.pts, frame.time_base = self._last, TIME_BASE
@@ -118,17 +122,18 @@ class ClipWriter:
             self._c.close()
 
 
-def write_clean_copy(source: str | Path, fh, settings) -> int:
-    """Re-encode `source` into `fh` (an open binary file) without metadata or audio; frames written."""
+def write_clean_copy(source: str | Path, fh, settings) -> tuple[int, str | None]:
+    """Re-encode `source`'s pictures into `fh` (an open binary file) without metadata, its sound
+    copied unchanged where MP4 can hold it: (frames written, ClipWriter.sound)."""
     out = ClipWriter(fh, frame_rate(source, settings))
     n = 0
     try:
-        for t, rgb, _ in decoded_frames(source, settings):
+        for t, rgb, _ in decoded_frames(source, settings, out):
             out.add(t, rgb)
             n += 1
     finally:
         out.close()
-    return n
+    return n, out.sound
 
 
 def find_faces_to_cover(path: str | Path, engine, references, thresholds, cover_statuses) -> list[_Sample]:
@@ -183,10 +188,11 @@ def _pad(box, w: int, h: int, pad: float) -> tuple[int, int, int, int]:
             max(0, int(left - p)))
 
 
-def boxes_between(a: _Sample | None, b: _Sample | None, t: float, w: int, h: int, pad: float) -> list:
+def boxes_between(a: _Sample | None, b: _Sample | None, t: float, w: int, h: int, pad: float,
+                  move_pad: float) -> list:
     """Padded boxes to cover in a frame at `t` between detections `a` and `b` (either may be None
     at the clip's ends): both detections' covered boxes held, plus each covered face moved
-    linearly towards its nearest covered face in the other detection."""
+    linearly towards its nearest covered face in the other detection, padded by `move_pad` more."""
     mine = [bx for s in (a, b) if s for bx, c in zip(s.boxes, s.cover) if c]
     out = [_pad(bx, w, h, pad) for bx in mine]
     if a and b and b.t > a.t:
@@ -198,25 +204,26 @@ def boxes_between(a: _Sample | None, b: _Sample | None, t: float, w: int, h: int
             cy, cx = (bx[0] + bx[2]) / 2, (bx[1] + bx[3]) / 2
             near = min(later, key=lambda o: ((o[0] + o[2]) / 2 - cy) ** 2 + ((o[1] + o[3]) / 2 - cx) ** 2)
             moved = tuple(p + (q - p) * k for p, q in zip(bx, near))
-            out.append(_pad(moved, w, h, pad + MOVE_PAD))
+            out.append(_pad(moved, w, h, pad + move_pad))
     return out
 
 
-def write_redacted(path: str | Path, fh, samples: list[_Sample], thresholds, cover, pad: float) -> int:
+def write_redacted(path: str | Path, fh, samples: list[_Sample], thresholds, cover) -> tuple[int, str | None]:
     """Pass 2: every frame of `path` with the boxes of `boxes_between` covered (`cover(rgb, boxes)`),
-    written to `fh`. Returns the number of frames written."""
-    st = thresholds.video
+    written to `fh` with the sound as write_clean_copy; padding from [redact] pad and move_pad.
+    Returns (frames written, ClipWriter.sound)."""
+    st, rs = thresholds.video, thresholds.redact
     out = ClipWriter(fh, frame_rate(path, st))
     i, n = 0, 0
     try:
-        for t, rgb, _ in decoded_frames(path, st):
+        for t, rgb, _ in decoded_frames(path, st, out):
             while i < len(samples) and samples[i].t <= t + 1e-6:
                 i += 1
             a = samples[i - 1] if i > 0 else None
             b = samples[i] if i < len(samples) else None
-            boxes = boxes_between(a, b, t, rgb.shape[1], rgb.shape[0], pad)
+            boxes = boxes_between(a, b, t, rgb.shape[1], rgb.shape[0], rs.pad, rs.move_pad)
             out.add(t, cover(rgb, boxes) if boxes else rgb)
             n += 1
     finally:
         out.close()
-    return n
+    return n, out.sound

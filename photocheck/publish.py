@@ -7,7 +7,7 @@ roster change may be waiting for a re-check, and no strict student may be in it.
 What leaves: the pixels only. Each photo is decoded (EXIF orientation applied) and re-encoded
 as a fresh JPEG, so EXIF, GPS, XMP, IPTC, ICC profiles, comments and thumbnails are all gone;
 a clip is re-encoded from its decoded frames as H.264 MP4 (clipcopy.py): no container or stream
-tags, no audio. Files are named `<channel>-<photo id>.jpg` (`.mp4` for clips): the original name
+tags; its sound is copied unchanged where MP4 can hold it (nobody listens to it). Files are named `<channel>-<photo id>.jpg` (`.mp4` for clips): the original name
 (often a student's name) never leaves. `manifest.json` in the folder lists what was published, by whom and from which sign-off.
 
 A caption given with the photos is checked for listed students' names first (textcheck.py): one
@@ -211,7 +211,8 @@ def _clean_photo(source: str, tmp: Path) -> None:
 
 def _clean_clip(source: str, sha256: str, tmp: Path) -> None:
     """A clip re-encoded from its decoded frames (H.264 MP4): no container or stream tags
-    (creation time, GPS, camera, title), no audio, no subtitles or chapters."""
+    (creation time, GPS, camera, title), no subtitles or chapters; the first sound track copied
+    unchanged where MP4 can hold its codec."""
     from photocheck.clipcopy import write_clean_copy
     from photocheck.thresholds import load_thresholds
     from photocheck.video import VideoError

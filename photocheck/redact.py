@@ -28,6 +28,8 @@ from photocheck.review import strict_in_photo
 STYLES = REDACTION_STYLES
 FILL = (0, 0, 0)
 COVER_STATUSES = (FaceStatus.LISTED.value, FaceStatus.UNCERTAIN.value)
+# What a clip's redacted copy says of its sound (clipcopy.ClipWriter.sound): nobody listens to it.
+_SOUND = {None: "no sound", "copied": "sound copied unchanged (not checked: listen to it)"}
 
 
 class RedactError(Exception):
@@ -103,12 +105,13 @@ def _checks(db: Database, pid: int, style: str) -> tuple[str, str, str, list]:
     return path, sha, kind, to_cover
 
 
-def _covered(db: Database, pid: int, style: str,
-             settings=None) -> tuple[str, str, list[tuple[int, int, int, int]], np.ndarray]:
+def _covered(db: Database, pid: int, style: str, settings=None,
+             checked=None) -> tuple[str, str, list[tuple[int, int, int, int]], np.ndarray]:
     """(path, sha256, padded boxes, covered pixels) of one photo; of a clip, its first frame with a
     face to cover, covered where that face was found (the clip's copy covers every frame).
-    `settings`: the [redact] thresholds (default: models/thresholds.toml's)."""
-    path, sha, kind, to_cover = _checks(db, pid, style)
+    `settings`: the [redact] thresholds (default: models/thresholds.toml's); `checked`: this
+    photo's _checks() if the caller has it already."""
+    path, sha, kind, to_cover = checked or _checks(db, pid, style)
     if settings is None:
         from photocheck.thresholds import load_thresholds
 
@@ -164,11 +167,12 @@ def redact(db: Database, photo_ids, out_dir: Path, *, actor: str, style: str = "
     results = []
     for pid in photo_ids:
         try:
-            if _checks(db, pid, style)[2] == "video":
-                results.append(_redact_clip(db, pid, out_dir, actor=actor, style=style, engine=engine,
+            checked = _checks(db, pid, style)  # the photo's one database read
+            if checked[2] == "video":
+                results.append(_redact_clip(db, pid, checked, out_dir, actor=actor, style=style, engine=engine,
                                             references=references, thresholds=thresholds))
                 continue
-            path, sha, boxes, redacted = _covered(db, pid, style, thresholds.redact)
+            path, sha, boxes, redacted = _covered(db, pid, style, thresholds.redact, checked)
             target = out_dir / f"photo{pid}-redacted.jpg"
             tmp = target.with_name(f".{target.name}.tmp")
             with datadir.open_file(tmp) as fh:  # 0600 in the data folder
@@ -204,15 +208,15 @@ def _rescreened(check, tmp: Path, path: str):
     return check
 
 
-def _redact_clip(db: Database, pid: int, out_dir: Path, *, actor: str, style: str, engine, references,
-                 thresholds) -> RedactResult:
+def _redact_clip(db: Database, pid: int, checked: tuple, out_dir: Path, *, actor: str, style: str, engine,
+                 references, thresholds) -> RedactResult:
     """A clip's redacted copy (clipcopy.py: listed faces found every REDACT_SAMPLE_S, covered in
-    every frame, H.264 MP4 without audio or metadata), accepted only if screening it again with
-    the same rules finds no listed (or possibly listed) face. Raises RedactError."""
+    every frame, H.264 MP4 without metadata, sound copied unchanged), accepted only if screening it again with
+    the same rules finds no listed (or possibly listed) face. `checked`: its _checks(). Raises RedactError."""
     from photocheck.clipcopy import REDACT_SAMPLE_S, find_faces_to_cover, write_redacted
     from photocheck.video import VideoError, screen_video
 
-    path, sha, _, _ = _checks(db, pid, style)
+    path, sha, _, _ = checked
     if file_sha256(path) != sha:
         raise RedactError("the file has changed since it was scanned: scan it again first", path)
     target = out_dir / f"photo{pid}-redacted.mp4"
@@ -221,8 +225,8 @@ def _redact_clip(db: Database, pid: int, out_dir: Path, *, actor: str, style: st
         samples = find_faces_to_cover(path, engine, references, thresholds, COVER_STATUSES)
         with datadir.open_file(tmp) as fh:  # 0600 in the data folder
             rs = thresholds.redact
-            frames = write_redacted(path, fh, samples, thresholds,
-                                    lambda rgb, boxes: cover(rgb, boxes, style, rs.pixel_blocks), rs.pad)
+            frames, sound = write_redacted(path, fh, samples, thresholds,
+                                    lambda rgb, boxes: cover(rgb, boxes, style, rs.pixel_blocks))
     except VideoError as exc:
         tmp.unlink(missing_ok=True)
         raise RedactError(f"cannot redact the clip: {exc}", path) from None
@@ -247,4 +251,4 @@ def _redact_clip(db: Database, pid: int, out_dir: Path, *, actor: str, style: st
                      recheck=json.dumps({"faces": len(check.faces), "verdict": str(check.verdict)}))
     return RedactResult(pid, path, True, f"{covered} face sighting(s) in {tracks} of {len(samples)} frames looked at "
                         f"(every {REDACT_SAMPLE_S:g} s) covered ({style}) in all {frames} frames, tracked between "
-                        "them; audio dropped; re-scan found no listed face", str(target), covered)
+                        f"them; {_SOUND.get(sound, f'sound {sound}')}; re-scan found no listed face", str(target), covered)

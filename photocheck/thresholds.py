@@ -28,6 +28,11 @@ def default_path() -> Path:
 MEMORY_ONLY: dict[str, tuple[str, ...]] = {"detector": ("tile_rows", "tile_margin")}
 
 
+# Sections a scan never reads (they shape redacted copies only, which are checked by screening them
+# again): left out of fingerprint() too, so tuning them keeps cached scan results.
+NOT_SCAN_SECTIONS: tuple[str, ...] = ("redact",)
+
+
 def without_memory_only(section: str, values: dict) -> dict:
     """`values` of a [section] without its memory-only settings."""
     return {k: v for k, v in values.items() if k not in MEMORY_ONLY.get(section, ())}
@@ -126,6 +131,7 @@ class TextThresholds(_Section):
 class RedactSettings(_Section):
     pad: float  # covered box grows by this x its larger side on every side
     pixel_blocks: int  # pixelate: at most this many blocks across a covered box
+    move_pad: float  # clips: extra padding (x the box's larger side) on a box moved between two detections
 
 
 @dataclass(frozen=True)
@@ -168,9 +174,11 @@ class Thresholds:
         }
 
     def fingerprint(self) -> str:
-        """Stable sha256 of the values that can change a verdict (MEMORY_ONLY left out): same
-        numbers -> same fingerprint, whatever the file's comments/ordering/path. Part of the scan cache key."""
-        values = {sec: without_memory_only(sec, d) for sec, d in self.as_dict().items()}
+        """Stable sha256 of the values that can change a scan's verdict (MEMORY_ONLY and
+        NOT_SCAN_SECTIONS left out): same numbers -> same fingerprint, whatever the file's
+        comments/ordering/path. Part of the scan cache key."""
+        values = {sec: without_memory_only(sec, d) for sec, d in self.as_dict().items()
+                  if sec not in NOT_SCAN_SECTIONS}
         canon = json.dumps(values, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canon.encode()).hexdigest()
 
@@ -208,8 +216,8 @@ def load_thresholds(path: str | Path | None = None) -> Thresholds:
         raise ThresholdsError(f"{p}: [detector] need 0 < map_side_min <= map_side_max, quality_crop_px >= 8 and "
                               f"0 < coarse_max_ratio <= 1, got {d}")
     r = t.redact
-    if not (r.pad > 0 and r.pixel_blocks >= 1):
-        raise ThresholdsError(f"{p}: [redact] need pad > 0 and pixel_blocks >= 1, got {r}")
+    if not (r.pad > 0 and r.pixel_blocks >= 1 and r.move_pad >= 0):
+        raise ThresholdsError(f"{p}: [redact] need pad > 0, pixel_blocks >= 1 and move_pad >= 0, got {r}")
     m = t.match
     if not (0 < m.block_distance <= m.review_distance):
         raise ThresholdsError(f"{p}: need 0 < block_distance <= review_distance, got {m}")

@@ -43,6 +43,9 @@ _QT_ATOMS = {b"moov", b"mdat", b"wide", b"pnot"}
 _FACE_SEVERITY = {FaceStatus.NO_MATCH: 0, FaceStatus.UNPROTECTED: 1, FaceStatus.TOO_SMALL: 2,
                   FaceStatus.UNCERTAIN: 3, FaceStatus.LISTED: 4}
 THUMB_SIZE = (32, 18)  # grey thumbnail for scene changes (width, height)
+# Copied sound may start this much before the first frame: decoders need the encoder's priming
+# stored there (AAC, Opus: a few tens of ms); the player skips it.
+_PRIMING_S = 0.1
 
 
 class VideoError(Exception):
@@ -272,31 +275,59 @@ def _open(path: Path, settings):
         raise
 
 
-def _screen_frames(path: Path, engine, references, thresholds, channel_refs, sha256):
-    """Decode the clip, screen the sampled frames. Returns (frame results, tracker, duration,
-    upright size, frames decoded). Raises VideoError."""
-    import av
+class ClipFrames:
+    """Every decoded frame of a clip with its time, checked against the [video] limits.
 
-    st = thresholds.video
-    channels = list(channel_refs or {})
-    container, stream, declared = _open(path, st)
-    tracker = _Tracker(st)
-    frame_results: list[tuple[float, PhotoResult]] = []
-    rate = float(stream.average_rate or stream.guessed_rate or 30)
-    t0 = t_prev = None
-    last_thumb = None
-    next_sample = last_sample = 0.0
-    n = 0
-    size = None
-    try:
-        for frame in container.decode(stream):
-            n += 1
+    Iterating yields (seconds from the first frame, av.VideoFrame) in decode order. A frame without
+    a timestamp follows the latest one by 1/frame rate; a timestamp before the first frame's counts
+    as 0. Raises VideoError for damage, a limit passed, or no frame at all. After iterating: `count`
+    (frames decoded), `decoded_s` (from the first frame to the end of the latest one), `declared_s`
+    (the header's duration or None), `rate` (frames per second).
+
+    `sound` (clip copies): given the clip's first audio stream (`sound.start(stream)`) before any
+    frame, then its packets undecoded (`sound.packet(packet)`), timed from the first frame like the
+    frames (sound from before it is left out, but for the encoder's priming)."""
+
+    def __init__(self, path: str | os.PathLike, settings, sound=None):
+        self.path, self.settings, self.sound = Path(path), settings, sound
+        self.count, self.decoded_s, self.declared_s, self.rate = 0, 0.0, None, 30.0
+
+    def __iter__(self):
+        import av
+
+        container, stream, self.declared_s = _open(self.path, self.settings)
+        self.rate = float(stream.average_rate or stream.guessed_rate or 30)
+        audio = container.streams.audio[0] if self.sound is not None and container.streams.audio else None
+        self.count, self.decoded_s, self._t0, self._t_latest = 0, 0.0, None, None
+        held: list = []  # sound read before the first frame's time is known
+        try:
+            if audio is not None:
+                self.sound.start(audio)
+            for packet in container.demux(stream, *([audio] if audio is not None else [])):
+                if audio is None or packet.stream_index != audio.index:
+                    yield from self._timed(packet.decode(), held)
+                elif packet.pts is not None and packet.size:  # not the end-of-stream marker
+                    held.append(packet)
+                    if self._t0 is not None:
+                        self._pass_sound(held)
+        except av.FFmpegError as exc:
+            raise VideoError(f"cannot decode clip after {self.count} frames (damaged or truncated?): {exc}") from None
+        finally:
+            container.close()
+        if self.count == 0:
+            raise VideoError("no video frames could be decoded")
+
+    def _timed(self, frames, held: list):
+        st, rate = self.settings, self.rate
+        for frame in frames:
+            n = self.count = self.count + 1
             t = frame.time
             if t is None:
-                t = (t_prev + 1 / rate) if t_prev is not None else 0.0
-            t0 = t if t0 is None else t0
+                t = (self._t_latest + 1 / rate) if self._t_latest is not None else 0.0
+            t0 = self._t0 = t if self._t0 is None else self._t0
+            self._t_latest = t if self._t_latest is None else max(t, self._t_latest)
+            self.decoded_s = self._t_latest - t0 + 1 / rate
             rel = max(0.0, t - t0)
-            t_prev = t if t_prev is None else max(t, t_prev)
             if frame.width * frame.height > st.max_frame_pixels:
                 raise VideoError(f"frame at {rel:.2f} s is {frame.width}x{frame.height}, beyond the limit "
                                  f"of {st.max_frame_pixels:,} pixels")
@@ -306,40 +337,68 @@ def _screen_frames(path: Path, engine, references, thresholds, channel_refs, sha
                 raise VideoError(f"{n} frames in the first {rel:.2f} s: absurd timestamps (limit {st.max_fps:g}/s)")
             if frame.is_corrupt:
                 raise VideoError(f"damaged frame at {rel:.2f} s")
-            thumb = frame.reformat(width=THUMB_SIZE[0], height=THUMB_SIZE[1], format="gray",
-                                   interpolation="AREA").to_ndarray().astype(np.int16)
-            due = rel >= next_sample - 1e-6
-            changed = (last_thumb is not None and rel - last_sample >= st.scene_min_gap_s
-                       and float(np.abs(thumb - last_thumb).mean()) > st.scene_change_diff)
-            if not (due or changed):
-                continue
-            last_thumb, last_sample = thumb, rel
-            next_sample = rel + st.sample_interval_s
-            rgb = _upright(frame)
-            del frame
-            size = (rgb.shape[1], rgb.shape[0])
-            img = SimpleNamespace(view=rgb, sha256=sha256, width=size[0], height=size[1])
-            det = detect_decoded(path, img, engine, channels)
-            del rgb, img
-            keep = _KeepEncodings(engine)
-            res = judge_photo(det, keep, references, thresholds, channel_refs)
-            if res.verdict is Verdict.ERROR:
-                raise VideoError(f"frame at {rel:.2f} s: {res.error}")
-            by_box = {tuple(int(v) for v in d.box): e for d, e in zip(det.detections, keep.encodings)}
-            tracker.add(rel, res.faces, [by_box.get(tuple(f.box)) for f in res.faces])
-            res.faces = []  # the tracks hold them
-            frame_results.append((rel, res))
-            release_memory()
-    except av.FFmpegError as exc:
-        raise VideoError(f"cannot decode clip after {n} frames (damaged or truncated?): {exc}") from None
-    finally:
-        container.close()
-    if n == 0 or t0 is None:
-        raise VideoError("no video frames could be decoded")
-    decoded = t_prev - t0 + 1 / rate
+            if held:
+                self._pass_sound(held)
+            yield rel, frame
+
+    def _pass_sound(self, held: list) -> None:
+        """Hand the held sound packets on, moved to count from the first frame like the frames;
+        sound ending more than _PRIMING_S before it is left out."""
+        for packet in held:
+            shift = round(self._t0 / packet.time_base)
+            packet.pts -= shift
+            if packet.dts is not None:
+                packet.dts -= shift
+            if (packet.pts + (packet.duration or 0)) * packet.time_base > -_PRIMING_S:
+                self.sound.packet(packet)
+        held.clear()
+
+
+def thumbnail(frame) -> np.ndarray:
+    """The frame's small grey thumbnail (THUMB_SIZE) that scene changes are measured on."""
+    return frame.reformat(width=THUMB_SIZE[0], height=THUMB_SIZE[1], format="gray",
+                          interpolation="AREA").to_ndarray().astype(np.int16)
+
+
+def _screen_frames(path: Path, engine, references, thresholds, channel_refs, sha256):
+    """Decode the clip, screen the sampled frames. Returns (frame results, tracker, duration,
+    upright size, frames decoded). Raises VideoError."""
+    st = thresholds.video
+    channels = list(channel_refs or {})
+    clip = ClipFrames(path, st)
+    tracker = _Tracker(st)
+    frame_results: list[tuple[float, PhotoResult]] = []
+    last_thumb = None
+    next_sample = last_sample = 0.0
+    size = None
+    for rel, frame in clip:
+        thumb = thumbnail(frame)
+        due = rel >= next_sample - 1e-6
+        changed = (last_thumb is not None and rel - last_sample >= st.scene_min_gap_s
+                   and float(np.abs(thumb - last_thumb).mean()) > st.scene_change_diff)
+        if not (due or changed):
+            continue
+        last_thumb, last_sample = thumb, rel
+        next_sample = rel + st.sample_interval_s
+        rgb = _upright(frame)
+        del frame
+        size = (rgb.shape[1], rgb.shape[0])
+        img = SimpleNamespace(view=rgb, sha256=sha256, width=size[0], height=size[1])
+        det = detect_decoded(path, img, engine, channels)
+        del rgb, img
+        keep = _KeepEncodings(engine)
+        res = judge_photo(det, keep, references, thresholds, channel_refs)
+        if res.verdict is Verdict.ERROR:
+            raise VideoError(f"frame at {rel:.2f} s: {res.error}")
+        by_box = {tuple(int(v) for v in d.box): e for d, e in zip(det.detections, keep.encodings)}
+        tracker.add(rel, res.faces, [by_box.get(tuple(f.box)) for f in res.faces])
+        res.faces = []  # the tracks hold them
+        frame_results.append((rel, res))
+        release_memory()
+    decoded, declared = clip.decoded_s, clip.declared_s
     if declared is not None and decoded < declared - st.truncation_tolerance_s:
         raise VideoError(f"truncated or damaged: video decodes to {decoded:.2f} s of the {declared:.2f} s declared")
-    return frame_results, tracker, round(max(decoded, declared or 0.0), 3), size, n
+    return frame_results, tracker, round(max(decoded, declared or 0.0), 3), size, clip.count
 
 
 def screen_video(path: str | os.PathLike, engine, references: ReferenceSet, thresholds,

@@ -24,6 +24,18 @@ def test_help_teaches(cli, args):
         assert "BLOCKED" in out and "sign-off" in out and "Exit status" in out
 
 
+def test_flags_show_as_plain_flags_in_help(cli):
+    """--version, --help and the other on/off options take no value, so --help shows no type after them."""
+    from photocheck import __version__
+
+    for args in ([], ["review", "list"], ["roster", "import"]):
+        out = cli(*args, "--help").output
+        assert "<bool>" not in out and "--help" in out, out
+    assert "--version" in cli("--help").output
+    assert "--json" in cli("review", "list", "--help").output
+    assert cli("--version").output.strip() == f"photocheck {__version__}"
+
+
 @pytest.mark.backends("sqlite", "postgresql")
 def test_roster_import_and_reimport_reports_changes(cli, tmp_path: Path):
     first = tmp_path / "a.csv"

@@ -43,9 +43,9 @@ def scanned(cli, demo_copy: Path, tmp_path: Path, db_url: str):
     biden, obama = face_tile(*BIDEN), face_tile(*OBAMA, face_px=70)
     # D0001 walks 200 px to the right between 0.5 and 3.5 s; a stranger stands at the bottom right all along.
     make_clip(post / "walk.mp4", [(biden, lambda t: 20 + 200 * (t - 0.5) / 3, 10, 0.5, 3.5),
-                                  (obama, 470, 200, 0, 4)], seconds=4, tags=TAGS)
+                                  (obama, 470, 200, 0, 4)], seconds=4, tags=TAGS, sound="aac")
     make_clip(post / "still.mp4", [(biden, 200, 40, 0, 2)], seconds=2)
-    make_clip(post / "clear.mp4", [(obama, 100, 100, 0, 2)], seconds=2, tags=TAGS)
+    make_clip(post / "clear.mp4", [(obama, 100, 100, 0, 2)], seconds=2, tags=TAGS, sound="aac")
     report = tmp_path / "scan.json"
     cli("scan", post, "--json", report, expect=1)
     items = {Path(i["path"]).name: i for i in load_report(report)["images"]}
@@ -59,9 +59,15 @@ def scanned(cli, demo_copy: Path, tmp_path: Path, db_url: str):
 
 
 def _tags(path: Path) -> tuple[dict, list[dict], list[str]]:
-    """(container tags, each stream's tags, stream kinds) as PyAV reads them back."""
+    """(container tags, each stream's tags, sorted stream kinds) as PyAV reads them back."""
     with av.open(str(path)) as c:
-        return dict(c.metadata), [dict(s.metadata) for s in c.streams], [s.type for s in c.streams]
+        return dict(c.metadata), [dict(s.metadata) for s in c.streams], sorted(s.type for s in c.streams)
+
+
+def _sound(path: Path) -> list[tuple[float, bytes]]:
+    """(time, bytes) of every packet of the first sound track, as stored."""
+    with av.open(str(path)) as c:
+        return [(round(float(p.pts * p.time_base), 3), bytes(p)) for p in c.demux(c.streams.audio[0]) if p.size]
 
 
 # The ISO file-type box (brands), which FFmpeg lists among the tags: no information about anyone.
@@ -74,6 +80,7 @@ def test_clip_redacted_in_every_frame_then_signed_and_published_without_metadata
     pid = ids["walk.mp4"]
     out_dir = config.data_dir() / "redacted"
     res = cli("redact", pid, "--out", out_dir)
+    assert "sound copied unchanged" in " ".join(res.output.split()), res.output
     assert "re-scan found no listed face" in " ".join(res.output.split()), res.output
     with db.session() as s:
         red = s.scalars(select(Redaction)).one()
@@ -106,9 +113,9 @@ def test_clip_redacted_in_every_frame_then_signed_and_published_without_metadata
     assert sorted(p.name for p in dest.iterdir()) == ["manifest.json", name]
     tags, stream_tags, kinds = _tags(dest / name)
     assert set(tags) <= BRANDS, tags
-    assert kinds == ["video"]
-    assert not any(k in t for t in stream_tags for k in ("title", "comment", "location", "creation_time"))
-    assert "Emma" not in (dest / name).read_bytes().decode("latin-1")
+    assert kinds == ["audio", "video"] and _sound(dest / name) == _sound(post / "walk.mp4")  # remuxed, not re-encoded
+    assert not any(k in t for t in stream_tags for k in ("title", "name", "comment", "location", "creation_time"))
+    assert "Emma" not in (dest / name).read_bytes().decode("latin-1")  # neither the clip's nor its sound's tags
     assert set(_tags(post / "walk.mp4")[0]) > BRANDS  # the source did carry tags
     (entry,) = json.loads((dest / "manifest.json").read_text())["files"]
     assert (entry["file"], entry["photo_id"], entry["decision"]) == (name, pid, "redact")
@@ -136,10 +143,25 @@ def test_approved_clear_clip_published_without_tags_and_pending_clip_refused(cli
     assert "not signed off" in cli("publish", "--channel", "web", "--to", dest, pid, expect=1).output
     cli("review", "sign", pid, "--decision", "approve", "--as", "bob")
     cli("publish", "--channel", "web", "--to", dest, pid)
-    tags, _, kinds = _tags(dest / f"web-{pid:06d}.mp4")
-    assert set(tags) <= BRANDS and kinds == ["video"]
+    tags, stream_tags, kinds = _tags(dest / f"web-{pid:06d}.mp4")
+    assert set(tags) <= BRANDS and kinds == ["audio", "video"]
+    assert not any("Emma" in v for t in stream_tags for v in t.values())
+    assert _sound(dest / f"web-{pid:06d}.mp4") == _sound(scanned[2] / "clear.mp4")
     with av.open(str(dest / f"web-{pid:06d}.mp4")) as c:
         assert c.streams.video[0].frames == 50 and (c.streams.video[0].width, c.streams.video[0].height) == (640, 360)
+
+
+def test_a_sound_track_mp4_cannot_hold_is_left_out_and_said(tmp_path: Path):
+    """Copies carry the sound unchanged only where MP4 can hold its codec; AVI's ADPCM is left out."""
+    from photocheck.clipcopy import write_clean_copy
+
+    src = make_clip(tmp_path / "old.avi", [(face_tile(*OBAMA, face_px=70), 100, 100, 0, 1)], seconds=1,
+                    fmt="avi", sound="adpcm_ms", tags=TAGS)
+    with open(tmp_path / "out.mp4", "wb") as fh:
+        frames, sound = write_clean_copy(src, fh, load_thresholds().video)
+    assert frames == 25 and sound.startswith("left out (adpcm_ms")
+    tags, stream_tags, kinds = _tags(tmp_path / "out.mp4")
+    assert set(tags) <= BRANDS and kinds == ["video"]
 
 
 def test_clip_redaction_refused_when_the_copy_still_shows_the_student(cli, scanned, tmp_path: Path):

@@ -107,8 +107,9 @@ def test_the_web_review_asks_the_library_and_uses_public_helpers():
 
 
 def test_memory_only_settings_keep_the_scan_cache_verdict_settings_do_not(cli, demo_copy: Path, db_url: str):
-    """tile_rows/tile_margin change memory use, never a detection: a rescan with other values
-    reuses the stored results; a changed verdict-changing number screens again."""
+    """tile_rows/tile_margin change memory use, never a detection, and [redact] is never read by a
+    scan: a rescan with other values reuses the stored results; a changed verdict-changing number
+    screens again."""
     import dataclasses
 
     from photocheck.db import open_database
@@ -127,6 +128,9 @@ def test_memory_only_settings_keep_the_scan_cache_verdict_settings_do_not(cli, d
     again = scan(db, [photos], owner="t", jobs=1, thresholds=untiled).summary
     assert all(p.cached for p in again.photos)
     assert [(p.path, p.verdict) for p in again.photos] == [(p.path, p.verdict) for p in first.photos]
+    covers = dataclasses.replace(th, redact=dataclasses.replace(th.redact, pad=0.3, move_pad=0.5))
+    assert covers.fingerprint() == th.fingerprint()  # [redact] shapes redacted copies, never a scan verdict
+    assert all(p.cached for p in scan(db, [photos], owner="t", jobs=1, thresholds=covers).summary.photos)
     coarse = dataclasses.replace(th, detector=dataclasses.replace(th.detector, min_score=th.detector.min_score + 0.01))
     assert coarse.fingerprint() != th.fingerprint()
     assert not any(p.cached for p in scan(db, [photos], owner="t", jobs=1, thresholds=coarse).summary.photos)
@@ -134,7 +138,7 @@ def test_memory_only_settings_keep_the_scan_cache_verdict_settings_do_not(cli, d
 
 def test_numbers_that_change_a_verdict_or_a_redaction_come_from_thresholds_toml(tmp_path: Path):
     """Sharpness crop size, box clamps, the coarse-pass trigger and the redaction padding are read
-    from models/thresholds.toml (and so are part of the scan cache key), not written in code."""
+    from models/thresholds.toml, not written in code (the detector's in the scan cache key)."""
     import dataclasses
 
     import numpy as np
@@ -147,10 +151,8 @@ def test_numbers_that_change_a_verdict_or_a_redaction_come_from_thresholds_toml(
     th = load_thresholds()
     d = th.detector
     assert (d.quality_crop_px, d.map_side_min, d.map_side_max, d.coarse_max_ratio) == (64, 0.7, 1.4, 0.75)
-    assert (th.redact.pad, th.redact.pixel_blocks) == (0.45, 5)
-    for changed in (dataclasses.replace(th, detector=dataclasses.replace(d, quality_crop_px=32)),
-                    dataclasses.replace(th, redact=dataclasses.replace(th.redact, pad=0.3))):
-        assert changed.fingerprint() != th.fingerprint()
+    assert (th.redact.pad, th.redact.pixel_blocks, th.redact.move_pad) == (0.45, 5, 0.25)
+    assert dataclasses.replace(th, detector=dataclasses.replace(d, quality_crop_px=32)).fingerprint() != th.fingerprint()
     text = (REPO / "models/thresholds.toml").read_text()
     (tmp_path / "t.toml").write_text(text.replace("\npad = 0.45\n", "\n"))
     try:
@@ -158,9 +160,14 @@ def test_numbers_that_change_a_verdict_or_a_redaction_come_from_thresholds_toml(
         raise AssertionError("a thresholds file without [redact] pad was accepted")
     except ThresholdsError as exc:
         assert "pad" in str(exc)
-    code = "\n".join((REPO / "photocheck" / f).read_text() for f in ("engine.py", "redact.py"))
+    code = "\n".join((REPO / "photocheck" / f).read_text() for f in ("engine.py", "redact.py", "clipcopy.py"))
     for literal in ("SHARPNESS_SIZE", "0.7 * box_side", "1.4 * box_side", "main * 0.75", "PAD = ", "PIXEL_BLOCKS = "):
         assert literal not in code, literal
+    from photocheck.clipcopy import _Sample, boxes_between  # a clip's box between two detections
+
+    a_, b_ = _Sample(0.0, [(100, 200, 200, 100)], [True]), _Sample(0.1, [(100, 400, 200, 300)], [True])
+    moved = [boxes_between(a_, b_, 0.05, 1000, 1000, 0.45, mp)[-1] for mp in (0.0, th.redact.move_pad)]
+    assert moved[0][3] - moved[1][3] == 25  # left edge: 0.25 x the 100 px side further out
 
     # Real photo: the engine reads them.
     img = load_image(REPO / "sample_images" / "obama1.jpg")

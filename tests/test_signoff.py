@@ -232,12 +232,18 @@ def test_a_signoff_on_a_stale_view_is_refused(demo):
 
 # --- redaction ------------------------------------------------------------------------------------
 
-def test_redact_then_sign_and_publish_the_redacted_copy(demo, tmp_path: Path):
+def test_redact_then_sign_and_publish_the_redacted_copy(demo, tmp_path: Path, monkeypatch):
+    import photocheck.redact as redact_mod
+
     cli, db, ids, imgs = demo
     pid = ids["biden1.jpg"]
     out = said(cli("review", "sign", pid, "--decision", "redact", expect=1))
     assert "no verified redacted copy" in out
+    reads = []
+    checks = redact_mod._checks
+    monkeypatch.setattr(redact_mod, "_checks", lambda *a: reads.append(a[1]) or checks(*a))
     cli("redact", pid, "--out", tmp_path / "red", "--style", "pixelate")
+    assert reads == [pid]  # the photo's row is read once, its result passed on
     with db.session() as s:
         red = s.scalars(select(Redaction)).one()
         face = s.get(Photo, pid).faces[0]

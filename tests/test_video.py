@@ -68,6 +68,18 @@ BIDEN = (SAMPLES / "biden1.jpg", (233, 738, 544, 427))   # the listed student (r
 OBAMA = (SAMPLES / "obama1.jpg", (112, 638, 405, 345))   # not on the roster
 
 
+def _tone(stream, seconds: float, container) -> None:
+    stream.metadata["title"] = "Emma Smith speaking"
+    fmt, n = stream.codec_context.format.name, stream.codec_context.frame_size or 1024
+    for start in range(0, round(seconds * 16000), n):
+        x = 0.3 * np.sin(2 * np.pi * 440 * (start + np.arange(n)) / 16000)
+        a = (x * 32000).astype(np.int16) if fmt.startswith("s16") else x.astype(np.float32)
+        f = av.AudioFrame.from_ndarray(a[None, :], format=fmt, layout="mono")
+        f.sample_rate, f.pts = 16000, start
+        container.mux(stream.encode(f))
+    container.mux(stream.encode())
+
+
 def backdrop(i: int) -> np.ndarray:
     """A moving gradient, so frames differ a little like real footage."""
     x = np.linspace(0, 1, W)[None, :, None]
@@ -77,10 +89,12 @@ def backdrop(i: int) -> np.ndarray:
 
 
 def make_clip(path: Path, scenes, *, seconds: float, fps: int = 25, fmt: str = "mp4", codec: str = "libx264",
-              rotation: int | None = None, options: dict | None = None, tags: dict | None = None) -> Path:
+              rotation: int | None = None, options: dict | None = None, tags: dict | None = None,
+              sound: str | None = None) -> Path:
     """A clip of `seconds` with each (tile, x, y, start_s, end_s) of `scenes` pasted while on screen;
     x may be a function of the time (a face moving across). rotation: stored sideways (turned
-    clockwise) with a display rotation that turns it upright. tags: container metadata."""
+    clockwise) with a display rotation that turns it upright. tags: container metadata. sound: an
+    audio codec for a tone over the whole clip (its stream titled with a child's name)."""
     with av.open(str(path), "w", format=fmt, options=options or {}) as c:
         c.metadata.update(tags or {})
         s = c.add_stream(codec, rate=fps)
@@ -88,6 +102,8 @@ def make_clip(path: Path, scenes, *, seconds: float, fps: int = 25, fmt: str = "
         s.pix_fmt = "yuv420p"
         if rotation:
             s.set_display_rotation(rotation)
+        if sound:
+            _tone(c.add_stream(sound, rate=16000, layout="mono"), seconds, c)
         for i in range(round(seconds * fps)):
             a = backdrop(i)
             for tile, x, y, t0, t1 in scenes:
@@ -221,6 +237,29 @@ def test_files_that_are_not_clips(tmp_path, engine, th, refs):
                 c.mux(p)
     r = screen(two, engine, th, refs)
     assert r.verdict is Verdict.ERROR and "2 video streams" in r.error
+
+
+def test_frame_times_count_from_the_first_frame(tmp_path, th):
+    """Screening and clip copies share one frame loop (video.ClipFrames): times start at the
+    first frame's (here 2 s in), a repeated timestamp is kept, and the decoded length is known."""
+    from photocheck.clipcopy import decoded_frames
+    from photocheck.video import ClipFrames
+
+    p = tmp_path / "late.mkv"
+    with av.open(str(p), "w", format="matroska") as c:
+        s = c.add_stream("libx264", rate=25)
+        s.width, s.height, s.pix_fmt = W, H, "yuv420p"
+        for i, pts in enumerate([50, 51, 52, 52, 54]):
+            f = av.VideoFrame.from_ndarray(backdrop(i), format="rgb24")
+            f.pts, f.time_base = pts, Fraction(1, 25)
+            for pk in s.encode(f):
+                c.mux(pk)
+        for pk in s.encode():
+            c.mux(pk)
+    clip = ClipFrames(p, th.video)
+    times = [round(t, 3) for t, _ in clip]
+    assert times == [0.0, 0.04, 0.08, 0.08, 0.16] and clip.count == 5 and round(clip.decoded_s, 3) == 0.2
+    assert [round(t, 3) for t, _, _ in decoded_frames(p, th.video)] == times
 
 
 def test_absurd_clips_are_errors(tmp_path, engine, th, refs):

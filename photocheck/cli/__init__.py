@@ -6,6 +6,7 @@ import sys
 from typing import Annotated
 
 import typer
+from typer.core import TyperOption
 
 from photocheck.cli import (
     audit_cmd,
@@ -22,6 +23,16 @@ from photocheck.cli import (
 )
 from photocheck.cli.common import EXIT_CONFIG, err_console
 from photocheck.thresholds import ThresholdsError
+
+_option_type = TyperOption.display_type_rich
+
+
+def _no_type_after_flags(self, ctx):
+    """Flags take no value, but typer's --help writes "<bool>" after them: show them plain."""
+    return None if self.is_flag else _option_type(self, ctx)
+
+
+TyperOption.display_type_rich = _no_type_after_flags
 
 app = typer.Typer(
     name="photocheck",

@@ -27,7 +27,7 @@ def redact(
     Each face box is padded and filled (or coarsely pixelated) — never a light blur. The
     copy is then scanned again; if any listed face is still found it is deleted and the
     redaction refused. A clip's listed faces are covered in every frame (found every 0.1 s,
-    tracked between) in an H.264 MP4 copy without sound. A verified copy can then be signed off with
+    tracked between) in an H.264 MP4 copy; its sound is copied unchanged, never checked. A verified copy can then be signed off with
     `photocheck review sign PHOTO --decision redact`. Photos of strict students cannot be
     redacted for publication at all.
 
