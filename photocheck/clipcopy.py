@@ -122,13 +122,13 @@ class ClipWriter:
             self._c.close()
 
 
-def write_clean_copy(source: str | Path, fh, settings) -> tuple[int, str | None]:
+def write_clean_copy(source: str | Path, fh, settings, with_sound: bool = True) -> tuple[int, str | None]:
     """Re-encode `source`'s pictures into `fh` (an open binary file) without metadata, its sound
-    copied unchanged where MP4 can hold it: (frames written, ClipWriter.sound)."""
+    copied unchanged where MP4 can hold it unless `with_sound` is false: (frames written, ClipWriter.sound)."""
     out = ClipWriter(fh, frame_rate(source, settings))
     n = 0
     try:
-        for t, rgb, _ in decoded_frames(source, settings, out):
+        for t, rgb, _ in decoded_frames(source, settings, out if with_sound else None):
             out.add(t, rgb)
             n += 1
     finally:

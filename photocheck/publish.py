@@ -7,8 +7,9 @@ roster change may be waiting for a re-check, and no strict student may be in it.
 What leaves: the pixels only. Each photo is decoded (EXIF orientation applied) and re-encoded
 as a fresh JPEG, so EXIF, GPS, XMP, IPTC, ICC profiles, comments and thumbnails are all gone;
 a clip is re-encoded from its decoded frames as H.264 MP4 (clipcopy.py): no container or stream
-tags; its sound is copied unchanged where MP4 can hold it (nobody listens to it). Files are named `<channel>-<photo id>.jpg` (`.mp4` for clips): the original name
-(often a student's name) never leaves. `manifest.json` in the folder lists what was published, by whom and from which sign-off.
+tags, and no sound unless asked for (`with_sound`: photocheck never listens to it, and a name said
+aloud identifies a child too). Files are named `<channel>-<photo id>.jpg` (`.mp4` for clips): the
+original name (often a student's name) never leaves. `manifest.json` in the folder lists what was published, by whom and from which sign-off.
 
 A caption given with the photos is checked for listed students' names first (textcheck.py): one
 naming (or possibly naming) a student who opted out of the channel stops the whole run. It is
@@ -84,9 +85,9 @@ class PublishReport:
 
 
 def publish(db: Database, photo_ids, *, channel: str, dest: Path, actor: str,
-            caption: str | None = None) -> PublishReport:
+            caption: str | None = None, with_sound: bool = False) -> PublishReport:
     """Publish the signed-off photos among `photo_ids` for `channel` into `dest`, with `caption`
-    (checked for names first: CaptionRefused)."""
+    (checked for names first: CaptionRefused). Clips keep their sound only `with_sound`."""
     try:
         channel = check_channel(channel)
     except ConfigError as exc:
@@ -98,7 +99,8 @@ def publish(db: Database, photo_ids, *, channel: str, dest: Path, actor: str,
     report = PublishReport(channel=channel, dest=str(dest))
     for pid in photo_ids:
         try:
-            report.published.append(_publish_one(db, pid, channel, dest, actor, caption, cap_sha))
+            report.published.append(_publish_one(db, pid, channel, dest, actor, caption, cap_sha,
+                                                 with_sound))
         except _Refused as exc:
             with db.session() as s:
                 photo = s.get(Photo, pid)
@@ -135,7 +137,7 @@ def _check_caption(db: Database, caption: str, channel: str, actor: str) -> str:
 
 
 def _publish_one(db: Database, pid: int, channel: str, dest: Path, actor: str, caption: str | None = None,
-                 cap_sha: str | None = None) -> Published:
+                 cap_sha: str | None = None, with_sound: bool = False) -> Published:
     voided = None
     with db.session(immediate=True) as s:
         photo = s.get(Photo, pid)
@@ -181,8 +183,9 @@ def _publish_one(db: Database, pid: int, channel: str, dest: Path, actor: str, c
     target = dest / name
     tmp = dest / f".{name}.tmp"
     if kind == "video":
-        _clean_clip(source, source_sha, tmp)
+        sound = _clean_clip(source, source_sha, tmp, with_sound)
     else:
+        sound = None
         _clean_photo(source, tmp)
     tmp.replace(target)
     out_sha = file_sha256(target)
@@ -192,7 +195,7 @@ def _publish_one(db: Database, pid: int, channel: str, dest: Path, actor: str, c
                           caption_sha256=cap_sha))
         audit.record(s, actor=actor, action="publish", photo_sha256=signoff[3], photo_id=pid, channel=channel,
                      signoff_id=signoff[0], published_sha256=out_sha, file=name,
-                     **({"caption_sha256": cap_sha} if cap_sha else {}))
+                     **({"caption_sha256": cap_sha} if cap_sha else {}), **({"sound": sound} if sound else {}))
     return Published(photo_id=pid, file=name, sha256=out_sha, source_sha256=signoff[3], decision=signoff[1],
                      signed_off_by=signoff[2], signoff_id=signoff[0], caption_sha256=cap_sha)
 
@@ -209,17 +212,17 @@ def _clean_photo(source: str, tmp: Path) -> None:
         Image.fromarray(img.rgb).save(fh, "JPEG", quality=92, optimize=True)
 
 
-def _clean_clip(source: str, sha256: str, tmp: Path) -> None:
+def _clean_clip(source: str, sha256: str, tmp: Path, with_sound: bool) -> str | None:
     """A clip re-encoded from its decoded frames (H.264 MP4): no container or stream tags
-    (creation time, GPS, camera, title), no subtitles or chapters; the first sound track copied
-    unchanged where MP4 can hold its codec."""
+    (creation time, GPS, camera, title), no subtitles or chapters; `with_sound`, the first sound
+    track copied unchanged where MP4 can hold its codec. Returns what became of the sound."""
     from photocheck.clipcopy import write_clean_copy
     from photocheck.thresholds import load_thresholds
     from photocheck.video import VideoError
 
     try:
         with datadir.open_file(tmp) as fh:
-            write_clean_copy(source, fh, load_thresholds().video)
+            _, sound = write_clean_copy(source, fh, load_thresholds().video, with_sound)
     except VideoError as exc:
         tmp.unlink(missing_ok=True)
         raise _Refused(f"cannot read {source}: {exc}") from None
@@ -229,6 +232,7 @@ def _clean_clip(source: str, sha256: str, tmp: Path) -> None:
     if file_sha256(source) != sha256:  # changed while it was read: what was copied was not signed off
         tmp.unlink(missing_ok=True)
         raise _Refused("file changed while publishing")
+    return sound
 
 
 def _write_manifest(dest: Path, report: PublishReport, actor: str) -> Path:

@@ -107,7 +107,7 @@ def test_clip_redacted_in_every_frame_then_signed_and_published_without_metadata
 
     cli("review", "sign", pid, "--decision", "redact", "--as", "bob")
     dest = tmp_path / "web"
-    out = cli("publish", "--channel", "web", "--to", dest, pid, ids["still.mp4"], expect=1).output
+    out = cli("publish", "--channel", "web", "--to", dest, pid, ids["still.mp4"], "--with-sound", expect=1).output
     assert "not signed off" in out  # the other blocked clip, pending: refused
     name = f"web-{pid:06d}.mp4"
     assert sorted(p.name for p in dest.iterdir()) == ["manifest.json", name]
@@ -144,8 +144,10 @@ def test_approved_clear_clip_published_without_tags_and_pending_clip_refused(cli
     cli("review", "sign", pid, "--decision", "approve", "--as", "bob")
     cli("publish", "--channel", "web", "--to", dest, pid)
     tags, stream_tags, kinds = _tags(dest / f"web-{pid:06d}.mp4")
-    assert set(tags) <= BRANDS and kinds == ["audio", "video"]
+    assert set(tags) <= BRANDS and kinds == ["video"]  # photocheck never listens: no sound unless asked for
     assert not any("Emma" in v for t in stream_tags for v in t.values())
+    cli("publish", "--channel", "web", "--to", dest, pid, "--with-sound")
+    assert _tags(dest / f"web-{pid:06d}.mp4")[2] == ["audio", "video"]
     assert _sound(dest / f"web-{pid:06d}.mp4") == _sound(scanned[2] / "clear.mp4")
     with av.open(str(dest / f"web-{pid:06d}.mp4")) as c:
         assert c.streams.video[0].frames == 50 and (c.streams.video[0].width, c.streams.video[0].height) == (640, 360)

@@ -27,6 +27,9 @@ def publish(
                                                  help="The post's caption (UTF-8 text): checked for names of "
                                                       "students who opted out of CHANNEL before anything is "
                                                       "published, and kept with the publication.")] = None,
+    with_sound: Annotated[bool, typer.Option("--with-sound", help="Keep clips' sound (copied unchanged). "
+                                             "photocheck never listens to it: a name said aloud identifies "
+                                             "a child too, so listen to each clip first.")] = False,
     db: DbOption = None,
 ) -> None:
     """Write clean copies of the photos signed off for --channel to the --to folder; refuse the rest.
@@ -35,7 +38,8 @@ def publish(
     that was the decision), and only if the file is still the one signed off. Each is
     re-encoded from its pixels — EXIF, GPS, XMP, IPTC, ICC and comments are stripped — and
     renamed <channel>-<photo id>.jpg, so no student name leaks through a file name. Clips
-    become <channel>-<photo id>.mp4, re-encoded as H.264 without tags (title, date, GPS) or sound.
+    become <channel>-<photo id>.mp4, re-encoded as H.264 without tags (title, date, GPS) and
+    without sound unless --with-sound.
     manifest.json in that folder lists what was published. Every refused photo is listed with why.
     With --caption, a caption naming a listed student who opted out of --channel (or holding
     such a student's rare first name) stops the run: nothing is published, the ids are listed.
@@ -59,7 +63,8 @@ def publish(
     database = open_db(db)
     try:
         ids = resolve_photos(database, photos or [], scan_id=scan, pending_only=False)
-        report = run_publish(database, ids, channel=channel, dest=to, actor=current_user(as_user), caption=text)
+        report = run_publish(database, ids, channel=channel, dest=to, actor=current_user(as_user), caption=text,
+                             with_sound=with_sound)
     except CaptionRefused as exc:
         fail(str(exc), EXIT_ATTENTION)
     except (PublishError, SignoffError) as exc:
