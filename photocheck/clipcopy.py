@@ -2,7 +2,7 @@
 re-encoded with PyAV as H.264 MP4 from the decoded, upright frames.
 
 Redaction runs two passes over the clip. The first detects and judges faces every
-REDACT_SAMPLE_S of clip time (denser than screening) and at scene changes; a face that could be
+[redact] sample_interval_s of clip time (denser than screening) and at scene changes; a face that could be
 a listed student is covered, and so is any face linked to one in the neighbouring detection
 (the same person turning away). The second pass decodes every frame and covers, in each frame
 between two detections, the padded boxes of both and the box moved along the way between them:
@@ -24,8 +24,6 @@ import numpy as np
 
 from photocheck.video import ClipFrames, VideoError, _open, _upright, thumbnail
 
-REDACT_SAMPLE_S = 0.1   # detections while redacting: 2.5 per screened frame at the default 0.25 s
-LINK_IOU = 0.1          # a face overlapping a covered face of the next/previous detection is covered too
 CRF = "18"              # x264 quality: visually lossless for review footage
 TIME_BASE = Fraction(1, 1000)
 
@@ -137,11 +135,12 @@ def write_clean_copy(source: str | Path, fh, settings, with_sound: bool = True) 
 
 
 def find_faces_to_cover(path: str | Path, engine, references, thresholds, cover_statuses) -> list[_Sample]:
-    """Pass 1: faces detected every REDACT_SAMPLE_S and at scene changes, each marked to cover or not."""
+    """Pass 1: faces detected every [redact] sample_interval_s and at scene changes, each marked to
+    cover or not."""
     from photocheck.pipeline import detect_decoded, judge_photo
     from photocheck.worker import release_memory
 
-    st = thresholds.video
+    st, rs = thresholds.video, thresholds.redact
     samples: list[_Sample] = []
     next_due, last_t, last_thumb = 0.0, 0.0, None
     for t, rgb, thumb in decoded_frames(path, st):
@@ -150,7 +149,7 @@ def find_faces_to_cover(path: str | Path, engine, references, thresholds, cover_
                    and float(np.abs(thumb - last_thumb).mean()) > st.scene_change_diff)
         if not (due or changed):
             continue
-        next_due, last_t, last_thumb = t + REDACT_SAMPLE_S, t, thumb
+        next_due, last_t, last_thumb = t + rs.sample_interval_s, t, thumb
         img = SimpleNamespace(view=rgb, sha256=None, width=rgb.shape[1], height=rgb.shape[0])
         res = judge_photo(detect_decoded(Path(path), img, engine, []), engine, references, thresholds)
         if res.error:
@@ -158,11 +157,11 @@ def find_faces_to_cover(path: str | Path, engine, references, thresholds, cover_
         samples.append(_Sample(t, [tuple(f.box) for f in res.faces],
                                [f.status.value in cover_statuses for f in res.faces]))
         release_memory()
-    _link(samples)
+    _link(samples, rs.link_iou)
     return samples
 
 
-def _link(samples: list[_Sample]) -> None:
+def _link(samples: list[_Sample], link_iou: float) -> None:
     """Cover faces overlapping a covered face of the neighbouring detection, until nothing changes
     (a listed student seen once stays covered while the detector keeps seeing them)."""
     from photocheck.engine import box_iou
@@ -176,7 +175,7 @@ def _link(samples: list[_Sample]) -> None:
                     continue
                 other = samples[j]
                 for k, box in enumerate(s.boxes):
-                    if not s.cover[k] and any(c and box_iou(box, b) >= LINK_IOU
+                    if not s.cover[k] and any(c and box_iou(box, b) >= link_iou
                                               for b, c in zip(other.boxes, other.cover)):
                         s.cover[k] = changed = True
 

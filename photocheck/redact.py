@@ -210,10 +210,10 @@ def _rescreened(check, tmp: Path, path: str):
 
 def _redact_clip(db: Database, pid: int, checked: tuple, out_dir: Path, *, actor: str, style: str, engine,
                  references, thresholds) -> RedactResult:
-    """A clip's redacted copy (clipcopy.py: listed faces found every REDACT_SAMPLE_S, covered in
+    """A clip's redacted copy (clipcopy.py: listed faces found every [redact] sample_interval_s, covered in
     every frame, H.264 MP4 without metadata, sound copied unchanged), accepted only if screening it again with
     the same rules finds no listed (or possibly listed) face. `checked`: its _checks(). Raises RedactError."""
-    from photocheck.clipcopy import REDACT_SAMPLE_S, find_faces_to_cover, write_redacted
+    from photocheck.clipcopy import find_faces_to_cover, write_redacted
     from photocheck.video import VideoError, screen_video
 
     path, sha, _, _ = checked
@@ -250,5 +250,5 @@ def _redact_clip(db: Database, pid: int, checked: tuple, out_dir: Path, *, actor
                      redacted_sha256=out_sha, style=style, faces_covered=covered, kind="video",
                      recheck=json.dumps({"faces": len(check.faces), "verdict": str(check.verdict)}))
     return RedactResult(pid, path, True, f"{covered} face sighting(s) in {tracks} of {len(samples)} frames looked at "
-                        f"(every {REDACT_SAMPLE_S:g} s) covered ({style}) in all {frames} frames, tracked between "
+                        f"(every {thresholds.redact.sample_interval_s:g} s) covered ({style}) in all {frames} frames, tracked between "
                         f"them; {_SOUND.get(sound, f'sound {sound}')}; re-scan found no listed face", str(target), covered)

@@ -132,6 +132,8 @@ class RedactSettings(_Section):
     pad: float  # covered box grows by this x its larger side on every side
     pixel_blocks: int  # pixelate: at most this many blocks across a covered box
     move_pad: float  # clips: extra padding (x the box's larger side) on a box moved between two detections
+    sample_interval_s: float  # clips: faces looked for this often (clip time) while redacting
+    link_iou: float  # clips: a face overlapping a covered face of the neighbouring look by this much is covered
 
 
 @dataclass(frozen=True)
@@ -216,8 +218,10 @@ def load_thresholds(path: str | Path | None = None) -> Thresholds:
         raise ThresholdsError(f"{p}: [detector] need 0 < map_side_min <= map_side_max, quality_crop_px >= 8 and "
                               f"0 < coarse_max_ratio <= 1, got {d}")
     r = t.redact
-    if not (r.pad > 0 and r.pixel_blocks >= 1 and r.move_pad >= 0):
-        raise ThresholdsError(f"{p}: [redact] need pad > 0, pixel_blocks >= 1 and move_pad >= 0, got {r}")
+    if not (r.pad > 0 and r.pixel_blocks >= 1 and r.move_pad >= 0 and 0 < r.sample_interval_s <= 1
+            and 0 < r.link_iou < 1):
+        raise ThresholdsError(f"{p}: [redact] need pad > 0, pixel_blocks >= 1, move_pad >= 0, "
+                              f"0 < sample_interval_s <= 1 and 0 < link_iou < 1, got {r}")
     m = t.match
     if not (0 < m.block_distance <= m.review_distance):
         raise ThresholdsError(f"{p}: need 0 < block_distance <= review_distance, got {m}")
