@@ -1,0 +1,77 @@
+"""The per-face rules of photocheck.screening with the shipped thresholds (models/thresholds.toml)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from photocheck.engine import FaceQuality
+from photocheck.results import FaceStatus
+from photocheck.screening import ReferenceSet, classify_face
+from photocheck.thresholds import load_thresholds
+
+TH = load_thresholds()
+Q, M = TH.quality, TH.match
+REF = np.zeros(128)
+REFS = ReferenceSet.build({"S1": [REF]}, ["S1"])
+
+
+def quality(sharpness=400.0, weak=40.0, brightness=120.0, contrast=50.0) -> FaceQuality:
+    return FaceQuality(sharpness=sharpness, weak_sharpness=weak, brightness=brightness, contrast=contrast)
+
+
+def face(width: int, distance: float, q: FaceQuality | None = None):
+    q = q or quality()
+    enc = REF.copy()
+    enc[0] = distance  # exactly `distance` from the one reference
+    return classify_face((100, 100 + width, 100 + width, 100), enc, q.sharpness, REFS, TH, quality=q)
+
+
+BETWEEN = (M.review_distance + M.review_distance_marginal) / 2  # ruled out for a full-quality face only
+FAR = M.review_distance_marginal + 0.05
+SMALL = (Q.min_face_px + Q.marginal_face_px) // 2
+SLIGHT_BLUR = quality(weak=(Q.min_weak_sharpness + Q.marginal_weak_sharpness) / 2)
+
+
+def test_marginal_gates_are_stricter_than_the_general_ones():
+    assert Q.min_face_px < Q.marginal_face_px and Q.min_weak_sharpness <= Q.marginal_weak_sharpness
+    assert M.review_distance < M.review_distance_marginal
+    assert Q.marginal_min_sharpness > Q.min_sharpness and Q.small_min_weak_sharpness > Q.marginal_weak_sharpness
+
+
+def test_full_quality_face_beyond_review_distance_is_ruled_out():
+    assert face(Q.marginal_face_px, BETWEEN).status is FaceStatus.NO_MATCH
+
+
+@pytest.mark.parametrize("width,q,words", [(SMALL, None, f"face {SMALL} px wide is too small"),
+                                           (Q.marginal_face_px + 10, SLIGHT_BLUR, "face too blurred (motion or shake)")])
+def test_marginal_face_is_ruled_out_only_when_clearly_far(width, q, words):
+    f = face(width, BETWEEN, q)
+    assert f.status is FaceStatus.TOO_SMALL
+    assert f.reason == f"{words} to rule out listed student S1 (distance {BETWEEN:.3f})"
+    assert face(width, FAR, q).status is FaceStatus.NO_MATCH
+
+
+@pytest.mark.parametrize("q", [quality(sharpness=Q.marginal_min_sharpness - 1),
+                               quality(weak=Q.small_min_weak_sharpness - 1)])
+def test_small_face_not_perfectly_sharp_is_never_ruled_out(q):
+    f = face(SMALL, 1.2, q)
+    assert f.status is FaceStatus.TOO_SMALL and "too small to rule out" in f.reason
+    assert face(Q.marginal_face_px, 1.2, q).status is FaceStatus.NO_MATCH  # fine at full size
+
+
+def test_slightly_blurred_face_needs_a_sharp_laplacian():
+    q = quality(sharpness=Q.marginal_min_sharpness - 1, weak=SLIGHT_BLUR.weak_sharpness)
+    f = face(Q.marginal_face_px + 10, 1.2, q)
+    assert f.status is FaceStatus.TOO_SMALL and "too blurred" in f.reason
+
+
+@pytest.mark.parametrize("width,q,words", [(Q.min_face_px - 1, None, "too small"),
+                                           (80, quality(weak=Q.min_weak_sharpness - 0.5), "too blurred"),
+                                           (80, quality(brightness=Q.min_brightness - 1), "too dark")])
+def test_below_a_floor_a_face_always_goes_to_review(width, q, words):
+    f = face(width, 1.2, q)
+    assert f.status is FaceStatus.TOO_SMALL and words in f.reason
+
+
+def test_small_face_close_to_a_listed_student_is_still_blocked():
+    assert face(Q.min_face_px - 1, M.block_distance - 0.01).status is FaceStatus.LISTED
