@@ -156,11 +156,11 @@ def encode_references(set_dir: Path) -> dict[str, list[np.ndarray]]:
     return refs
 
 
-def simulate(all_photos: list[dict], block: float, review: float, rules, review_marginal: float | None = None) -> dict:
+def simulate(all_photos: list[dict], block: float, review: float, rules, review_small: float | None = None) -> dict:
     """Photo verdicts by screening's rules (distance bands + screening.quality_problem) from a dump.
-    `review_marginal`: the review distance of marginal faces (screening.marginal_kind; None: `review`)."""
+    `review_small`: the review distance of faces narrower than rules.small_face_px (None: `review`)."""
     from photocheck.engine import FaceQuality
-    from photocheck.screening import marginal_kind, quality_problem
+    from photocheck.screening import quality_problem
 
     out = {"blocked": 0, "review": 0, "clear": 0, "false_block": 0, "listed_clear": 0, "review_nl": 0,
            "listed_faces": 0, "listed_ident": 0, "reasons": {"uncertain": 0, "quality": 0}, "by_condition": {}}
@@ -174,7 +174,7 @@ def simulate(all_photos: list[dict], block: float, review: float, rules, review_
             dmin = f["dist"][dmin_sid] if dmin_sid else 9.0
             q = FaceQuality(**{k: f["quality"][k] for k in FaceQuality.__dataclass_fields__}) if f.get("quality") else None
             poor = quality_problem(f["width"], f["sharpness"], q, rules) is not None
-            poor |= bool(marginal_kind(f["width"], q, rules)) and dmin <= (review_marginal or review)
+            poor |= f["width"] < rules.small_face_px and dmin <= (review_small or review)
             if f["no_consent"]:
                 out["listed_faces"] += 1
                 out["listed_ident"] += f["dist"].get(f["student_id"], 9.0) <= block
@@ -225,7 +225,7 @@ def main(argv=None) -> int:
     ap.add_argument("--min-face-px", type=int)
     ap.add_argument("--min-sharpness", type=float)
     ap.add_argument("--min-weak-sharpness", type=float)
-    ap.add_argument("--review-marginal", type=float, help="[match] review_distance_marginal override")
+    ap.add_argument("--review-small", type=float, help="[match] review_distance_small override")
     args = ap.parse_args(argv)
 
     bad = [s for s in args.seeds if s not in CALIBRATION_SEEDS]
@@ -346,8 +346,8 @@ def main(argv=None) -> int:
     rules = dataclasses.replace(th.quality, min_face_px=min_px, min_sharpness=min_sharp,
                                 **({"min_weak_sharpness": args.min_weak_sharpness}
                                    if args.min_weak_sharpness is not None else {}))
-    review_marginal = args.review_marginal if args.review_marginal is not None else th.match.review_distance_marginal
-    sim = simulate(all_photos, block, review, rules, review_marginal)
+    review_small = args.review_small if args.review_small is not None else th.match.review_distance_small
+    sim = simulate(all_photos, block, review, rules, review_small)
     n = len(all_photos)
     print(f"\n-- per-photo simulation ({rules})")
     print(f"  blocked {sim['blocked']}, review {sim['review']} ({sim['review'] / n:.1%}), clear {sim['clear']} of {n}")
@@ -362,16 +362,13 @@ def main(argv=None) -> int:
     if len(conds) > 1:
         print("  by condition (review / missed of photos): " + "; ".join(
             f"{c} {s['review']}/{s['missed']} of {s['n']}" for c, s in sim["by_condition"].items()))
-    print("\n-- trade-off: marginal faces ([quality] min_face_px and min_weak_sharpness are the floors below which a "
-          "face always goes to review; above them, faces under marginal_face_px / marginal_weak_sharpness need "
-          "the marginal_* gates and a distance above [match] review_distance_marginal)")
-    print("   min_face_px  min_weak  review_marginal  missed  review  review(non-listed face alone)")
-    for floor in (36, 40, 44, rules.marginal_face_px):
-        for weak in (6.0, 8.0, 10.0, rules.marginal_weak_sharpness):
-            for rm in (review, 0.70, 0.74, 0.78):
-                t = simulate(all_photos, block, review, dataclasses.replace(rules, min_face_px=floor, min_weak_sharpness=weak), rm)
-                print(f"   {floor:11d}  {weak:8g}  {rm:15.2f}  {t['listed_clear']:6d}  {t['review'] / n:6.1%}  "
-                      f"{t['review_nl'] / n:6.1%}")
+    print("\n-- trade-off: small faces (under [quality] min_face_px always review; up to small_face_px they need "
+          "the small_min_* gates and a distance above [match] review_distance_small)")
+    print("   min_face_px  review_small  missed  review  review(non-listed face alone)")
+    for floor in (36, 40, 44, rules.small_face_px):
+        for rs in (review, 0.70, 0.74, 0.78):
+            t = simulate(all_photos, block, review, dataclasses.replace(rules, min_face_px=floor), rs)
+            print(f"   {floor:11d}  {rs:12.2f}  {t['listed_clear']:6d}  {t['review'] / n:6.1%}  {t['review_nl'] / n:6.1%}")
     return 0
 
 

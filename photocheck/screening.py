@@ -3,7 +3,7 @@
 Per face (see models/thresholds.toml for the numbers):
   nearest listed student within block_distance            -> LISTED   (photo blocked)
   within review_distance, or too small/blurred/dark to rule out -> UNCERTAIN / TOO_SMALL (review)
-  a small or slightly blurred face within review_distance_marginal -> TOO_SMALL (review)
+  a face narrower than small_face_px within review_distance_small -> TOO_SMALL (review)
   otherwise, while some listed student has no reference   -> UNPROTECTED (review)
   otherwise                                               -> NO_MATCH
 Per photo the worst face wins: blocked > review > clear. "clear" never means approved: every
@@ -69,7 +69,7 @@ class ReferenceSet:
 def quality_problem(width: int, sharpness: float, quality, rules) -> str | None:
     """Why a face's capture quality cannot support "not a listed student", in a reviewer's words;
     None when it can. `quality` is the engine's FaceQuality (None: sharpness alone is known).
-    A marginal face (marginal_kind) that passes is still ruled out only beyond review_distance_marginal."""
+    A face narrower than small_face_px that passes is still ruled out only beyond review_distance_small."""
     if width < rules.min_face_px:
         return f"face {width} px wide is too small to rule out (< {rules.min_face_px} px)"
     if quality is not None and quality.brightness < rules.min_brightness:
@@ -82,23 +82,9 @@ def quality_problem(width: int, sharpness: float, quality, rules) -> str | None:
     if weak is not None and weak < rules.min_weak_sharpness:
         return (f"face too blurred (motion or shake) to rule out (sharpness along its weakest direction "
                 f"{weak:.1f} < {rules.min_weak_sharpness:g})")
-    kind = marginal_kind(width, quality, rules)
-    if kind == "too small" and (sharpness < rules.marginal_min_sharpness or weak is None
-                                or weak < rules.small_min_weak_sharpness):
+    if width < rules.small_face_px and (sharpness < rules.small_min_sharpness or weak is None
+                                        or weak < rules.small_min_weak_sharpness):
         return f"face {width} px wide is too small to rule out unless perfectly sharp"
-    if kind == "too blurred" and sharpness < rules.marginal_min_sharpness:
-        return (f"face too blurred (motion or shake) to rule out (sharpness along its weakest direction "
-                f"{weak:.1f} < {rules.marginal_weak_sharpness:g})")
-    return None
-
-
-def marginal_kind(width: int, quality, rules) -> str | None:
-    """"too small" or "too blurred" when a face is narrower than marginal_face_px or slightly blurred
-    (weakest direction below marginal_weak_sharpness); None for a face of full quality."""
-    if width < rules.marginal_face_px:
-        return "too small"
-    if quality is None or quality.weak_sharpness < rules.marginal_weak_sharpness:
-        return "too blurred"
     return None
 
 
@@ -132,10 +118,9 @@ def classify_face(
         return result(FaceStatus.TOO_SMALL, problem)
     if distance is not None and distance <= match.review_distance:
         return result(FaceStatus.UNCERTAIN, f"could be listed student {candidate} (distance {distance:.3f})")
-    kind = marginal_kind(width, quality, thresholds.quality)
-    if kind and distance is not None and distance <= match.review_distance_marginal:
-        what = f"face {width} px wide is too small" if kind == "too small" else "face too blurred (motion or shake)"
-        return result(FaceStatus.TOO_SMALL, f"{what} to rule out listed student {candidate} (distance {distance:.3f})")
+    if width < thresholds.quality.small_face_px and distance is not None and distance <= match.review_distance_small:
+        return result(FaceStatus.TOO_SMALL, f"face {width} px wide is too small to rule out listed student "
+                                            f"{candidate} (distance {distance:.3f})")
     if references.unprotected:
         return result(FaceStatus.UNPROTECTED,
                       f"{len(references.unprotected)} listed student(s) have no usable reference photo")

@@ -94,7 +94,7 @@ class DetectorSettings(_Section):
 class MatchThresholds(_Section):
     block_distance: float  # <= : identified as that listed student -> blocked
     review_distance: float  # <= : uncertain -> review
-    review_distance_marginal: float  # small or slightly blurred faces: <= -> review
+    review_distance_small: float  # faces narrower than [quality] small_face_px: <= -> review
 
 
 @dataclass(frozen=True)
@@ -102,10 +102,9 @@ class QualityThresholds(_Section):
     min_face_px: int  # narrower faces can't be ruled out -> review
     min_sharpness: float  # blurrier faces (Laplacian, all directions) -> review
     min_weak_sharpness: float  # faces blurred along one direction (motion) -> review
-    marginal_face_px: int  # narrower faces are marginal (see screening.marginal_kind)...
-    marginal_weak_sharpness: float  # ...and so are faces whose weakest direction is below this
-    marginal_min_sharpness: float  # marginal faces below this Laplacian sharpness -> review
-    small_min_weak_sharpness: float  # faces under marginal_face_px below this weakest-direction sharpness -> review
+    small_face_px: int  # narrower faces need small_min_* and a distance above review_distance_small
+    small_min_sharpness: float  # ... Laplacian sharpness at least this
+    small_min_weak_sharpness: float  # ... and weakest-direction sharpness at least this
     min_brightness: float  # darker faces (mean grey 0..255) -> review
     min_contrast: float  # flatter faces (grey std) -> review
     min_photo_brightness: float  # darker photos (mean grey) -> review: small faces may go undetected
@@ -216,8 +215,8 @@ def load_thresholds(path: str | Path | None = None) -> Thresholds:
     if not (r.pad > 0 and r.pixel_blocks >= 1):
         raise ThresholdsError(f"{p}: [redact] need pad > 0 and pixel_blocks >= 1, got {r}")
     m = t.match
-    if not (0 < m.block_distance <= m.review_distance <= m.review_distance_marginal):
-        raise ThresholdsError(f"{p}: need 0 < block_distance <= review_distance <= review_distance_marginal, got {m}")
+    if not (0 < m.block_distance <= m.review_distance <= m.review_distance_small):
+        raise ThresholdsError(f"{p}: need 0 < block_distance <= review_distance <= review_distance_small, got {m}")
     v = t.video
     if not (0 < v.scene_min_gap_s <= v.sample_interval_s <= 0.5 and v.max_duration_s > 0
             and v.max_frame_pixels > 0 and v.max_fps > 0 and v.truncation_tolerance_s >= 0):

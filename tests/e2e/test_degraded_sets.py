@@ -34,7 +34,7 @@ def test_degraded_photos_never_block_the_wrong_child(scanned_set):
 
 
 # Small faces (36-64 px), mildly degraded: faces of 40-50 px that are perfectly sharp and far from every
-# listed student are ruled out ([quality] marginal_face_px), so such a set is not mostly review.
+# listed student are ruled out ([quality] small_face_px), so such a set is not mostly review.
 SMALL = (73, 10, "36:64", "motion:5,jpeg:30,gray,none")
 
 
