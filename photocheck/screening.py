@@ -82,8 +82,7 @@ def quality_problem(width: int, sharpness: float, quality, rules) -> str | None:
     if weak is not None and weak < rules.min_weak_sharpness:
         return (f"face too blurred (motion or shake) to rule out (sharpness along its weakest direction "
                 f"{weak:.1f} < {rules.min_weak_sharpness:g})")
-    if width < rules.small_face_px and (sharpness < rules.small_min_sharpness or weak is None
-                                        or weak < rules.small_min_weak_sharpness):
+    if width < rules.small_face_px and (sharpness < rules.small_min_sharpness or weak is None):
         return f"face {width} px wide is too small to rule out unless perfectly sharp"
     return None
 

@@ -102,9 +102,8 @@ class QualityThresholds(_Section):
     min_face_px: int  # narrower faces can't be ruled out -> review
     min_sharpness: float  # blurrier faces (Laplacian, all directions) -> review
     min_weak_sharpness: float  # faces blurred along one direction (motion) -> review
-    small_face_px: int  # narrower faces need small_min_* and a distance above review_distance_small
-    small_min_sharpness: float  # ... Laplacian sharpness at least this
-    small_min_weak_sharpness: float  # ... and weakest-direction sharpness at least this
+    small_face_px: int  # narrower faces need small_min_sharpness and a distance above review_distance_small
+    small_min_sharpness: float  # Laplacian sharpness a face under small_face_px needs
     min_brightness: float  # darker faces (mean grey 0..255) -> review
     min_contrast: float  # flatter faces (grey std) -> review
     min_photo_brightness: float  # darker photos (mean grey) -> review: small faces may go undetected

@@ -32,7 +32,7 @@ SMALL = (Q.min_face_px + Q.small_face_px) // 2
 
 def test_small_faces_get_stricter_gates():
     assert Q.min_face_px < Q.small_face_px and M.review_distance < M.review_distance_small
-    assert Q.small_min_sharpness > Q.min_sharpness and Q.small_min_weak_sharpness > Q.min_weak_sharpness
+    assert Q.small_min_sharpness > Q.min_sharpness
 
 
 def test_sharp_small_face_far_from_every_listed_student_is_ruled_out():
@@ -46,9 +46,8 @@ def test_small_face_is_ruled_out_only_when_clearly_far():
     assert face(Q.small_face_px, BETWEEN).status is FaceStatus.NO_MATCH  # the same distance at full size
 
 
-@pytest.mark.parametrize("q", [quality(sharpness=Q.small_min_sharpness - 1),
-                               quality(weak=Q.small_min_weak_sharpness - 1)])
-def test_small_face_not_perfectly_sharp_is_never_ruled_out(q):
+def test_small_face_not_perfectly_sharp_is_never_ruled_out():
+    q = quality(sharpness=Q.small_min_sharpness - 1)
     f = face(SMALL, 1.2, q)
     assert f.status is FaceStatus.TOO_SMALL and "too small to rule out" in f.reason
     assert face(Q.small_face_px, 1.2, q).status is FaceStatus.NO_MATCH  # fine at full size
