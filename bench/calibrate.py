@@ -156,8 +156,9 @@ def encode_references(set_dir: Path) -> dict[str, list[np.ndarray]]:
     return refs
 
 
-def simulate(all_photos: list[dict], block: float, review: float, rules) -> dict:
-    """Photo verdicts by screening's rules (distance bands + screening.quality_problem) from a dump."""
+def simulate(all_photos: list[dict], block: float, review: float, rules, review_small: float | None = None) -> dict:
+    """Photo verdicts by screening's rules (distance bands + screening.quality_problem) from a dump.
+    `review_small`: the review distance of faces narrower than rules.small_face_px (None: `review`)."""
     from photocheck.engine import FaceQuality
     from photocheck.screening import quality_problem
 
@@ -173,6 +174,7 @@ def simulate(all_photos: list[dict], block: float, review: float, rules) -> dict
             dmin = f["dist"][dmin_sid] if dmin_sid else 9.0
             q = FaceQuality(**{k: f["quality"][k] for k in FaceQuality.__dataclass_fields__}) if f.get("quality") else None
             poor = quality_problem(f["width"], f["sharpness"], q, rules) is not None
+            poor |= f["width"] < rules.small_face_px and dmin <= (review_small or review)
             if f["no_consent"]:
                 out["listed_faces"] += 1
                 out["listed_ident"] += f["dist"].get(f["student_id"], 9.0) <= block
@@ -211,6 +213,7 @@ def main(argv=None) -> int:
     ap.add_argument("--degrade", help="make_event_set --degrade conditions for every set, e.g. "
                                       "motion:5,motion:9,defocus:2,dark,jpeg:30,reshare:2048,gray,none")
     ap.add_argument("--face-px", help="make_event_set --face-px MIN:MAX for every set (instead of the variants')")
+    ap.add_argument("--max-people", type=int, help="make_event_set --max-people for every set (its default: 8)")
     ap.add_argument("--cache", type=Path, default=Path("/tmp/photocheck-calib"))
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--dump", type=Path, help="write all per-face results (with encodings) as JSON")
@@ -222,6 +225,7 @@ def main(argv=None) -> int:
     ap.add_argument("--min-face-px", type=int)
     ap.add_argument("--min-sharpness", type=float)
     ap.add_argument("--min-weak-sharpness", type=float)
+    ap.add_argument("--review-small", type=float, help="[match] review_distance_small override")
     args = ap.parse_args(argv)
 
     bad = [s for s in args.seeds if s not in CALIBRATION_SEEDS]
@@ -249,7 +253,8 @@ def main(argv=None) -> int:
         sets = sorted({Path(p["set"]) for p in all_photos})
     else:
         args.cache.mkdir(parents=True, exist_ok=True)
-        extra = (["--face-px", args.face_px] if args.face_px else []) + (["--degrade", args.degrade] if args.degrade else [])
+        extra = ((["--face-px", args.face_px] if args.face_px else []) + (["--degrade", args.degrade] if args.degrade else [])
+                 + (["--max-people", str(args.max_people)] if args.max_people else []))
         sets = [make_set(s, "default" if s in args.default_variant_seeds else "small", args.photos, args.cache, extra)
                 for s in args.seeds]
     with ProcessPoolExecutor(args.workers, initializer=_init, initargs=(overrides,)) as pool:
@@ -341,7 +346,8 @@ def main(argv=None) -> int:
     rules = dataclasses.replace(th.quality, min_face_px=min_px, min_sharpness=min_sharp,
                                 **({"min_weak_sharpness": args.min_weak_sharpness}
                                    if args.min_weak_sharpness is not None else {}))
-    sim = simulate(all_photos, block, review, rules)
+    review_small = args.review_small if args.review_small is not None else th.match.review_distance_small
+    sim = simulate(all_photos, block, review, rules, review_small)
     n = len(all_photos)
     print(f"\n-- per-photo simulation ({rules})")
     print(f"  blocked {sim['blocked']}, review {sim['review']} ({sim['review'] / n:.1%}), clear {sim['clear']} of {n}")
@@ -356,11 +362,13 @@ def main(argv=None) -> int:
     if len(conds) > 1:
         print("  by condition (review / missed of photos): " + "; ".join(
             f"{c} {s['review']}/{s['missed']} of {s['n']}" for c, s in sim["by_condition"].items()))
-    print("\n-- trade-off: [quality] min_weak_sharpness vs missed photos and review load")
-    print("   min_weak  missed  review  review(non-listed face alone)")
-    for w in (0.0, 4.0, 8.0, 10.0, 12.0, 15.0, 20.0, 30.0):
-        t = simulate(all_photos, block, review, dataclasses.replace(rules, min_weak_sharpness=w))
-        print(f"   {w:8g}  {t['listed_clear']:6d}  {t['review'] / n:6.1%}  {t['review_nl'] / n:6.1%}")
+    print("\n-- trade-off: small faces (under [quality] min_face_px always review; up to small_face_px they need "
+          "the small_min_* gates and a distance above [match] review_distance_small)")
+    print("   min_face_px  review_small  missed  review  review(non-listed face alone)")
+    for floor in (36, 40, 44, rules.small_face_px):
+        for rs in (review, 0.70, 0.74, 0.78):
+            t = simulate(all_photos, block, review, dataclasses.replace(rules, min_face_px=floor), rs)
+            print(f"   {floor:11d}  {rs:12.2f}  {t['listed_clear']:6d}  {t['review'] / n:6.1%}  {t['review_nl'] / n:6.1%}")
     return 0
 
 

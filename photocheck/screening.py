@@ -3,6 +3,7 @@
 Per face (see models/thresholds.toml for the numbers):
   nearest listed student within block_distance            -> LISTED   (photo blocked)
   within review_distance, or too small/blurred/dark to rule out -> UNCERTAIN / TOO_SMALL (review)
+  a face narrower than small_face_px within review_distance_small -> TOO_SMALL (review)
   otherwise, while some listed student has no reference   -> UNPROTECTED (review)
   otherwise                                               -> NO_MATCH
 Per photo the worst face wins: blocked > review > clear. "clear" never means approved: every
@@ -67,7 +68,8 @@ class ReferenceSet:
 
 def quality_problem(width: int, sharpness: float, quality, rules) -> str | None:
     """Why a face's capture quality cannot support "not a listed student", in a reviewer's words;
-    None when it can. `quality` is the engine's FaceQuality (None: sharpness alone is known)."""
+    None when it can. `quality` is the engine's FaceQuality (None: sharpness alone is known).
+    A face narrower than small_face_px that passes is still ruled out only beyond review_distance_small."""
     if width < rules.min_face_px:
         return f"face {width} px wide is too small to rule out (< {rules.min_face_px} px)"
     if quality is not None and quality.brightness < rules.min_brightness:
@@ -76,9 +78,12 @@ def quality_problem(width: int, sharpness: float, quality, rules) -> str | None:
         return f"face too dark or washed out to rule out (contrast {quality.contrast:.0f} < {rules.min_contrast:g})"
     if sharpness < rules.min_sharpness:
         return f"face too blurred to rule out (sharpness {sharpness:.0f} < {rules.min_sharpness:g})"
-    if quality is not None and quality.weak_sharpness < rules.min_weak_sharpness:
+    weak = None if quality is None else quality.weak_sharpness
+    if weak is not None and weak < rules.min_weak_sharpness:
         return (f"face too blurred (motion or shake) to rule out (sharpness along its weakest direction "
-                f"{quality.weak_sharpness:.1f} < {rules.min_weak_sharpness:g})")
+                f"{weak:.1f} < {rules.min_weak_sharpness:g})")
+    if width < rules.small_face_px and (sharpness < rules.small_min_sharpness or weak is None):
+        return f"face {width} px wide is too small to rule out unless perfectly sharp"
     return None
 
 
@@ -112,6 +117,9 @@ def classify_face(
         return result(FaceStatus.TOO_SMALL, problem)
     if distance is not None and distance <= match.review_distance:
         return result(FaceStatus.UNCERTAIN, f"could be listed student {candidate} (distance {distance:.3f})")
+    if width < thresholds.quality.small_face_px and distance is not None and distance <= match.review_distance_small:
+        return result(FaceStatus.TOO_SMALL, f"face {width} px wide is too small to rule out listed student "
+                                            f"{candidate} (distance {distance:.3f})")
     if references.unprotected:
         return result(FaceStatus.UNPROTECTED,
                       f"{len(references.unprotected)} listed student(s) have no usable reference photo")

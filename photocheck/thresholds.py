@@ -99,6 +99,7 @@ class DetectorSettings(_Section):
 class MatchThresholds(_Section):
     block_distance: float  # <= : identified as that listed student -> blocked
     review_distance: float  # <= : uncertain -> review
+    review_distance_small: float  # faces narrower than [quality] small_face_px: <= -> review
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,8 @@ class QualityThresholds(_Section):
     min_face_px: int  # narrower faces can't be ruled out -> review
     min_sharpness: float  # blurrier faces (Laplacian, all directions) -> review
     min_weak_sharpness: float  # faces blurred along one direction (motion) -> review
+    small_face_px: int  # narrower faces need small_min_sharpness and a distance above review_distance_small
+    small_min_sharpness: float  # Laplacian sharpness a face under small_face_px needs
     min_brightness: float  # darker faces (mean grey 0..255) -> review
     min_contrast: float  # flatter faces (grey std) -> review
     min_photo_brightness: float  # darker photos (mean grey) -> review: small faces may go undetected
@@ -223,8 +226,8 @@ def load_thresholds(path: str | Path | None = None) -> Thresholds:
         raise ThresholdsError(f"{p}: [redact] need pad > 0, pixel_blocks >= 1, move_pad >= 0, "
                               f"0 < sample_interval_s <= 1 and 0 < link_iou < 1, got {r}")
     m = t.match
-    if not (0 < m.block_distance <= m.review_distance):
-        raise ThresholdsError(f"{p}: need 0 < block_distance <= review_distance, got {m}")
+    if not (0 < m.block_distance <= m.review_distance <= m.review_distance_small):
+        raise ThresholdsError(f"{p}: need 0 < block_distance <= review_distance <= review_distance_small, got {m}")
     v = t.video
     if not (0 < v.scene_min_gap_s <= v.sample_interval_s <= 0.5 and v.max_duration_s > 0
             and v.max_frame_pixels > 0 and v.max_fps > 0 and v.truncation_tolerance_s >= 0):

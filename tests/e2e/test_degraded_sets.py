@@ -31,3 +31,22 @@ def test_degraded_photos_never_block_the_wrong_child(scanned_set):
     _, _, fig = scanned_set
     assert int(fig["false_blocked"]) <= 0.01 * int(fig["photos"]), fig["_output"]
     assert fig["wrong_id"] == "0", fig["_output"]
+
+
+# Small faces (36-64 px), mildly degraded: faces of 40-50 px that are perfectly sharp and far from every
+# listed student are ruled out ([quality] small_face_px), so such a set is not mostly review.
+SMALL = (73, 10, "36:64", "motion:5,jpeg:30,gray,none")
+
+
+@pytest.fixture(scope="module")
+def small_set(tmp_path_factory):
+    seed, photos, face_px, degrade = SMALL
+    return scan_event_set(tmp_path_factory.mktemp(f"small{seed}"), photos=photos, seed=seed, face_px=face_px,
+                          max_people=2, degrade=degrade)
+
+
+def test_small_face_set_misses_nobody_and_is_not_mostly_review(small_set):
+    _, _, fig = small_set
+    assert fig["missed"] == "0" and fig["errors"] == "0", fig["_output"]
+    assert int(fig["false_blocked"]) <= 0.01 * int(fig["photos"]), fig["_output"]
+    assert int(fig["review"]) <= 0.5 * int(fig["photos"]), fig["_output"]
