@@ -231,8 +231,7 @@ def confirm_unchanged(result: PhotoResult, channels: list[str],
     sha256), else (an `error`, None): a verdict on bytes the file no longer holds must never
     stand. A photo's bytes are kept for the text check (one read serves both); a clip's are not.
     `hashes` records the file's stat for the next scan's fast path."""
-    from photocheck.images import os_error_text
-    from photocheck.pipeline import error_result
+    from photocheck.mediafiles import os_error_text
 
     if result.verdict == Verdict.ERROR or result.sha256 is None:
         return result, None
@@ -258,6 +257,8 @@ def confirm_unchanged(result: PhotoResult, channels: list[str],
             return result, data
         reason = (f"changed while being screened: {printable_path(result.path)} no longer holds the bytes "
                   "that were screened; scan it again")
+    from photocheck.pipeline import error_result
+
     return error_result(result.path, channels, reason), None
 
 
@@ -361,7 +362,7 @@ def scan(
 
     from photocheck import audit
     from photocheck.config import ConfigError, check_channel, school_channels
-    from photocheck.images import iter_image_files
+    from photocheck.mediafiles import iter_image_files
     from photocheck.protect import resolve_key
     from photocheck.thresholds import load_thresholds
 
