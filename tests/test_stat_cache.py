@@ -188,3 +188,26 @@ def test_stored_scan_keys_are_used_only_while_the_model_files_are_unchanged(cli,
     assert _recall_keys(db, inputs_key) is None
     second = scan(db, [samples], owner="t", jobs=1)  # computes the keys again: the same, so all cached
     assert second.cached == len(second.summary.photos) == len(first.summary.photos)
+
+
+def test_a_cached_rescan_stores_its_photos_and_their_audit_events_in_one_batch_the_chain_intact(
+        cli, demo_copy: Path, db_url: str):
+    import json
+
+    from photocheck import audit
+    from photocheck.db.models import AuditEvent, Photo
+
+    samples = _setup(cli, demo_copy)
+    db = open_database(db_url)
+    scan(db, [samples], owner="t", jobs=1)
+    second = scan(db, [samples], owner="t", jobs=1)
+    assert second.cached == len(second.summary.photos) >= 2
+    scan_id = second.summary.scan_id
+    with db.session() as s:
+        photos = {p.id: p for p in s.scalars(select(Photo).where(Photo.scan_id == scan_id))}
+        events = [e for e in s.scalars(select(AuditEvent).order_by(AuditEvent.seq))
+                  if e.action == "scan.photo" and json.loads(e.details)["scan_id"] == scan_id]
+    assert sorted(json.loads(e.details)["photo_id"] for e in events) == sorted(photos)
+    assert all(photos[json.loads(e.details)["photo_id"]].sha256 == e.photo_sha256 for e in events)
+    assert {p.photo_id for p in second.summary.photos} == set(photos)
+    assert audit.verify(db).ok
