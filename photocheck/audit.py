@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -53,23 +54,38 @@ def _check_details(details: dict) -> None:
 
 def record(s: Session, *, actor: str, action: str, photo_sha256: str | None = None, **details) -> AuditEvent:
     """Append one event in the caller's transaction (which should be `immediate`)."""
-    _check_details(details)
+    return record_many(s, actor=actor, events=[(action, photo_sha256, details)])[0]
+
+
+def record_many(s: Session, *, actor: str,
+                events: Iterable[tuple[str, str | None, dict]]) -> list[AuditEvent]:
+    """Append (action, photo_sha256, details) events in order, in the caller's transaction (which
+    should be `immediate`): the chain's head is read once and the events written in one flush."""
+    events = list(events)
+    for _, _, details in events:
+        _check_details(details)
+    if not events:
+        return []
     lock_for_write(s)  # PostgreSQL: one appender at a time, even if the caller forgot `immediate`
     head = s.get(AuditHead, 1)
     last = s.scalar(select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(1))
-    seq = (last.seq if last else 0) + 1
-    prev = last.hash if last else GENESIS
-    at = datetime.now(timezone.utc).isoformat(timespec="microseconds")
-    body = _canonical(details)
-    ev = AuditEvent(seq=seq, at=at, actor=actor, action=action, photo_sha256=photo_sha256, details=body,
-                    prev_hash=prev, hash=event_hash(seq, at, actor, action, photo_sha256, body, prev))
-    s.add(ev)
+    seq, prev = (last.seq, last.hash) if last else (0, GENESIS)
+    out = []
+    for action, photo_sha256, details in events:
+        seq += 1
+        at = datetime.now(timezone.utc).isoformat(timespec="microseconds")
+        body = _canonical(details)
+        ev = AuditEvent(seq=seq, at=at, actor=actor, action=action, photo_sha256=photo_sha256, details=body,
+                        prev_hash=prev, hash=event_hash(seq, at, actor, action, photo_sha256, body, prev))
+        out.append(ev)
+        prev = ev.hash
+    s.add_all(out)
     if head is None:
-        s.add(AuditHead(id=1, seq=seq, hash=ev.hash))
+        s.add(AuditHead(id=1, seq=seq, hash=prev))
     else:
-        head.seq, head.hash = seq, ev.hash
+        head.seq, head.hash = seq, prev
     s.flush()  # a racing writer that slipped past the lock fails here on the unique seq/prev_hash
-    return ev
+    return out
 
 
 @dataclass

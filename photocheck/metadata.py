@@ -16,7 +16,7 @@ from xml.etree import ElementTree as ET
 
 from PIL import Image, IptcImagePlugin
 
-from photocheck.images import _PIL_FORMATS, _ensure_heif, sniff_format
+from photocheck.mediafiles import PIL_FORMATS, sniff_format
 
 MAX_XMP_BYTES = 4 * 1024 * 1024      # real XMP packets are a few KB; Lightroom's rarely exceed 100 KB
 MAX_TEXT_CHUNK_BYTES = 1024 * 1024   # a PNG zTXt/iTXt chunk inflated beyond this is not read further
@@ -89,6 +89,8 @@ def read_embedded_text(path: str | Path, data: bytes | None = None) -> EmbeddedT
         return out  # not an image: the pixel check reports it
     try:
         if kind == "HEIF":
+            from photocheck.images import _ensure_heif  # registers pillow-heif's opener
+
             _ensure_heif()
         im = Image.open(io.BytesIO(data), formats=_formats(kind))
     except Exception as exc:
@@ -111,10 +113,10 @@ def _formats(kind: str) -> list[str]:
     """Pillow's formats that may open a file of `kind`. JPEG and PNG (Pillow's preinit set) need
     no other plugin loaded: Image.init() imports all ~45 of them (~20 ms of a rescan)."""
     Image.preinit()
-    formats = [f for f in _PIL_FORMATS[kind] if f in Image.OPEN]
+    formats = [f for f in PIL_FORMATS[kind] if f in Image.OPEN]
     if not formats:
         Image.init()
-        formats = [f for f in _PIL_FORMATS[kind] if f in Image.OPEN]
+        formats = [f for f in PIL_FORMATS[kind] if f in Image.OPEN]
     return formats
 
 

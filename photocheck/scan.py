@@ -68,24 +68,31 @@ def face_rows(result: PhotoResult) -> list[Face]:
 
 def _persist(db: Database, scan_id: int, result: PhotoResult, owner: str, cached_from: int | None = None) -> None:
     with db.session(immediate=True) as s:
-        _add_photo(s, scan_id, result, owner, cached_from)
+        _add_photos(s, scan_id, [(result, cached_from)], owner)
 
 
-def _add_photo(s, scan_id: int, result: PhotoResult, owner: str, cached_from: int | None = None) -> None:
-    """Add one photo's result, its faces and its audit event to session `s`."""
+def _add_photos(s, scan_id: int, results: list[tuple[PhotoResult, int | None]], owner: str) -> None:
+    """Add (result, cached_from) photos, their faces and their audit events to session `s`: one
+    flush for the photos and faces, one for the events."""
     from photocheck import audit
 
-    photo = Photo(scan_id=scan_id, path=result.path, sha256=result.sha256, verdict=result.verdict.value,
-                  reasons=json.dumps(result.reasons), error=result.error, width=result.width,
-                  height=result.height, phash=result.phash, cached_from=cached_from, text_hits=result.text_hits,
-                  kind=result.kind, duration_s=result.duration_s,
-                  channel_verdicts=json.dumps({k: str(v) for k, v in result.channel_verdicts.items()}))
-    photo.faces = face_rows(result)
-    s.add(photo)
+    photos = []
+    for result, cached_from in results:
+        photo = Photo(scan_id=scan_id, path=result.path, sha256=result.sha256, verdict=result.verdict.value,
+                      reasons=json.dumps(result.reasons), error=result.error, width=result.width,
+                      height=result.height, phash=result.phash, cached_from=cached_from,
+                      text_hits=result.text_hits, kind=result.kind, duration_s=result.duration_s,
+                      channel_verdicts=json.dumps({k: str(v) for k, v in result.channel_verdicts.items()}))
+        photo.faces = face_rows(result)
+        photos.append(photo)
+    s.add_all(photos)
     s.flush()
-    result.photo_id = photo.id
-    audit.record(s, actor=owner, action="scan.photo", photo_sha256=result.sha256, scan_id=scan_id,
-                 photo_id=photo.id, verdict=result.verdict.value, faces=len(result.faces))
+    for (result, _), photo in zip(results, photos):
+        result.photo_id = photo.id
+    audit.record_many(s, actor=owner, events=[
+        ("scan.photo", result.sha256, dict(scan_id=scan_id, photo_id=result.photo_id,
+                                           verdict=result.verdict.value, faces=len(result.faces)))
+        for result, _ in results])
 
 
 def default_jobs() -> int:
@@ -220,9 +227,9 @@ def _copy_cached(db: Database, scan_id: int, hits: list[tuple[Path, str, int]], 
                     text_check(result, path, data=data, confirmed=True)
                 else:  # reads and hashes it itself, and says what went wrong
                     text_check(result, path)
-            _add_photo(s, scan_id, result, owner, cached_from=source_id)
-            out.append(result)
-    return out
+            out.append((result, source_id))
+        _add_photos(s, scan_id, out, owner)
+    return [result for result, _ in out]
 
 
 def confirm_unchanged(result: PhotoResult, channels: list[str],
@@ -231,8 +238,7 @@ def confirm_unchanged(result: PhotoResult, channels: list[str],
     sha256), else (an `error`, None): a verdict on bytes the file no longer holds must never
     stand. A photo's bytes are kept for the text check (one read serves both); a clip's are not.
     `hashes` records the file's stat for the next scan's fast path."""
-    from photocheck.images import os_error_text
-    from photocheck.pipeline import error_result
+    from photocheck.mediafiles import os_error_text
 
     if result.verdict == Verdict.ERROR or result.sha256 is None:
         return result, None
@@ -258,6 +264,8 @@ def confirm_unchanged(result: PhotoResult, channels: list[str],
             return result, data
         reason = (f"changed while being screened: {printable_path(result.path)} no longer holds the bytes "
                   "that were screened; scan it again")
+    from photocheck.pipeline import error_result
+
     return error_result(result.path, channels, reason), None
 
 
@@ -361,7 +369,7 @@ def scan(
 
     from photocheck import audit
     from photocheck.config import ConfigError, check_channel, school_channels
-    from photocheck.images import iter_image_files
+    from photocheck.mediafiles import iter_image_files
     from photocheck.protect import resolve_key
     from photocheck.thresholds import load_thresholds
 

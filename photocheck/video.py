@@ -15,7 +15,6 @@ Memory: one decoded frame at a time plus small per-track data, whatever the clip
 from __future__ import annotations
 
 import os
-import struct
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,21 +23,15 @@ from types import SimpleNamespace
 import numpy as np
 
 from photocheck.engine import box_iou
-from photocheck.images import file_sha256, sniff_format
+from photocheck.images import file_sha256
+from photocheck.mediafiles import VIDEO_EXTENSIONS, sniff_format, sniff_video
 from photocheck.pipeline import detect_decoded, error_result, judge_photo
 from photocheck.results import FaceResult, FaceStatus, PhotoResult, Verdict, worst
 from photocheck.screening import ReferenceSet, photo_verdict
 from photocheck.worker import release_memory
 
-VIDEO_EXTENSIONS = frozenset(".mp4 .mov .m4v .webm .mkv .avi".split())
-
 # Container kind (sniff_video) -> the one FFmpeg demuxer allowed to open it: no format guessing.
 _DEMUXERS = {"MP4": "mov", "MOV": "mov", "M4V": "mov", "WEBM": "matroska", "MKV": "matroska", "AVI": "avi"}
-# ISO-BMFF brands that are not video: still images (HEIF/AVIF, read as photos) and audio-only files.
-_NOT_VIDEO_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis",
-                     b"M4A ", b"M4B ", b"M4P ", b"F4A ", b"F4B "}
-# QuickTime files without an ftyp box start with one of these atoms.
-_QT_ATOMS = {b"moov", b"mdat", b"wide", b"pnot"}
 
 _FACE_SEVERITY = {FaceStatus.NO_MATCH: 0, FaceStatus.UNPROTECTED: 1, FaceStatus.TOO_SMALL: 2,
                   FaceStatus.UNCERTAIN: 3, FaceStatus.LISTED: 4}
@@ -50,34 +43,6 @@ _PRIMING_S = 0.1
 
 class VideoError(Exception):
     """The clip cannot be screened completely; str(error) is the human reason."""
-
-
-def sniff_video(head: bytes) -> str | None:
-    """Video container kind from a file's first bytes (>= 64 recommended), or None:
-    MP4, M4V, MOV, WEBM, MKV or AVI. HEIF/AVIF images and audio-only MP4 brands are not video."""
-    if head[4:8] == b"ftyp" and len(head) >= 12:
-        major = head[8:12]
-        box_len = struct.unpack_from(">I", head, 0)[0]
-        end = min(len(head), box_len if box_len >= 16 else len(head))
-        brands = {major} | {head[i:i + 4] for i in range(16, end - 3, 4)}
-        if sniff_format(head) in ("HEIF", "AVIF") or major in _NOT_VIDEO_BRANDS:
-            return None
-        if major == b"qt  ":
-            return "MOV"
-        if major in (b"M4V ", b"M4VH", b"M4VP") or b"M4V " in brands:
-            return "M4V"
-        return "MP4"
-    if head[4:8] in _QT_ATOMS:
-        return "MOV"
-    if head[:4] == b"\x1a\x45\xdf\xa3":  # EBML: Matroska or WebM, by its DocType
-        if b"webm" in head[:64]:
-            return "WEBM"
-        if b"matroska" in head[:64]:
-            return "MKV"
-        return None
-    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
-        return "AVI"
-    return None
 
 
 def media_kind(path: str | os.PathLike) -> str | None:

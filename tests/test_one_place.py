@@ -70,7 +70,7 @@ def test_a_stored_result_reads_back_whole_wherever_it_is_read(tmp_path: Path):
     from photocheck.db.models import Photo, Scan
     from photocheck.results import FaceResult, FaceStatus
     from photocheck.review import scan_summary
-    from photocheck.scan import _add_photo
+    from photocheck.scan import _add_photos
 
     db = open_database(f"sqlite:///{tmp_path / 'db.sqlite'}")
     clip = PhotoResult(
@@ -84,7 +84,7 @@ def test_a_stored_result_reads_back_whole_wherever_it_is_read(tmp_path: Path):
                     roster_fingerprint="x", status="finished")
         s.add(scan)
         s.flush()
-        _add_photo(s, scan.id, clip, "t")
+        _add_photos(s, scan.id, [(clip, None)], "t")
         scan_id = scan.id
     with db.session() as s:
         row = s.scalars(select(Photo).options(selectinload(Photo.faces))).one()

@@ -202,3 +202,23 @@ def test_face_evidence_puts_the_distance_in_words_from_the_scans_thresholds(burs
     for jpeg, px in ((crop, 160), (ref, 128)):
         with Image.open(io.BytesIO(jpeg)) as im:
             assert im.format == "JPEG" and max(im.size) == px
+
+
+def test_near_pairs_plain_python_and_numpy_agree():
+    """Small sets are grouped without numpy (an unchanged rescan imports none), large ones with it:
+    both find the same pairs in the same order."""
+    import random
+
+    from photocheck import groups
+
+    rng = random.Random(5)
+    base = [rng.getrandbits(64) for _ in range(40)]
+    hashes = [b ^ (1 << rng.randrange(64)) if i % 3 else b for i, b in enumerate(base * 2)]
+    plain = list(groups._near_pairs(hashes, 6))
+    saved = groups._NUMPY_FROM
+    groups._NUMPY_FROM = 0
+    try:
+        vectorised = list(groups._near_pairs(hashes, 6))
+    finally:
+        groups._NUMPY_FROM = saved
+    assert plain == vectorised and len(plain) >= 40
