@@ -213,9 +213,10 @@ def test_scan_and_signoff_at_the_same_time_both_succeed(material: Path, enrolled
     assert count(db, "SELECT count(*) FROM photos WHERE scan_id = 2") == copies * len(SAMPLES)
 
 
-def test_ctrl_c_during_scan_says_how_to_resume_and_the_same_command_does(material: Path, enrolled_db: Path):
+def test_ctrl_c_during_scan_says_how_to_resume_and_the_same_command_does(bigger_events: Path, enrolled_db: Path):
     db = enrolled_db
-    proc = photocheck(db, "scan", str(material / "events"), "--jobs", "1")
+    events = len(list(bigger_events.iterdir()))  # 1200 px photos: the scan is still running when Ctrl-C comes
+    proc = photocheck(db, "scan", str(bigger_events), "--jobs", "1")
     wait_until(proc, db, "SELECT count(*) FROM photos", 2)
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=60)
@@ -223,12 +224,12 @@ def test_ctrl_c_during_scan_says_how_to_resume_and_the_same_command_does(materia
     assert "run the same command again" in out
     assert count(db, "SELECT count(*) FROM scans WHERE status = 'interrupted'") == 1
     stored = count(db, "SELECT count(*) FROM photos")
-    assert 2 <= stored < EVENTS
+    assert 2 <= stored < events
 
-    out, _ = photocheck(db, "scan", str(material / "events"), "--jobs", "1").communicate(timeout=300)
+    out, _ = photocheck(db, "scan", str(bigger_events), "--jobs", "1").communicate(timeout=300)
     assert f"{stored} photo(s) were already screened" in out
     assert count(db, "SELECT count(*) FROM scans") == 1
-    assert count(db, "SELECT count(*) FROM photos") == count(db, "SELECT count(DISTINCT path) FROM photos") == EVENTS
+    assert count(db, "SELECT count(*) FROM photos") == count(db, "SELECT count(DISTINCT path) FROM photos") == events
 
 
 def _descendants(pid: int) -> list[int]:
