@@ -457,9 +457,9 @@ class FaceEngine:
             if all(box_iou(d.box, k.box) <= self.settings.nms_iou for k in kept):
                 kept.append(d)
         out = drop_nested(kept, self.settings.nested_overlap, self.settings.nested_min_ratio)
-        # Weak peaks ([detector] weak_min_score) count only where they touch no face kept so far.
+        # Weak peaks ([detector] weak_min_score) count only as small faces touching no face kept so far.
         for d in weak:
-            if all(box_iou(d.box, k.box) == 0 for k in out):
+            if d.width < self.settings.weak_max_px and all(box_iou(d.box, k.box) == 0 for k in out):
                 out.append(d)
         if self._hog is not None:
             out.extend(self._hog_extra(src, out))
