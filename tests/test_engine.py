@@ -102,6 +102,26 @@ def test_small_face_in_camera_sized_photo(engine, th):
     assert np.linalg.norm(enc - ref) <= th.match.review_distance
 
 
+@pytest.mark.xfail(strict=True, reason="issue 14: grey faces under ~40 px in 12 MP photos score ~0.1-0.3 "
+                   "(15 px at the 1600 px working size), under [detector] min_score 0.35; models/README.md")
+def test_small_grey_face_in_camera_sized_photo_is_found(engine, th):
+    """A grey 38 px face in a 4000x3000 frame (scores 0.26 today). Must be found, so it is judged:
+    under [quality] min_face_px it goes to review."""
+    src = Image.fromarray(load("people/obama/obama2.jpg"))
+    d = max(engine.detect(np.asarray(src)), key=lambda d: d.width)
+    s = 38 / d.width
+    small = src.resize((round(src.width * s), round(src.height * s)), Image.Resampling.LANCZOS).convert("L")
+    rng = np.random.default_rng(0)
+    canvas = Image.fromarray(rng.normal(120, 12, (3000, 4000)).clip(0, 255).astype(np.uint8))
+    x0, y0 = 2700, 1900
+    canvas.paste(small, (x0, y0))
+    t, r, b, l = d.box
+    truth = (y0 + round(t * s), x0 + round(r * s), y0 + round(b * s), x0 + round(l * s))
+    dets = engine.detect(np.asarray(canvas.convert("RGB")))
+    assert [box_iou(x.box, truth) >= 0.3 for x in dets] == [True]
+    assert dets[0].width < th.quality.min_face_px
+
+
 @pytest.mark.parametrize("rel", ["people/obama/obama1.jpg", "people/kit_harington/kit1.jpg",
                                  "people/rose_leslie/rose1.jpg", "people/alex_lacamoire/alex3.png",
                                  "groups/two_people.jpg"])
