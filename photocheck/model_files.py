@@ -134,6 +134,11 @@ def check_encoder_source(onnx_meta: dict[str, str], onnx_path: Path, want: str |
             "bench/convert_dlib_resnet.py")
 
 
+def hashed_files(settings: DetectorSettings) -> tuple[Path, Path, Path]:
+    """The model files model_info() hashes: detector, encoder (ONNX), landmarks predictor."""
+    return detector_model_path(settings), encoder_onnx_path(), landmarks_path()
+
+
 def model_info(settings: DetectorSettings | None = None) -> dict:
     """Names, versions and file hashes of the models, without loading them.
 
@@ -153,10 +158,9 @@ def model_info(settings: DetectorSettings | None = None) -> dict:
         return v.split(".post")[0] if v else None
 
     settings = settings if settings is not None else load_thresholds().detector
-    cf_path = detector_model_path(settings)
+    cf_path, enc_path, sp_path = hashed_files(settings)
     rec_sha = ENCODER_DAT_SHA256  # the .dat the shipped ONNX was converted from (the engine checks it)
-    enc_path = encoder_onnx_path()
-    sp_sha = file_sha256(landmarks_path())
+    sp_sha = file_sha256(sp_path)
     return {
         "detector": {
             "name": "centerface",

@@ -161,13 +161,6 @@ def _inputs_key(db: Database, thresholds, channel: str | None, channels: list[st
     return h.hexdigest()
 
 
-def _model_files(settings) -> list[Path]:
-    """The model files model_files.model_info hashes."""
-    from photocheck.model_files import detector_model_path, encoder_onnx_path, landmarks_path
-
-    return [detector_model_path(settings), encoder_onnx_path(), landmarks_path()]
-
-
 def _recall_keys(db: Database, inputs_key: str) -> _Keys | None:
     """The keys stored for these inputs, if every model file's stat is still the one recorded."""
     from photocheck.db.models import ScanKey
@@ -433,10 +426,10 @@ def scan(
     inputs_key = _inputs_key(db, thresholds, channel, channels, today)
     keys = _recall_keys(db, inputs_key)  # an unchanged rescan: no engine, no decryption
     if keys is None:
-        from photocheck.model_files import model_info
+        from photocheck.model_files import hashed_files, model_info
 
         started = time.time_ns()
-        model_files = [(p, signature(p)) for p in _model_files(thresholds.detector)]
+        model_files = [(p, signature(p)) for p in hashed_files(thresholds.detector)]
         keys = compute_keys(model_info(thresholds.detector))
         _remember_keys(db, inputs_key, keys, model_files, started)
     model, roster_fp, cache_key = keys.model, keys.roster_fp, keys.cache_key
