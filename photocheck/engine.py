@@ -334,7 +334,7 @@ class FaceEngine:
         hn, wn = px.shape[:2]
         heat, scale, offset, lms = self._run_net(px)
         heat = heat[0, 0]
-        ys, xs = np.nonzero(heat > self.settings.min_score)
+        ys, xs = np.nonzero(heat > min(self.settings.min_score, self.settings.weak_min_score))
         if ys.size == 0:
             return np.zeros((0, 5), np.float32), np.zeros((0, 5, 2), np.float32)
         score = heat[ys, xs]
@@ -352,8 +352,7 @@ class FaceEngine:
         lx = lm[:, 1::2] * bw[:, None] + x1[:, None]
         marks = np.stack([lx, ly], axis=2)
         # Local NMS at working scale first keeps the candidate list small.
-        keep = nms(boxes[:, :4], boxes[:, 4], self.settings.nms_iou)
-        boxes, marks = boxes[keep], marks[keep]
+        boxes, marks = self._nms_split(boxes, marks)
         sx, sy = w / wn, h / hn
         boxes[:, [0, 2]] *= sx
         boxes[:, [1, 3]] *= sy
@@ -389,7 +388,6 @@ class FaceEngine:
         `inputs`: pass_inputs(image), if already made."""
         src = as_view(image)
         h, w = src.shape[:2]
-        st = self.settings
         all_b, all_m = [], []
         for px in inputs if inputs is not None else self.pass_inputs(src):
             b, m = self._run_centerface(px, w, h)
@@ -398,9 +396,20 @@ class FaceEngine:
         boxes = np.concatenate(all_b)
         marks = np.concatenate(all_m)
         if len(boxes):
-            keep = nms(boxes[:, :4], boxes[:, 4], st.nms_iou)
-            boxes, marks = boxes[keep], marks[keep]
+            boxes, marks = self._nms_split(boxes, marks)
         return boxes, marks
+
+    def _nms_split(self, boxes: np.ndarray, marks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """NMS of the peaks above min_score (exactly as without weak ones: int8 scores tie, and more
+        candidates would reorder ties), then of the weak ones apart; strong first."""
+        strong = boxes[:, 4] > self.settings.min_score
+        out_b, out_m = [], []
+        for sel in (strong, ~strong):
+            b, m = boxes[sel], marks[sel]
+            keep = nms(b[:, :4], b[:, 4], self.settings.nms_iou)
+            out_b.append(b[keep])
+            out_m.append(m[keep])
+        return np.concatenate(out_b), np.concatenate(out_m)
 
     def _to_dlib_box(self, b: np.ndarray, marks: np.ndarray, h: int, w: int) -> Box:
         """Map a CenterFace detection (tall forehead..chin box) to a dlib-HOG-like square box.
@@ -433,12 +442,14 @@ class FaceEngine:
         h, w = src.shape[:2]
         boxes, marks = self.detect_raw(src, inputs)
         out: list[Detection] = []
+        weak: list[Detection] = []
         for b, m in zip(boxes, marks):
             box = self._to_dlib_box(b, m, h, w)
             if box[1] - box[3] < 4 or box[2] - box[0] < 4:
                 continue
             q = face_quality(src.crop(*box), self.settings.quality_crop_px)
-            out.append(Detection(box=box, score=float(b[4]), sharpness=q.sharpness, quality=q))
+            (out if b[4] > self.settings.min_score else weak).append(
+                Detection(box=box, score=float(b[4]), sharpness=q.sharpness, quality=q))
         # Two CenterFace peaks on one face (e.g. one per pass) can survive NMS on the tall
         # boxes yet overlap once squared; keep the higher-scoring one (detect_raw is score-sorted).
         kept: list[Detection] = []
@@ -446,6 +457,10 @@ class FaceEngine:
             if all(box_iou(d.box, k.box) <= self.settings.nms_iou for k in kept):
                 kept.append(d)
         out = drop_nested(kept, self.settings.nested_overlap, self.settings.nested_min_ratio)
+        # Weak peaks ([detector] weak_min_score) count only as small faces touching no face kept so far.
+        for d in weak:
+            if d.width < self.settings.weak_max_px and all(box_iou(d.box, k.box) == 0 for k in out):
+                out.append(d)
         if self._hog is not None:
             out.extend(self._hog_extra(src, out))
         # Deterministic order: top-to-bottom, left-to-right.

@@ -28,11 +28,16 @@ def th():
     return load_thresholds()
 
 
+def largest(d: Detection) -> tuple[bool, int]:
+    """Sort key: the widest face above [detector] min_score (a weak detection can be wider)."""
+    return d.score > load_thresholds().detector.min_score, d.width
+
+
 def one_encoding(engine: FaceEngine, rel: str) -> np.ndarray:
     rgb = load(rel)
     dets = engine.detect(rgb)
     assert dets, rel
-    d = max(dets, key=lambda d: d.width)
+    d = max(dets, key=largest)
     return engine.encode(rgb, [d])[0]
 
 
@@ -50,14 +55,17 @@ def test_group_photo_three_faces(engine):
 def test_no_faces(engine, th, name):
     """No faces where there are none. Known: the int8 detector takes a patch of fur in dog.jpg for
     a face (score 0.41; the float one does not). A weak detection that matches nobody costs at most
-    a review, so that much is allowed, and no more."""
+    a review, so that much is allowed, and no more. Weak peaks ([detector] weak_min_score) may add
+    reviews too, never a block."""
     rgb = load(f"nofaces/{name}")
     dets = engine.detect(rgb)
-    assert len(dets) <= (1 if name == "dog.jpg" else 0)
+    assert len([d for d in dets if d.score > th.detector.min_score]) <= (1 if name == "dog.jpg" else 0)
+    assert all(d.score < 0.5 for d in dets)
     if dets:
-        assert dets[0].score < 0.5
         ref = one_encoding(engine, "people/obama/obama1.jpg")
-        assert np.linalg.norm(engine.encode(rgb, dets)[0] - ref) > th.match.review_distance
+        for d, enc in zip(dets, engine.encode(rgb, dets)):
+            limit = th.match.review_distance if d.score > th.detector.min_score else th.match.block_distance
+            assert np.linalg.norm(enc - ref) > limit
 
 
 def test_dog_face_is_harmless(engine, th):
@@ -65,10 +73,12 @@ def test_dog_face_is_harmless(engine, th):
     frontal dog in dogs.jpg for a face (score 0.50). That costs nothing: it matches nobody."""
     rgb = load("nofaces/dogs.jpg")
     dets = engine.detect(rgb)
-    assert len(dets) <= 1
+    assert len([d for d in dets if d.score > th.detector.min_score]) <= 1
     if dets:
         ref = one_encoding(engine, "people/obama/obama1.jpg")
-        assert np.linalg.norm(engine.encode(rgb, dets)[0] - ref) > th.match.review_distance
+        for d, enc in zip(dets, engine.encode(rgb, dets)):
+            limit = th.match.review_distance if d.score > th.detector.min_score else th.match.block_distance
+            assert np.linalg.norm(enc - ref) > limit
 
 
 def test_encodings_shape_and_distances(engine, th):
@@ -83,7 +93,7 @@ def test_encodings_shape_and_distances(engine, th):
 def test_small_face_in_camera_sized_photo(engine, th):
     """A 45-px-wide face pasted into a 4000x3000 frame is found (and lands near the truth box)."""
     src = Image.fromarray(load("people/obama/obama2.jpg"))
-    d = max(engine.detect(np.asarray(src)), key=lambda d: d.width)
+    d = max(engine.detect(np.asarray(src)), key=largest)
     s = 45 / d.width
     small = src.resize((round(src.width * s), round(src.height * s)), Image.Resampling.LANCZOS)
     rng = np.random.default_rng(0)
@@ -102,13 +112,11 @@ def test_small_face_in_camera_sized_photo(engine, th):
     assert np.linalg.norm(enc - ref) <= th.match.review_distance
 
 
-@pytest.mark.xfail(strict=True, reason="issue 14: grey faces under ~40 px in 12 MP photos score ~0.1-0.3 "
-                   "(15 px at the 1600 px working size), under [detector] min_score 0.35; models/README.md")
 def test_small_grey_face_in_camera_sized_photo_is_found(engine, th):
-    """A grey 38 px face in a 4000x3000 frame (scores 0.26 today). Must be found, so it is judged:
-    under [quality] min_face_px it goes to review."""
+    """A grey 38 px face in a 4000x3000 frame (it scores 0.26, under min_score 0.35: issue 14). Must be found, so it is judged
+    (as a small face: [quality] small_face_px)."""
     src = Image.fromarray(load("people/obama/obama2.jpg"))
-    d = max(engine.detect(np.asarray(src)), key=lambda d: d.width)
+    d = max(engine.detect(np.asarray(src)), key=largest)
     s = 38 / d.width
     small = src.resize((round(src.width * s), round(src.height * s)), Image.Resampling.LANCZOS).convert("L")
     rng = np.random.default_rng(0)
@@ -119,7 +127,7 @@ def test_small_grey_face_in_camera_sized_photo_is_found(engine, th):
     truth = (y0 + round(t * s), x0 + round(r * s), y0 + round(b * s), x0 + round(l * s))
     dets = engine.detect(np.asarray(canvas.convert("RGB")))
     assert [box_iou(x.box, truth) >= 0.3 for x in dets] == [True]
-    assert dets[0].width < th.quality.min_face_px
+    assert dets[0].width < th.quality.small_face_px
 
 
 @pytest.mark.parametrize("rel", ["people/obama/obama1.jpg", "people/kit_harington/kit1.jpg",
@@ -140,8 +148,8 @@ def test_blur_lowers_sharpness(engine, th):
     from PIL import ImageFilter
 
     im = Image.fromarray(load("people/obama/obama1.jpg"))
-    sharp = max(engine.detect(np.asarray(im)), key=lambda d: d.width)
-    blurred = max(engine.detect(np.asarray(im.filter(ImageFilter.GaussianBlur(8)))), key=lambda d: d.width)
+    sharp = max(engine.detect(np.asarray(im)), key=largest)
+    blurred = max(engine.detect(np.asarray(im.filter(ImageFilter.GaussianBlur(8)))), key=largest)
     assert sharp.sharpness >= th.enroll.min_sharpness
     assert blurred.sharpness < th.quality.min_sharpness
 
@@ -217,7 +225,7 @@ def closeup(rel: str, face_px: int) -> np.ndarray:
     """A picture-day close-up made from a shared portrait: cropped around its face and upscaled so
     the face is `face_px` wide (the size at which CenterFace can add a nested second box)."""
     rgb = load(rel)
-    d = max(FaceEngine(encoder=False).detect(rgb), key=lambda d: d.width)
+    d = max(FaceEngine(encoder=False).detect(rgb), key=largest)
     t, r, b, l = d.box
     m = int(0.6 * d.width)
     crop = Image.fromarray(rgb[max(0, t - m):b + m, max(0, l - m):r + m])
@@ -268,7 +276,7 @@ def motion_blur(rgb: np.ndarray, length: int, angle_deg: float) -> np.ndarray:
 def small_face_scene(rel: str, face_px: int) -> np.ndarray:
     """The portrait shrunk so its face is `face_px` wide, pasted into a 1200x900 grey scene."""
     src = Image.fromarray(load(rel))
-    d = max(FaceEngine(encoder=False).detect(np.asarray(src)), key=lambda d: d.width)
+    d = max(FaceEngine(encoder=False).detect(np.asarray(src)), key=largest)
     s = face_px / d.width
     small = src.resize((round(src.width * s), round(src.height * s)), Image.Resampling.LANCZOS)
     canvas = Image.new("RGB", (1200, 900), (120, 120, 120))
