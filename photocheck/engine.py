@@ -457,15 +457,38 @@ class FaceEngine:
             if all(box_iou(d.box, k.box) <= self.settings.nms_iou for k in kept):
                 kept.append(d)
         out = drop_nested(kept, self.settings.nested_overlap, self.settings.nested_min_ratio)
-        # Weak peaks ([detector] weak_min_score) count only as small faces touching no face kept so far.
+        # Weak peaks ([detector] weak_min_score) count only as small faces touching no face kept so far,
+        # and only if CenterFace finds a face there again at full resolution.
         for d in weak:
             if d.width < self.settings.weak_max_px and all(box_iou(d.box, k.box) == 0 for k in out):
-                out.append(d)
+                if self._confirm_score(src, d.box) > self.settings.min_score:
+                    out.append(d)
         if self._hog is not None:
             out.extend(self._hog_extra(src, out))
         # Deterministic order: top-to-bottom, left-to-right.
         out.sort(key=lambda d: (d.box[0], d.box[3]))
         return out
+
+    def _confirm_score(self, src: View, box: Box) -> float:
+        """Best CenterFace peak centred inside `box` on a crop of the full-resolution photo around it,
+        scaled so the face is [detector] weak_confirm_px wide (at the main pass's size it was ~15 px)."""
+        top, right, bottom, left = box
+        side = max(right - left, bottom - top)
+        cx, cy = (left + right) / 2, (top + bottom) / 2
+        half = int(round(side * 2))
+        crop = src.crop(int(cy) - half, int(cx) + half, int(cy) + half, int(cx) - half)
+        ch, cw = crop.shape[:2]
+        s = self.settings.weak_confirm_px / side
+        wn, hn = self.work_size(cw, ch, max(cw, ch) * s)
+        px = np.asarray(Image.fromarray(crop).resize((wn, hn), Image.Resampling.BILINEAR))
+        b, _ = self._run_centerface(px, cw, ch)
+        ox, oy = max(0, int(cx) - half), max(0, int(cy) - half)
+        best = 0.0
+        for x1, y1, x2, y2, sc in b:
+            mx, my = (x1 + x2) / 2 + ox, (y1 + y2) / 2 + oy
+            if left <= mx <= right and top <= my <= bottom:
+                best = max(best, float(sc))
+        return best
 
     def _hog_extra(self, src: View, have: list[Detection]) -> list[Detection]:
         """dlib HOG on a downscaled copy; only faces CenterFace did not already report."""

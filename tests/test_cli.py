@@ -125,8 +125,7 @@ def test_scan_demo_blocks_listed_student(cli, demo_copy: Path, tmp_path: Path):
     assert images["biden1.jpg"]["verdict"] == "blocked"
     assert images["together_sideways.jpg"]["verdict"] == "blocked"  # EXIF orientation 6 applied
     assert images["obama1.jpg"]["verdict"] == "clear"
-    # A 55 px weak box ([detector] weak_min_score) on the chandelier behind obama3: review, never a block.
-    assert images["obama3.jpg"]["verdict"] == "review"
+    assert images["obama3.jpg"]["verdict"] == "clear"
     assert {f["student_id"] for f in images["together_sideways.jpg"]["faces"]} == {"D0001", None}
     assert "biden1.jpg" in out_csv.read_text(encoding="utf-8-sig")
     assert "data:image/jpeg;base64" in out_html.read_text()
