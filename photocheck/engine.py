@@ -441,33 +441,39 @@ class FaceEngine:
         src = as_view(image)
         h, w = src.shape[:2]
         boxes, marks = self.detect_raw(src, inputs)
+        st = self.settings
         out: list[Detection] = []
-        weak: list[Detection] = []
+        weak: list[tuple[Box, float]] = []
         for b, m in zip(boxes, marks):
             box = self._to_dlib_box(b, m, h, w)
             if box[1] - box[3] < 4 or box[2] - box[0] < 4:
                 continue
-            q = face_quality(src.crop(*box), self.settings.quality_crop_px)
-            (out if b[4] > self.settings.min_score else weak).append(
-                Detection(box=box, score=float(b[4]), sharpness=q.sharpness, quality=q))
+            if b[4] > st.min_score:
+                out.append(self._detection(src, box, float(b[4])))
+            else:
+                weak.append((box, float(b[4])))
         # Two CenterFace peaks on one face (e.g. one per pass) can survive NMS on the tall
         # boxes yet overlap once squared; keep the higher-scoring one (detect_raw is score-sorted).
         kept: list[Detection] = []
         for d in out:
-            if all(box_iou(d.box, k.box) <= self.settings.nms_iou for k in kept):
+            if all(box_iou(d.box, k.box) <= st.nms_iou for k in kept):
                 kept.append(d)
-        out = drop_nested(kept, self.settings.nested_overlap, self.settings.nested_min_ratio)
+        out = drop_nested(kept, st.nested_overlap, st.nested_min_ratio)
         # Weak peaks ([detector] weak_min_score) count only as small faces touching no face kept so far,
         # and only if CenterFace finds a face there again at full resolution.
-        for d in weak:
-            if d.width < self.settings.weak_max_px and all(box_iou(d.box, k.box) == 0 for k in out):
-                if self._confirm_score(src, d.box) > self.settings.min_score:
-                    out.append(d)
+        for box, score in weak:
+            if (box[1] - box[3] < st.weak_max_px and all(box_iou(box, k.box) == 0 for k in out)
+                    and self._confirm_score(src, box) > st.min_score):
+                out.append(self._detection(src, box, score))
         if self._hog is not None:
             out.extend(self._hog_extra(src, out))
         # Deterministic order: top-to-bottom, left-to-right.
         out.sort(key=lambda d: (d.box[0], d.box[3]))
         return out
+
+    def _detection(self, src: View, box: Box, score: float) -> Detection:
+        q = face_quality(src.crop(*box), self.settings.quality_crop_px)
+        return Detection(box=box, score=score, sharpness=q.sharpness, quality=q)
 
     def _confirm_score(self, src: View, box: Box) -> float:
         """Best CenterFace peak centred inside `box` on a crop of the full-resolution photo around it,
