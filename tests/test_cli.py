@@ -36,6 +36,59 @@ def test_flags_show_as_plain_flags_in_help(cli):
     assert cli("--version").output.strip() == f"photocheck {__version__}"
 
 
+def _typer_eager_app():
+    """`photocheck` as typer builds it with every command registered up front (cli/lazy.py builds one)."""
+    import importlib
+
+    import typer
+
+    from photocheck.cli import _root, app
+    from photocheck.cli.lazy import COMMANDS
+
+    eager = typer.Typer(name="photocheck", help=app.info.help, no_args_is_help=True, add_completion=False,
+                        pretty_exceptions_enable=False)
+    eager.callback()(_root)
+    order = ["roster", "enroll", "scan", "check-text", "review", "redact", "publish", "recheck", "audit", "keys",
+             "forget", "purge", "backup", "user", "serve"]  # as registered before the lazy group
+    assert sorted(order) == sorted(COMMANDS)
+    for name in order:
+        module, attr = COMMANDS[name]
+        target = getattr(importlib.import_module(f"photocheck.cli.{module}"), attr)
+        if isinstance(target, typer.Typer):
+            eager.add_typer(target, name=name)
+        else:
+            eager.command(name)(target)
+    return eager
+
+
+def test_help_and_usage_errors_are_those_of_the_eager_typer_app(cli):
+    """Building only the command that runs changes no help text, command order or usage error."""
+    import typer
+
+    from photocheck.cli import app
+    from photocheck.cli.lazy import COMMANDS
+
+    eager = _typer_eager_app()
+    root = typer.main.get_command(eager)
+    paths = [[]] + [[name] for name in COMMANDS]
+    paths += [[name, sub] for name in COMMANDS for sub in getattr(root.commands[name], "commands", {})]
+    runs = [[*p, "--help"] for p in paths] + [[], ["scna"], ["roster", "imprt"], ["scan"], ["review", "sign"]]
+    for args in runs:
+        want = cli.runner.invoke(eager, args, env={"COLUMNS": "120"})
+        got = cli.runner.invoke(app, args, env={"COLUMNS": "120"})
+        assert (got.exit_code, got.output) == (want.exit_code, want.output), args
+    assert "Did you mean 'scan'?" in cli("scna", expect=2).output
+    assert len(paths) > 25  # the sub-commands too
+
+
+@pytest.mark.parametrize("value, message", [("0", "Input should be greater than or equal to 1"),
+                                            ("x", "Input should be a valid integer")])
+def test_bad_option_values_are_still_refused_by_typer(cli, tmp_path: Path, value, message):
+    """Parameters are coerced through typer's pydantic adapter only when given (cli/lazy.py): still checked."""
+    out = cli("scan", tmp_path, "--jobs", value, expect=2).output
+    assert message in " ".join(out.split())
+
+
 @pytest.mark.backends("sqlite", "postgresql")
 def test_roster_import_and_reimport_reports_changes(cli, tmp_path: Path):
     first = tmp_path / "a.csv"
