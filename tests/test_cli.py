@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Annotated
 
 import pytest
+import typer
 from PIL import Image
 
 from tests.helpers import REPO, load_report
@@ -87,6 +89,37 @@ def test_bad_option_values_are_still_refused_by_typer(cli, tmp_path: Path, value
     """Parameters are coerced through typer's pydantic adapter only when given (cli/lazy.py): still checked."""
     out = cli("scan", tmp_path, "--jobs", value, expect=2).output
     assert message in " ".join(out.split())
+
+
+@pytest.mark.parametrize("args", [["a.jpg", "sub/a.jpg"], ["./a.jpg", "x/../a.jpg//"], ["missing/"], ["sub"],
+                                  ["./sub/"], ["a.jpg", "--one", "sub//"], ["a.jpg", "--one", "./a.jpg"]])
+def test_paths_are_coerced_and_refused_as_typer_itself_does(tmp_path: Path, monkeypatch, args):
+    """cli/lazy.py turns path arguments into Paths without typer's pydantic adapter: same values,
+    and the same refusals, quoting the path as typed."""
+    import typer.core
+    from typer.testing import CliRunner
+
+    from photocheck.cli import lazy
+
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "a.jpg").write_bytes(b"x")
+    (tmp_path / "sub" / "a.jpg").write_bytes(b"x")
+    monkeypatch.chdir(tmp_path)
+
+    def run():
+        one_app = typer.Typer()
+
+        @one_app.command()
+        def show(paths: Annotated[list[Path], typer.Argument(dir_okay=False)],
+                 one: Annotated[Path | None, typer.Option("--one", file_okay=False)] = None) -> None:
+            typer.echo(repr((paths, one)))
+
+        result = CliRunner().invoke(one_app, args, env={"COLUMNS": "120"})
+        return result.exit_code, result.output
+
+    ours = run()
+    monkeypatch.setattr(typer.core, "build_runtime_param", lazy._typer_runtime_param)
+    assert ours == run()
 
 
 @pytest.mark.backends("sqlite", "postgresql")

@@ -15,6 +15,7 @@ from typing import Any, get_args, get_origin
 
 import typer
 import typer.core
+from typer._click.exceptions import BadParameter
 from typer._coercion import RuntimeParam, resolve_type_descriptor
 from typer._param_types import coerce_cli_path, routes_to_path
 from typer.core import TyperGroup
@@ -104,17 +105,21 @@ _typer_runtime_param = typer.core.build_runtime_param
 class _DeferredRuntimeParam(RuntimeParam):
     """typer's coercion of one parameter, its pydantic adapter built on the first value that needs it
     (a parameter left at its default needs none). A plain Path (or list of them) given as text is
-    made a Path here and checked by typer's own path code, as typer's adapter would."""
+    made a Path here and checked by typer's own path code, as typer's adapter would; a value that
+    fails those checks goes through typer's adapter, whose message quotes the text as typed."""
 
     def _coerce_value(self, value: Any, param: Any, ctx: Any) -> Any:
         is_list = get_origin(self.annotation) is list
         leaf = get_args(self.annotation)[0] if is_list else self.annotation
         if leaf is Path and self.parameter_info.path_type in (None, Path) and routes_to_path(leaf, self.parameter_info):
-            if is_list and isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
-                return [coerce_cli_path(Path(v), self.parameter_info, path_type=Path, param=param, ctx=ctx)
-                        for v in value]
-            if not is_list and isinstance(value, str):
-                return coerce_cli_path(Path(value), self.parameter_info, path_type=Path, param=param, ctx=ctx)
+            texts = value if is_list and isinstance(value, (list, tuple)) else [value]
+            if (is_list or isinstance(value, str)) and all(isinstance(v, str) for v in texts):
+                try:
+                    paths = [coerce_cli_path(Path(v), self.parameter_info, path_type=Path, param=param, ctx=ctx)
+                             for v in texts]
+                    return paths if is_list else paths[0]
+                except BadParameter:
+                    pass
         typer_param = _typer_runtime_param(resolve_type_descriptor(self.annotation, self.parameter_info))
         return typer_param._coerce_value(value, param=param, ctx=ctx)
 
