@@ -13,7 +13,10 @@ copy has its .pyc files; with it, each start compiles every module from source).
 
 Usage (from the repo root):
   .venv/bin/python bench/startup.py
-  .venv/bin/python bench/startup.py --runs 20 --source /tmp/other-checkout   # A/B against another tree
+  .venv/bin/python bench/startup.py --runs 20 --source /tmp/other-checkout   # run another tree instead
+  .venv/bin/python bench/startup.py --runs 15 --against /tmp/previous-commit   # A/B: both trees, run by run
+With --against, each run of a command is followed by the same run from the other tree, so a
+shared machine's changing load weighs on both alike.
 The 60-photo first scan vs unchanged rescan ratio is bench/speed.py's (`--scale --no-cli`).
 """
 from __future__ import annotations
@@ -52,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--source", type=Path, default=None,
                     help="run photocheck from this source tree (PYTHONPATH) instead of the installed one")
+    ap.add_argument("--against", type=Path, default=None,
+                    help="also run every measured command from this source tree, alternating run by run")
     args = ap.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="photocheck-startup-"))
@@ -62,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.source:
             env["PYTHONPATH"] = str(args.source.resolve())
         pc = [sys.executable, "-c", "from photocheck.cli import main; main()"]
+        trees = {"": env}
+        if args.against:
+            trees = {"this: ": env, f"{args.against}: ": {**env, "PYTHONPATH": str(args.against.resolve())}}
         photos = work / "photos"
         photos.mkdir()
         for i in range(3):
@@ -75,17 +83,23 @@ def main(argv: list[str] | None = None) -> int:
                     f"photocheck scan (unchanged rescan, {len(list(photos.iterdir()))} photos)": ["scan", str(photos)]}
         rows = []
         for label, cmd in commands.items():
-            timed(pc + cmd, env, work)  # warm-up: writes .pyc, fills the page cache
-            walls, cpus = [], []
+            for tree_env in trees.values():
+                timed(pc + cmd, tree_env, work)  # warm-up: writes .pyc, fills the page cache
+            walls: dict[str, list[float]] = {t: [] for t in trees}
+            cpus: dict[str, list[float]] = {t: [] for t in trees}
             for _ in range(args.runs):
-                wall, cpu, rc = timed(pc + cmd, env, work)
-                if rc not in (0, 1):
-                    raise SystemExit(f"{label} exited {rc}")
-                walls.append(wall)
-                cpus.append(cpu)
-            rows.append((label, min(walls), statistics.median(walls), min(cpus), statistics.median(cpus)))
-            print(f"{label}: min {min(walls):.3f} s, median {statistics.median(walls):.3f} s wall, "
-                  f"CPU min {min(cpus):.3f} s, median {statistics.median(cpus):.3f} s", file=sys.stderr)
+                for tree, tree_env in trees.items():
+                    wall, cpu, rc = timed(pc + cmd, tree_env, work)
+                    if rc not in (0, 1):
+                        raise SystemExit(f"{tree}{label} exited {rc}")
+                    walls[tree].append(wall)
+                    cpus[tree].append(cpu)
+            for tree in trees:
+                w, c = walls[tree], cpus[tree]
+                rows.append((f"`{label}`" + (f" ({tree[:-2]})" if tree else ""), min(w), statistics.median(w), min(c),
+                             statistics.median(c)))
+                print(f"{tree}{label}: min {min(w):.3f} s, median {statistics.median(w):.3f} s wall, "
+                      f"CPU min {min(c):.3f} s, median {statistics.median(c):.3f} s", file=sys.stderr)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -94,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     print("| command | wall min | wall median | CPU (user+sys) min | CPU median |")
     print("|---|---|---|---|---|")
     for label, lo, med, cpu_lo, cpu in rows:
-        print(f"| `{label}` | {lo:.2f} s | {med:.2f} s | {cpu_lo:.2f} s | {cpu:.2f} s |")
+        print(f"| {label} | {lo:.2f} s | {med:.2f} s | {cpu_lo:.2f} s | {cpu:.2f} s |")
     return 0
 
 

@@ -15,7 +15,8 @@ from sqlalchemy import func, select
 
 from photocheck.db import Database
 from photocheck.db.models import ReferenceEncoding, ReferencePhoto, RosterImport, Student
-from photocheck.images import ImageError, iter_image_files, load_image
+from photocheck.images import ImageError, load_image
+from photocheck.mediafiles import iter_image_files
 from photocheck.results import printable_path
 
 

@@ -22,15 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile
 
-# The walk and the sniffing live in mediafiles (light to import); re-exported for the decoders' callers.
-from photocheck.mediafiles import (  # noqa: F401
-    IMAGE_EXTENSIONS,
-    PIL_FORMATS,
-    SkipCallback,
-    iter_image_files,
-    os_error_text,
-    sniff_format,
-)
+from photocheck.mediafiles import PIL_FORMATS, os_error_text, sniff_format
 
 log = logging.getLogger(__name__)
 

@@ -41,12 +41,27 @@ _TOKEN = re.compile(rf"[{_CJK}]|[^\W\d_{_CJK}]+|\d+")
 
 def fold(text: str) -> str:
     """Lower case, no accents, typographic apostrophes made plain."""
+    if text.isascii():  # nothing to translate but ` nor to decompose: _fold_any's result without its letter loop
+        return text.replace("`", "'").lower()
+    return _fold_any(text)
+
+
+def _fold_any(text: str) -> str:
     text = text.translate(_SPECIAL).translate(_APOSTROPHES)
     text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
     return unicodedata.normalize("NFC", text).casefold()  # NFC puts Hangul syllables back together
 
 
+_ASCII_CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])")
+
+
 def _split_camel(text: str) -> str:
+    if text.isascii():  # _split_camel_any's split, in one pass of the regex engine
+        return _ASCII_CAMEL.sub(" ", text)
+    return _split_camel_any(text)
+
+
+def _split_camel_any(text: str) -> str:
     out = []
     for i, c in enumerate(text):
         if i and c.isupper() and text[i - 1].islower():

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from photocheck.groups import dhash
-from photocheck.images import ImageError, load_image, os_error_text
+from photocheck.images import ImageError, load_image
+from photocheck.mediafiles import os_error_text
 from photocheck.results import PhotoResult, Verdict
 from photocheck.screening import ReferenceSet, classify_face, photo_problem, photo_verdict
 

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Annotated
 
 import pytest
+import typer
 from PIL import Image
 
 from tests.helpers import REPO, load_report
@@ -34,6 +36,90 @@ def test_flags_show_as_plain_flags_in_help(cli):
     assert "--version" in cli("--help").output
     assert "--json" in cli("review", "list", "--help").output
     assert cli("--version").output.strip() == f"photocheck {__version__}"
+
+
+def _typer_eager_app():
+    """`photocheck` as typer builds it with every command registered up front (cli/lazy.py builds one)."""
+    import importlib
+
+    import typer
+
+    from photocheck.cli import _root, app
+    from photocheck.cli.lazy import COMMANDS
+
+    eager = typer.Typer(name="photocheck", help=app.info.help, no_args_is_help=True, add_completion=False,
+                        pretty_exceptions_enable=False)
+    eager.callback()(_root)
+    order = ["roster", "enroll", "scan", "check-text", "review", "redact", "publish", "recheck", "audit", "keys",
+             "forget", "purge", "backup", "user", "serve"]  # as registered before the lazy group
+    assert sorted(order) == sorted(COMMANDS)
+    for name in order:
+        module, attr = COMMANDS[name]
+        target = getattr(importlib.import_module(f"photocheck.cli.{module}"), attr)
+        if isinstance(target, typer.Typer):
+            eager.add_typer(target, name=name)
+        else:
+            eager.command(name)(target)
+    return eager
+
+
+def test_help_and_usage_errors_are_those_of_the_eager_typer_app(cli):
+    """Building only the command that runs changes no help text, command order or usage error."""
+    import typer
+
+    from photocheck.cli import app
+    from photocheck.cli.lazy import COMMANDS
+
+    eager = _typer_eager_app()
+    root = typer.main.get_command(eager)
+    paths = [[]] + [[name] for name in COMMANDS]
+    paths += [[name, sub] for name in COMMANDS for sub in getattr(root.commands[name], "commands", {})]
+    runs = [[*p, "--help"] for p in paths] + [[], ["scna"], ["roster", "imprt"], ["scan"], ["review", "sign"]]
+    for args in runs:
+        want = cli.runner.invoke(eager, args, env={"COLUMNS": "120"})
+        got = cli.runner.invoke(app, args, env={"COLUMNS": "120"})
+        assert (got.exit_code, got.output) == (want.exit_code, want.output), args
+    assert "Did you mean 'scan'?" in cli("scna", expect=2).output
+    assert len(paths) > 25  # the sub-commands too
+
+
+@pytest.mark.parametrize("value, message", [("0", "Input should be greater than or equal to 1"),
+                                            ("x", "Input should be a valid integer")])
+def test_bad_option_values_are_still_refused_by_typer(cli, tmp_path: Path, value, message):
+    """Parameters are coerced through typer's pydantic adapter only when given (cli/lazy.py): still checked."""
+    out = cli("scan", tmp_path, "--jobs", value, expect=2).output
+    assert message in " ".join(out.split())
+
+
+@pytest.mark.parametrize("args", [["a.jpg", "sub/a.jpg"], ["./a.jpg", "x/../a.jpg//"], ["missing/"], ["sub"],
+                                  ["./sub/"], ["a.jpg", "--one", "sub//"], ["a.jpg", "--one", "./a.jpg"]])
+def test_paths_are_coerced_and_refused_as_typer_itself_does(tmp_path: Path, monkeypatch, args):
+    """cli/lazy.py turns path arguments into Paths without typer's pydantic adapter: same values,
+    and the same refusals, quoting the path as typed."""
+    import typer.core
+    from typer.testing import CliRunner
+
+    from photocheck.cli import lazy
+
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "a.jpg").write_bytes(b"x")
+    (tmp_path / "sub" / "a.jpg").write_bytes(b"x")
+    monkeypatch.chdir(tmp_path)
+
+    def run():
+        one_app = typer.Typer()
+
+        @one_app.command()
+        def show(paths: Annotated[list[Path], typer.Argument(dir_okay=False)],
+                 one: Annotated[Path | None, typer.Option("--one", file_okay=False)] = None) -> None:
+            typer.echo(repr((paths, one)))
+
+        result = CliRunner().invoke(one_app, args, env={"COLUMNS": "120"})
+        return result.exit_code, result.output
+
+    ours = run()
+    monkeypatch.setattr(typer.core, "build_runtime_param", lazy._typer_runtime_param)
+    assert ours == run()
 
 
 @pytest.mark.backends("sqlite", "postgresql")

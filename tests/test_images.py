@@ -16,7 +16,8 @@ import pytest
 from PIL import Image, ImageFile
 
 from photocheck import images
-from photocheck.images import ImageError, iter_image_files, load_image, sniff_format
+from photocheck.images import ImageError, load_image
+from photocheck.mediafiles import iter_image_files, sniff_format
 from tests.helpers import FACES
 
 GREY = images._BACKGROUND

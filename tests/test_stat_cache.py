@@ -159,11 +159,14 @@ def test_unchanged_rescan_loads_no_model_runtime_and_decrypts_nothing(cli, demo_
     assert not unwanted | (loaded & {"photocheck.students"}), sorted(unwanted)
 
 
-def test_unchanged_rescan_does_not_import_numpy(cli, demo_copy: Path, db_url: str, tmp_path: Path):
+def test_unchanged_rescan_does_not_import_numpy_pydantic_or_other_commands(cli, demo_copy: Path, db_url: str,
+                                                                           tmp_path: Path):
+    """Nor does typer build the other commands or load pydantic for arguments (photocheck/cli/lazy.py)."""
     loaded = _modules_after_unchanged_rescan(cli, demo_copy, db_url, tmp_path)
     ours = " ".join(sorted(m for m in loaded if m.startswith("photocheck")))
-    assert not {m for m in loaded if m.split(".")[0] == "numpy"}, ours
+    assert not {m for m in loaded if m.split(".")[0] in ("numpy", "pydantic", "pydantic_core")}, ours
     assert not loaded & {"photocheck.engine", "photocheck.pipeline", "photocheck.worker", "photocheck.images"}
+    assert {m for m in loaded if m.startswith("photocheck.cli.") and m.endswith("_cmd")} == {"photocheck.cli.scan_cmd"}
 
 
 def test_stored_scan_keys_are_used_only_while_the_model_files_are_unchanged(cli, demo_copy: Path, db_url: str,

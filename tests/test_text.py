@@ -79,6 +79,22 @@ def test_a_first_name_alone_is_review_only_when_rare_long_and_one_childs():
     assert hits("Beatriz Santos") == {("T4", NAMED)}              # a full name is not also a first-name hit
 
 
+def test_ascii_fast_paths_fold_and_split_as_the_general_code():
+    """fold() and the camelCase split take a shortcut for ASCII text: same result on every pair of
+    ASCII characters (and longer mixes), so no name is folded differently."""
+    import random
+
+    from photocheck.names import _fold_any, _split_camel, _split_camel_any, fold
+
+    ascii_chars = [chr(i) for i in range(128)]
+    texts = [a + b for a in ascii_chars for b in ascii_chars]
+    rng = random.Random(7)
+    texts += ["".join(rng.choice(ascii_chars) for _ in range(rng.randint(0, 40))) for _ in range(3000)]
+    texts += ["ZoeMuller", "JANE doe's", "o`Brien", "x_Ab9cD-eF"]
+    assert [fold(t) for t in texts] == [_fold_any(t) for t in texts]
+    assert [_split_camel(t) for t in texts] == [_split_camel_any(t) for t in texts]
+
+
 def test_tokens_fold_accents_case_and_possessives():
     assert tokens("ZOË müller's") == ["zoe", "muller"]
     assert tokens("Łukasz Øberg-Straße’") == ["lukasz", "oberg", "strasse"]

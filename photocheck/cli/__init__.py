@@ -1,6 +1,7 @@
 """The `photocheck` command: a thin shell over the library. Commands are split by group."""
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from typing import Annotated
@@ -8,20 +9,8 @@ from typing import Annotated
 import typer
 from typer.core import TyperOption
 
-from photocheck.cli import (
-    audit_cmd,
-    enroll_cmd,
-    protect_cmd,
-    publish_cmd,
-    redact_cmd,
-    review_cmd,
-    roster_cmd,
-    scan_cmd,
-    serve_cmd,
-    text_cmd,
-    user_cmd,
-)
 from photocheck.cli.common import EXIT_CONFIG, err_console
+from photocheck.cli.lazy import lazy_group
 from photocheck.thresholds import ThresholdsError
 
 _option_type = TyperOption.display_type_rich
@@ -47,6 +36,7 @@ app = typer.Typer(
         "Or review in a browser: photocheck user add NAME; photocheck serve\n\n"
         "Nothing is ever approved automatically: every photo waits for a second person's sign-off."
     ),
+    cls=lazy_group(lambda: app),  # builds only the command that runs
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -69,24 +59,11 @@ def _root(
     pass
 
 
-app.add_typer(roster_cmd.app, name="roster")
-app.command("enroll")(enroll_cmd.enroll)
-app.command("scan")(scan_cmd.scan)
-app.command("check-text")(text_cmd.check_text)
-app.add_typer(review_cmd.app, name="review")
-app.command("redact")(redact_cmd.redact)
-app.command("publish")(publish_cmd.publish)
-app.command("recheck")(publish_cmd.recheck)
-app.add_typer(audit_cmd.app, name="audit")
-app.add_typer(protect_cmd.keys_app, name="keys")
-app.command("forget")(protect_cmd.forget)
-app.command("purge")(protect_cmd.purge)
-app.command("backup")(protect_cmd.backup)
-app.add_typer(user_cmd.app, name="user")
-app.command("serve")(serve_cmd.serve)
-
-
 def main() -> None:
+    # The imports so far made objects that live as long as the process (modules, classes, typer, rich):
+    # keep the cycle collector from re-scanning them, and run it less often (cycles are rare garbage here).
+    gc.freeze()
+    gc.set_threshold(10_000, *gc.get_threshold()[1:])
     try:
         app()
     except ThresholdsError as exc:
