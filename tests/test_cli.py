@@ -91,6 +91,19 @@ def test_bad_option_values_are_still_refused_by_typer(cli, tmp_path: Path, value
     assert message in " ".join(out.split())
 
 
+def test_typer_internals_are_only_touched_on_the_tested_typer(monkeypatch):
+    """cli/lazy.py's pydantic deferral is on with uv.lock's typer, and refuses any other release,
+    leaving typer's own coercion in place (a pipx install may bring a newer typer)."""
+    import typer.core
+
+    from photocheck.cli import lazy
+
+    assert lazy.DEFERRED and typer.core.build_runtime_param is not lazy._typer_runtime_param
+    monkeypatch.setattr(typer.core, "build_runtime_param", lazy._typer_runtime_param)
+    assert lazy.defer_pydantic("0.30.0") is False
+    assert typer.core.build_runtime_param is lazy._typer_runtime_param
+
+
 @pytest.mark.parametrize("args", [["a.jpg", "sub/a.jpg"], ["./a.jpg", "x/../a.jpg//"], ["missing/"], ["sub"],
                                   ["./sub/"], ["a.jpg", "--one", "sub//"], ["a.jpg", "--one", "./a.jpg"]])
 def test_paths_are_coerced_and_refused_as_typer_itself_does(tmp_path: Path, monkeypatch, args):

@@ -2,8 +2,10 @@
 
 typer builds every command's click object on each start and coerces every parameter, even one left at
 its default, through a pydantic adapter. Here the root group builds only the command that runs (click's
-lazy-loading group) and an adapter is built only for a value that needs one. Both rely on typer internals
-(pinned in uv.lock), guarded by tests/test_cli.py and tests/test_stat_cache.py.
+lazy-loading group) and an adapter is built only for a value that needs one. The second reaches into
+typer's private modules, so it is applied only on the typer release it was tested with (TESTED_TYPER, the
+one in uv.lock); any other typer parses as it always does, only slower to start. Guarded by
+tests/test_cli.py and tests/test_stat_cache.py.
 """
 from __future__ import annotations
 
@@ -15,10 +17,10 @@ from typing import Any, get_args, get_origin
 
 import typer
 import typer.core
-from typer._click.exceptions import BadParameter
-from typer._coercion import RuntimeParam, resolve_type_descriptor
-from typer._param_types import coerce_cli_path, routes_to_path
 from typer.core import TyperGroup
+
+# typer releases whose private coercion modules defer_pydantic() was tested against (uv.lock's).
+TESTED_TYPER = ("0.29.",)
 
 # Every command by name, in typer's `photocheck --help` order (commands, then groups):
 # (module in photocheck.cli, its command function or typer sub-app).
@@ -98,36 +100,50 @@ def lazy_group(like: Callable[[], typer.Typer]) -> type[TyperGroup]:
     return LazyGroup
 
 
-_typer_runtime_param = typer.core.build_runtime_param
+_typer_runtime_param = typer.core.build_runtime_param  # typer's own, before defer_pydantic()
 
 
-@dataclass(frozen=True)
-class _DeferredRuntimeParam(RuntimeParam):
-    """typer's coercion of one parameter, its pydantic adapter built on the first value that needs it
-    (a parameter left at its default needs none). A plain Path (or list of them) given as text is
-    made a Path here and checked by typer's own path code, as typer's adapter would; a value that
-    fails those checks goes through typer's adapter, whose message quotes the text as typed."""
+def defer_pydantic(version: str = typer.__version__) -> bool:
+    """Make typer build a parameter's pydantic adapter only for a value that needs one; False (and
+    typer left alone) on a typer release this was not tested with, or whose internals differ."""
+    if not version.startswith(TESTED_TYPER):
+        return False
+    try:
+        from typer._click.exceptions import BadParameter
+        from typer._coercion import RuntimeParam, resolve_type_descriptor
+        from typer._param_types import coerce_cli_path, routes_to_path
+    except ImportError:
+        return False
 
-    def _coerce_value(self, value: Any, param: Any, ctx: Any) -> Any:
-        is_list = get_origin(self.annotation) is list
-        leaf = get_args(self.annotation)[0] if is_list else self.annotation
-        if leaf is Path and self.parameter_info.path_type in (None, Path) and routes_to_path(leaf, self.parameter_info):
-            texts = value if is_list and isinstance(value, (list, tuple)) else [value]
-            if (is_list or isinstance(value, str)) and all(isinstance(v, str) for v in texts):
-                try:
-                    paths = [coerce_cli_path(Path(v), self.parameter_info, path_type=Path, param=param, ctx=ctx)
-                             for v in texts]
-                    return paths if is_list else paths[0]
-                except BadParameter:
-                    pass
-        typer_param = _typer_runtime_param(resolve_type_descriptor(self.annotation, self.parameter_info))
-        return typer_param._coerce_value(value, param=param, ctx=ctx)
+    @dataclass(frozen=True)
+    class DeferredRuntimeParam(RuntimeParam):
+        """typer's coercion of one parameter, its pydantic adapter built on the first value that needs it
+        (a parameter left at its default needs none). A plain Path (or list of them) given as text is
+        made a Path here and checked by typer's own path code, as typer's adapter would; a value that
+        fails those checks goes through typer's adapter, whose message quotes the text as typed."""
+
+        def _coerce_value(self, value: Any, param: Any, ctx: Any) -> Any:
+            is_list = get_origin(self.annotation) is list
+            leaf = get_args(self.annotation)[0] if is_list else self.annotation
+            if leaf is Path and self.parameter_info.path_type in (None, Path) and routes_to_path(leaf, self.parameter_info):
+                texts = value if is_list and isinstance(value, (list, tuple)) else [value]
+                if (is_list or isinstance(value, str)) and all(isinstance(v, str) for v in texts):
+                    try:
+                        paths = [coerce_cli_path(Path(v), self.parameter_info, path_type=Path, param=param, ctx=ctx)
+                                 for v in texts]
+                        return paths if is_list else paths[0]
+                    except BadParameter:
+                        pass
+            typer_param = _typer_runtime_param(resolve_type_descriptor(self.annotation, self.parameter_info))
+            return typer_param._coerce_value(value, param=param, ctx=ctx)
+
+    def runtime_param(descriptor: Any) -> Any:
+        if descriptor.file_annotation is not None:  # typer opens files itself, without pydantic
+            return _typer_runtime_param(descriptor)
+        return DeferredRuntimeParam(annotation=descriptor.annotation, parameter_info=descriptor.parameter_info)
+
+    typer.core.build_runtime_param = runtime_param
+    return True
 
 
-def _runtime_param(descriptor: Any) -> RuntimeParam:
-    if descriptor.file_annotation is not None:  # typer opens files itself, without pydantic
-        return _typer_runtime_param(descriptor)
-    return _DeferredRuntimeParam(annotation=descriptor.annotation, parameter_info=descriptor.parameter_info)
-
-
-typer.core.build_runtime_param = _runtime_param
+DEFERRED = defer_pydantic()
