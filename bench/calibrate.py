@@ -160,7 +160,7 @@ def simulate(all_photos: list[dict], block: float, review: float, rules, review_
     """Photo verdicts by screening's rules (distance bands + screening.quality_problem) from a dump.
     `review_small`: the review distance of faces narrower than rules.small_face_px (None: `review`)."""
     from photocheck.engine import FaceQuality
-    from photocheck.screening import quality_problem
+    from photocheck.screening import needs_margin, quality_problem
 
     out = {"blocked": 0, "review": 0, "clear": 0, "false_block": 0, "listed_clear": 0, "review_nl": 0,
            "listed_faces": 0, "listed_ident": 0, "reasons": {"uncertain": 0, "quality": 0}, "by_condition": {}}
@@ -174,7 +174,7 @@ def simulate(all_photos: list[dict], block: float, review: float, rules, review_
             dmin = f["dist"][dmin_sid] if dmin_sid else 9.0
             q = FaceQuality(**{k: f["quality"][k] for k in FaceQuality.__dataclass_fields__}) if f.get("quality") else None
             poor = quality_problem(f["width"], f["sharpness"], q, rules) is not None
-            poor |= f["width"] < rules.small_face_px and dmin <= (review_small or review)
+            poor |= needs_margin(f["width"], q, rules) is not None and dmin <= (review_small or review)
             if f["no_consent"]:
                 out["listed_faces"] += 1
                 out["listed_ident"] += f["dist"].get(f["student_id"], 9.0) <= block

@@ -3,7 +3,8 @@
 Per face (see models/thresholds.toml for the numbers):
   nearest listed student within block_distance            -> LISTED   (photo blocked)
   within review_distance, or too small/blurred/dark to rule out -> UNCERTAIN / TOO_SMALL (review)
-  a face narrower than small_face_px within review_distance_small -> TOO_SMALL (review)
+  a face narrower than small_face_px, or only just past the blur gate (under soft_weak_sharpness),
+    within review_distance_small                          -> TOO_SMALL (review)
   otherwise, while some listed student has no reference   -> UNPROTECTED (review)
   otherwise                                               -> NO_MATCH
 Per photo the worst face wins: blocked > review > clear. "clear" never means approved: every
@@ -87,6 +88,16 @@ def quality_problem(width: int, sharpness: float, quality, rules) -> str | None:
     return None
 
 
+def needs_margin(width: int, quality, rules) -> str | None:
+    """Why a face that passed every gate is still ruled out only beyond [match] review_distance_small
+    (it may be ruled out with less certainty than a big sharp face), in words; None when not."""
+    if width < rules.small_face_px:
+        return f"face {width} px wide is too small"
+    if quality is not None and quality.weak_sharpness < rules.soft_weak_sharpness:
+        return f"face slightly blurred (motion or shake: {quality.weak_sharpness:.1f} along its weakest direction) is too soft"
+    return None
+
+
 def classify_face(
     box: Box,
     encoding: np.ndarray | None,
@@ -117,9 +128,9 @@ def classify_face(
         return result(FaceStatus.TOO_SMALL, problem)
     if distance is not None and distance <= match.review_distance:
         return result(FaceStatus.UNCERTAIN, f"could be listed student {candidate} (distance {distance:.3f})")
-    if width < thresholds.quality.small_face_px and distance is not None and distance <= match.review_distance_small:
-        return result(FaceStatus.TOO_SMALL, f"face {width} px wide is too small to rule out listed student "
-                                            f"{candidate} (distance {distance:.3f})")
+    margin = needs_margin(width, quality, thresholds.quality)
+    if margin and distance is not None and distance <= match.review_distance_small:
+        return result(FaceStatus.TOO_SMALL, f"{margin} to rule out listed student {candidate} (distance {distance:.3f})")
     if references.unprotected:
         return result(FaceStatus.UNPROTECTED,
                       f"{len(references.unprotected)} listed student(s) have no usable reference photo")

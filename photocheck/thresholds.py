@@ -110,6 +110,7 @@ class QualityThresholds(_Section):
     min_face_px: int  # narrower faces can't be ruled out -> review
     min_sharpness: float  # blurrier faces (Laplacian, all directions) -> review
     min_weak_sharpness: float  # faces blurred along one direction (motion) -> review
+    soft_weak_sharpness: float  # faces between min_weak_sharpness and this need a distance above review_distance_small
     small_face_px: int  # narrower faces need small_min_sharpness and a distance above review_distance_small
     small_min_sharpness: float  # Laplacian sharpness a face under small_face_px needs
     min_brightness: float  # darker faces (mean grey 0..255) -> review

@@ -63,3 +63,17 @@ def test_below_a_floor_a_face_always_goes_to_review(width, q, words):
 
 def test_small_face_close_to_a_listed_student_is_still_blocked():
     assert face(Q.min_face_px - 1, M.block_distance - 0.01).status is FaceStatus.LISTED
+
+
+def test_face_only_just_past_the_blur_gate_needs_the_small_face_margin():
+    """A face whose weakest-direction sharpness only just passes min_weak_sharpness (motion blur) is
+    ruled out only beyond review_distance_small, as a small face is; a crisper one from review_distance."""
+    assert Q.min_weak_sharpness < Q.soft_weak_sharpness
+    soft = quality(weak=(Q.min_weak_sharpness + Q.soft_weak_sharpness) / 2)
+    crisp = quality(weak=Q.soft_weak_sharpness + 1)
+    result = face(80, BETWEEN, soft)
+    assert result.status is FaceStatus.TOO_SMALL
+    assert "slightly blurred" in result.reason and "S1" in result.reason
+    assert face(80, M.review_distance_small + 0.05, soft).status is FaceStatus.NO_MATCH
+    assert face(80, BETWEEN, crisp).status is FaceStatus.NO_MATCH
+    assert face(80, M.block_distance - 0.05, soft).status is FaceStatus.LISTED
