@@ -217,6 +217,8 @@ def face_rules(f: dict, rules, match, T: float | None, small_gate_is_blur: bool)
         return "block"
     qf = FaceQuality(**{k: f["quality"][k] for k in FaceQuality.__dataclass_fields__}) if f["quality"] else None
     problem = quality_problem(f["width"], f["sharpness"], qf, rules)
+    # The small-face margin as it was when this experiment ran (docs/benchmarks.md's figures); today's rule,
+    # screening.needs_margin, also covers faces under [quality] soft_weak_sharpness.
     small = f["width"] < rules.small_face_px and dmin <= match.review_distance_small
     if dmin <= match.review_distance or small:
         return "review"

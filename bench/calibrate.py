@@ -158,7 +158,7 @@ def encode_references(set_dir: Path) -> dict[str, list[np.ndarray]]:
 
 def simulate(all_photos: list[dict], block: float, review: float, rules, review_small: float | None = None) -> dict:
     """Photo verdicts by screening's rules (distance bands + screening.quality_problem) from a dump.
-    `review_small`: the review distance of faces narrower than rules.small_face_px (None: `review`)."""
+    `review_small`: the review distance of faces screening.needs_margin() names (None: `review`)."""
     from photocheck.engine import FaceQuality
     from photocheck.screening import needs_margin, quality_problem
 

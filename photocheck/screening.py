@@ -70,7 +70,7 @@ class ReferenceSet:
 def quality_problem(width: int, sharpness: float, quality, rules) -> str | None:
     """Why a face's capture quality cannot support "not a listed student", in a reviewer's words;
     None when it can. `quality` is the engine's FaceQuality (None: sharpness alone is known).
-    A face narrower than small_face_px that passes is still ruled out only beyond review_distance_small."""
+    A face that passes may still be ruled out only beyond review_distance_small: needs_margin()."""
     if width < rules.min_face_px:
         return f"face {width} px wide is too small to rule out (< {rules.min_face_px} px)"
     if quality is not None and quality.brightness < rules.min_brightness:
