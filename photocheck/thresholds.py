@@ -224,6 +224,15 @@ def load_thresholds(path: str | Path | None = None) -> Thresholds:
     if not (0 < d.map_side_min <= d.map_side_max and d.quality_crop_px >= 8 and 0 < d.coarse_max_ratio <= 1):
         raise ThresholdsError(f"{p}: [detector] need 0 < map_side_min <= map_side_max, quality_crop_px >= 8 and "
                               f"0 < coarse_max_ratio <= 1, got {d}")
+    if not (0 < d.weak_min_score <= d.min_score < 1 and d.weak_max_px > 0 and d.weak_confirm_px > 0):
+        raise ThresholdsError(f"{p}: [detector] need 0 < weak_min_score <= min_score < 1, weak_max_px > 0 and "
+                              f"weak_confirm_px > 0, got {d}")
+    q = t.quality
+    # Each second gate is the stricter one of a pair: a looser one would rule out faces the first sends to review.
+    if not (0 < q.min_face_px <= q.small_face_px and q.min_sharpness <= q.small_min_sharpness
+            and q.min_weak_sharpness <= q.soft_weak_sharpness):
+        raise ThresholdsError(f"{p}: [quality] need 0 < min_face_px <= small_face_px, min_sharpness <= "
+                              f"small_min_sharpness and min_weak_sharpness <= soft_weak_sharpness, got {q}")
     r = t.redact
     if not (r.pad > 0 and r.pixel_blocks >= 1 and r.move_pad >= 0 and 0 < r.sample_interval_s <= 1
             and 0 < r.link_iou < 1):

@@ -11,7 +11,7 @@ from PIL import Image
 
 from photocheck.engine import Detection, FaceEngine, box_iou
 from photocheck.model_files import centerface_path, quantized_centerface_path
-from photocheck.thresholds import load_thresholds
+from photocheck.thresholds import ThresholdsError, load_thresholds
 from tests.helpers import FACES, REPO
 from tests.helpers import load_face as load
 
@@ -213,6 +213,20 @@ def test_thresholds_load_and_fingerprint(th, tmp_path):
     assert load_thresholds(p).fingerprint() != th.fingerprint()
     p.write_text(src + "\n[extra]\nx = 1\n")
     with pytest.raises(ValueError):
+        load_thresholds(p)
+
+
+@pytest.mark.parametrize("key, value, section", [
+    ("weak_min_score", "0.5", "detector"),  # above min_score 0.35: weak peaks would outrank real ones
+    ("soft_weak_sharpness", "10.0", "quality"),  # below min_weak_sharpness 20
+    ("small_min_sharpness", "20.0", "quality"),  # below min_sharpness 50
+    ("small_face_px", "30", "quality"),  # below min_face_px 40
+])
+def test_thresholds_whose_gates_contradict_each_other_are_refused(th, tmp_path, key, value, section):
+    src = re.sub(rf"(?m)^{key} = .*$", f"{key} = {value}", Path(th.source).read_text())
+    p = tmp_path / "t.toml"
+    p.write_text(src)
+    with pytest.raises(ThresholdsError, match=rf"\[{section}\] need .*{key}"):
         load_thresholds(p)
 
 
