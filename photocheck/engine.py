@@ -435,23 +435,25 @@ class FaceEngine:
         bottom = int(round(min(float(h), cy + half)))
         return (top, right, bottom, left)
 
-    def detect(self, image: np.ndarray | View, inputs: list[np.ndarray] | None = None) -> list[Detection]:
+    def detect(self, image: np.ndarray | View, inputs: list[np.ndarray] | None = None,
+               strong_only: bool = False) -> list[Detection]:
         """The faces in `image` (an RGB array, or a photo's images.View). `inputs`:
-        pass_inputs(image), if already made."""
+        pass_inputs(image), if already made. `strong_only`: only faces scoring above min_score, no
+        weak peaks or HOG extras (enrolment: a reference photo's face is never a faint one)."""
         src = as_view(image)
         h, w = src.shape[:2]
         boxes, marks = self.detect_raw(src, inputs)
         st = self.settings
         out: list[Detection] = []
-        weak: list[tuple[Box, float]] = []
+        weak_peaks: list[tuple[Box, float]] = []
         for b, m in zip(boxes, marks):
             box = self._to_dlib_box(b, m, h, w)
             if box[1] - box[3] < 4 or box[2] - box[0] < 4:
                 continue
             if b[4] > st.min_score:
                 out.append(self._detection(src, box, float(b[4])))
-            else:
-                weak.append((box, float(b[4])))
+            elif not strong_only:
+                weak_peaks.append((box, float(b[4])))
         # Two CenterFace peaks on one face (e.g. one per pass) can survive NMS on the tall
         # boxes yet overlap once squared; keep the higher-scoring one (detect_raw is score-sorted).
         kept: list[Detection] = []
@@ -461,11 +463,11 @@ class FaceEngine:
         out = drop_nested(kept, st.nested_overlap, st.nested_min_ratio)
         # Weak peaks ([detector] weak_min_score) count only as small faces touching no face kept so far,
         # and only if CenterFace finds a face there again at full resolution.
-        for box, score in weak:
+        for box, score in weak_peaks:
             if (box[1] - box[3] < st.weak_max_px and all(box_iou(box, k.box) == 0 for k in out)
                     and self._confirm_score(src, box) > st.min_score):
                 out.append(self._detection(src, box, score))
-        if self._hog is not None:
+        if self._hog is not None and not strong_only:
             out.extend(self._hog_extra(src, out))
         # Deterministic order: top-to-bottom, left-to-right.
         out.sort(key=lambda d: (d.box[0], d.box[3]))

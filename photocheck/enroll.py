@@ -73,7 +73,7 @@ def check_reference(engine, thresholds, path: Path) -> tuple[EnrollOutcome, np.n
     except ImageError as exc:
         return EnrollOutcome("", str(path), False, f"unreadable: {exc}"), None, None
     # Weak peaks ([detector] weak_min_score; a chandelier at 0.30) never refuse a portrait.
-    detections = [d for d in engine.detect(img.rgb) if d.score > thresholds.detector.min_score]
+    detections = engine.detect(img.rgb, strong_only=True)
     if not detections:
         return EnrollOutcome("", str(path), False, "no face found"), None, img.sha256
     if len(detections) > 1:

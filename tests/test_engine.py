@@ -123,6 +123,7 @@ def test_small_grey_face_in_camera_sized_photo_is_found(engine, th):
     dets = engine.detect(np.asarray(canvas.convert("RGB")))
     assert [box_iou(x.box, truth) >= 0.3 for x in dets] == [True]
     assert dets[0].width < th.quality.small_face_px
+    assert engine.detect(np.asarray(canvas.convert("RGB")), strong_only=True) == []  # enrolment's view
 
 
 @pytest.mark.parametrize("rel", ["people/obama/obama1.jpg", "people/kit_harington/kit1.jpg",
