@@ -479,7 +479,7 @@ class FaceEngine:
 
     def _confirm_score(self, src: View, box: Box) -> float:
         """Best CenterFace peak centred inside `box` on a crop of the full-resolution photo around it,
-        scaled so the face is [detector] weak_confirm_px wide (at the main pass's size it was ~15 px)."""
+        scaled so the face is [detector] weak_confirm_px wide (at the main pass's size it is ~20 px or less)."""
         top, right, bottom, left = box
         side = max(right - left, bottom - top)
         cx, cy = (left + right) / 2, (top + bottom) / 2

@@ -162,7 +162,7 @@ def resize_rows(rows: Callable[[int, int], Image.Image], whole: Callable[[], Ima
     rows(y0, y1) gives rows y0..y1 as a PIL image, whole() the whole image.
 
     With block_average, when it shrinks by k >= 2 on both sides (a camera photo for the detector's
-    1600 px pass: k = 2), k x k blocks are averaged first (Image.reduce), then bilinear does the
+    1984 px pass: k = 2), k x k blocks are averaged first (Image.reduce), then bilinear does the
     rest; otherwise bilinear alone. The detector thresholds are calibrated on these pixels, and
     block averaging costs about half the CPU of bilinear alone (docs/benchmarks.md).
 

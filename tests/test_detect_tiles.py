@@ -56,7 +56,7 @@ def test_tiled_equals_whole_on_shared_photos(engines):
 @need_faces
 @pytest.mark.parametrize("size", [(4000, 3000), (3000, 4000)])
 def test_tiled_equals_whole_on_camera_size_photo(engines, size):
-    """The shared group photos pasted on a 12 MP canvas: the main pass is 1600x1216 (or 1216x1600),
+    """The shared group photos pasted on a 12 MP canvas: the main pass is 1984x1472 (or 1472x1984),
     so its stem runs on several bands with faces across band edges."""
     whole, tiled = engines
     canvas = Image.new("RGB", size, (90, 110, 100))
@@ -81,13 +81,13 @@ def test_tiled_equals_whole_int8_model():
 
 @pytest.mark.parametrize("size", [(4000, 3000), (3000, 4000), (6000, 4000), (4000, 6000), (4032, 3024),
                                   (3840, 2160), (2160, 3840), (1200, 900), (700, 2200), (500, 375),
-                                  (1600, 1216), (1216, 1600)])  # the last two: the 640 px copy from the 1600 px one
+                                  (1984, 1472), (1472, 1984)])  # the last two: the 640 px copy from the main one
 def test_banded_resize_gives_pillows_pixels(size):
     """images.resize_rows averages k x k blocks (k = whole shrink factor >= 2) and runs Pillow's
     horizontal pass on bands; the pixels must be Pillow's own whole-image reduce + resize."""
     w, h = size
     rgb = np.random.default_rng(w * h).integers(0, 256, (h, w, 3), dtype=np.uint8)
-    for side, block_average in [(1600, True), (640, True), (640, False)]:
+    for side, block_average in [(1984, True), (2000, True), (640, True), (640, False)]:
         target = FaceEngine.work_size(w, h, min(side, 2 * max(w, h)))
         k = min(w // target[0], h // target[1])
         im = Image.fromarray(rgb)
