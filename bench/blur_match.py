@@ -38,7 +38,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from calibrate import CALIBRATION_SEEDS, REPO, _engine, load_upright, pct, process_photo  # noqa: E402
+from calibrate import CALIBRATION_SEEDS, REPO, _engine, load_upright, pct, process_photo, reference_face  # noqa: E402
 
 sys.path.insert(0, str(REPO))
 
@@ -99,10 +99,9 @@ class References:
                 sha = hashlib.sha256(f.read_bytes()).hexdigest()[:16]
                 if sha not in self.refs:
                     rgb = load_upright(f)
-                    dets = eng.detect(rgb)
-                    if not dets:
+                    d = reference_face(eng, rgb)
+                    if d is None:
                         continue
-                    d = max(dets, key=lambda d: (d.score > eng.settings.min_score, d.width))
                     t, r, b, l = d.box
                     fw = r - l
                     y0, x0 = max(0, t - fw), max(0, l - fw)

@@ -140,6 +140,12 @@ def process_photo(args: tuple[str, list[dict]]) -> dict:
             "t_decode": t1 - t0, "t_detect": t2 - t1, "t_encode": t3 - t2}
 
 
+def reference_face(eng, rgb: np.ndarray):
+    """The face of a reference photo as enrolment sees it (strong detections only), the widest if
+    there are several; None if there is none."""
+    return max(eng.detect(rgb, strong_only=True), key=lambda d: d.width, default=None)
+
+
 def encode_references(set_dir: Path) -> dict[str, list[np.ndarray]]:
     """Same rule enrolment will use: the largest detected face of each reference photo."""
     eng = _engine()
@@ -147,11 +153,10 @@ def encode_references(set_dir: Path) -> dict[str, list[np.ndarray]]:
     for sdir in sorted((set_dir / "roster" / "photos").iterdir()):
         for f in sorted(sdir.glob("*.jpg")):
             rgb = load_upright(f)
-            dets = eng.detect(rgb)
-            if not dets:
+            d = reference_face(eng, rgb)
+            if d is None:
                 print(f"warning: no face in reference {f}", file=sys.stderr)
                 continue
-            d = max(dets, key=lambda d: (d.score > eng.settings.min_score, d.width))  # as enrolment: strong only
             refs.setdefault(sdir.name, []).append(eng.encode(rgb, [d])[0])
     return refs
 

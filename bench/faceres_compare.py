@@ -40,7 +40,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from blur_match import cpu_s, seed_of  # noqa: E402
-from calibrate import CALIBRATION_SEEDS, REPO, _engine, load_upright, pct, process_photo  # noqa: E402
+from calibrate import CALIBRATION_SEEDS, REPO, _engine, load_upright, pct, process_photo, reference_face  # noqa: E402
 
 sys.path.insert(0, str(REPO))
 
@@ -74,11 +74,6 @@ def embed(crops: list[np.ndarray], model_json: Path, node_dir: Path) -> tuple[np
     return np.asarray(res["embeddings"], np.float64), res["cpu_ms"] / len(crops), res["backend"]
 
 
-def largest_face(eng, rgb):
-    dets = eng.detect(rgb)
-    return max(dets, key=lambda d: (d.score > eng.settings.min_score, d.width), default=None)
-
-
 def collect(args) -> dict:
     """Faces and references with both encoders; returns distances only."""
     from photocheck.engine import Detection, FaceQuality
@@ -90,7 +85,7 @@ def collect(args) -> dict:
     refs, faces, crops, dlib_cpu, n_dlib = [], [], [], 0.0, 0
     for f in sorted(p for p in args.people.glob("*/*") if p.suffix.lower() in (".jpg", ".jpeg", ".png")):
         rgb = load_upright(f)
-        d = largest_face(eng, rgb)
+        d = reference_face(eng, rgb)
         if d is None:
             continue
         c0 = cpu_s()

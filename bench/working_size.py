@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Detection recall vs the main pass's working size ([detector] long_side) on calibration event sets.
 
-    nice .venv/bin/python bench/working_size.py --sizes 1600,2000,2400 SET_DIR...
+    nice .venv/bin/python bench/working_size.py --sizes 1600,1984,2000 SET_DIR...
 
 Each SET_DIR is an event set made by ../shared/tools/make_event_set.py whose name carries its seed as
 `s<N>` (the folders bench/calibrate.py --cache and bench/blur_match.py leave); calibration seeds only
@@ -16,12 +16,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import re
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from blur_match import seed_of  # noqa: E402
 from calibrate import CALIBRATION_SEEDS, REPO  # noqa: E402
 
 sys.path.insert(0, str(REPO))
@@ -30,15 +30,10 @@ from photocheck.images import load_image  # noqa: E402
 from photocheck.thresholds import load_thresholds  # noqa: E402
 
 
-def seed_of(set_dir: Path) -> int | None:
-    m = re.search(r"(?:^|_)s(\d+)(?:_|$)", set_dir.name)
-    return int(m.group(1)) if m else None
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sizes", type=lambda v: [int(x) for x in v.split(",")], default=[1600, 2000, 2400],
-                    help="main-pass long sides to try, comma-separated (default 1600,2000,2400)")
+    ap.add_argument("--sizes", type=lambda v: [int(x) for x in v.split(",")], default=[1600, 1984, 2000],
+                    help="main-pass long sides to try, comma-separated (default 1600,1984,2000)")
     ap.add_argument("sets", type=Path, nargs="+", help="event set folders (make_event_set --out)")
     args = ap.parse_args(argv)
     bad = [s.name for s in args.sets if seed_of(s) not in CALIBRATION_SEEDS]
